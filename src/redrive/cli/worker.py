@@ -1,0 +1,72 @@
+"""``redrive worker MODULE:APP`` — run the handlers of an app."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import click
+
+from redrive.cli.main import CliContext
+from redrive.cli.logs import setup_logging
+from redrive.errors import ConfigError
+from redrive.runtime.app import App
+from redrive.runtime.settings import WorkerOptions, default_consumer_name
+
+
+def load_app(target: str) -> App:
+    """Import ``module:attribute`` and check it is an :class:`App`."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"{target!r}: write MODULE:APP, e.g. redrive.examples.ecommerce:app")
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"cannot import {module_name!r}: {exc}") from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        found = "nothing" if app is None else type(app).__name__
+        raise ConfigError(f"{target!r} is {found}, not a redrive App")
+    return app
+
+
+@click.command()
+@click.argument("target", metavar="MODULE:APP")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Override each handler's.")
+@click.option("--consumer", metavar="NAME", help="Consumer name (default: <host>-<pid>).")
+@click.option("--block-ms", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option(
+    "--shutdown-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+    help="Seconds to finish in-flight messages after SIGTERM/SIGINT.",
+)
+@click.pass_obj
+def worker(
+    obj: CliContext,
+    target: str,
+    concurrency: int | None,
+    consumer: str | None,
+    block_ms: int,
+    shutdown_timeout: float,
+) -> None:
+    """Run the handlers of MODULE:APP until SIGTERM/SIGINT (then drain and exit 0)."""
+    setup_logging(obj.log_format, obj.log_level)
+    app = load_app(target)
+    if concurrency is not None:
+        app.specs = [_with_concurrency(s, concurrency) for s in app.specs]
+    options = WorkerOptions(
+        consumer=consumer or default_consumer_name(),
+        block_ms=block_ms,
+        shutdown_timeout=shutdown_timeout,
+    )
+    if app.data_dir is None:
+        app.data_dir = obj.data_dir
+    app.run(options=options, redis_url=obj.redis_url or app.redis_url)
+
+
+def _with_concurrency(spec: object, n: int) -> object:
+    from dataclasses import replace
+
+    return replace(spec, concurrency=n)  # type: ignore[type-var]

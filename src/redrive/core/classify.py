@@ -1,0 +1,89 @@
+"""Error classification: exception type → transient / permanent / processing (pure).
+
+- transient: the outside world hiccuped (timeouts, connection errors) → retry.
+- permanent: the message itself is bad (decode, validation, missing or wrongly typed
+  fields) → dead-letter at once; retrying cannot help.
+- processing: anything else (a business rule failed) → retry, then dead-letter.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+
+from redrive.errors import ConfigError, DecodeError, Reject, Retry, ValidationError
+
+
+class ErrorClass(str, Enum):
+    """The three classes of handler failure."""
+
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    PROCESSING = "processing"
+
+
+ExcTypes = tuple[type[BaseException], ...]
+
+DEFAULT_TRANSIENT: ExcTypes = (TimeoutError, ConnectionError)
+DEFAULT_PERMANENT: ExcTypes = (
+    DecodeError,
+    ValidationError,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+    KeyError,
+    TypeError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """Per-handler classification rules, consulted before the defaults.
+
+    Example::
+
+        Rules(transient=(httpx.ReadTimeout,), permanent=(pydantic.ValidationError,))
+
+    The most specific match wins (the exception's MRO is walked in order), so a rule for
+    ``ReadTimeout`` beats a rule for its base class.
+    """
+
+    transient: ExcTypes = ()
+    permanent: ExcTypes = ()
+    processing: ExcTypes = ()
+    _table: dict[type[BaseException], ErrorClass] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        table: dict[type[BaseException], ErrorClass] = {}
+        for cls in DEFAULT_TRANSIENT:
+            table[cls] = ErrorClass.TRANSIENT
+        for cls in DEFAULT_PERMANENT:
+            table[cls] = ErrorClass.PERMANENT
+        for klass, types in (
+            (ErrorClass.TRANSIENT, self.transient),
+            (ErrorClass.PERMANENT, self.permanent),
+            (ErrorClass.PROCESSING, self.processing),
+        ):
+            for exc_type in types:
+                if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+                    raise ConfigError(
+                        f"Rules({klass.value}=...): {exc_type!r} is not an exception type"
+                    )
+                table[exc_type] = klass
+        object.__setattr__(self, "_table", table)
+
+    def classify(self, exc: BaseException) -> ErrorClass:
+        """Return the class of ``exc``; explicit ``Retry``/``Reject`` always win."""
+        if isinstance(exc, Retry):
+            return ErrorClass.TRANSIENT
+        if isinstance(exc, Reject):
+            return ErrorClass.PERMANENT
+        table = self._table
+        for cls in type(exc).__mro__:
+            found = table.get(cls)
+            if found is not None:
+                return found
+        return ErrorClass.PROCESSING
+
+
+DEFAULT_RULES = Rules()

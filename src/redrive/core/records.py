@@ -1,0 +1,112 @@
+"""The field lists redrive writes for a retry and for a dead letter (pure).
+
+Producer fields are copied unchanged (bytes stay bytes: non-UTF-8 survives) and redrive's
+metadata is appended under ``redrive-*`` names (DESIGN §3). The attempt history is a
+compact JSON list, capped so a message that failed many times stays small.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from redrive.core.message import Message
+
+Fields = list[bytes | str]
+
+MAX_ERROR_MESSAGE = 1024
+MAX_HISTORY_MESSAGE = 200
+MAX_TRACEBACK = 8192
+MAX_HISTORY = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What went wrong in one attempt."""
+
+    error_type: str
+    error_class: str
+    message: str
+    traceback: str
+    at_ms: int
+    consumer: str
+    duration_ms: float
+
+    def history_item(self, attempt: int) -> dict[str, object]:
+        """This failure as one compact history entry."""
+        return {
+            "a": attempt,
+            "t": self.at_ms,
+            "c": self.consumer,
+            "e": self.error_type,
+            "k": self.error_class,
+            "m": self.message[:MAX_HISTORY_MESSAGE],
+            "d": round(self.duration_ms, 3),
+        }
+
+
+def history(msg: Message, failure: Failure) -> str:
+    """The message's attempt history with this failure appended, capped at MAX_HISTORY.
+
+    When capped, the first attempt is kept (it shows how the trouble began) and the
+    oldest of the rest are dropped.
+    """
+    items: list[object] = []
+    raw = msg.meta.get("history")
+    if raw:
+        try:
+            loaded = json.loads(raw)
+            if isinstance(loaded, list):
+                items = loaded
+        except ValueError:
+            items = []
+    items.append(failure.history_item(msg.attempt))
+    if len(items) > MAX_HISTORY:
+        items = [items[0], *items[-(MAX_HISTORY - 1) :]]
+    return json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+
+
+def _base(msg: Message, failure: Failure, group: str) -> Fields:
+    out: Fields = []
+    for key, value in msg.fields.items():
+        out.append(key)
+        out.append(value)
+    meta = msg.meta
+    out += [
+        "redrive-origin-stream", msg.stream,
+        "redrive-origin-id", msg.id,
+        "redrive-group", group,
+        "redrive-first-failed-ms", meta.get("first-failed-ms") or str(failure.at_ms),
+        "redrive-error-type", failure.error_type,
+        "redrive-error-class", failure.error_class,
+        "redrive-error-message", failure.message[:MAX_ERROR_MESSAGE],
+        "redrive-replays", meta.get("replays") or "0",
+        "redrive-history", history(msg, failure),
+    ]  # fmt: skip
+    return out
+
+
+def retry_record(
+    msg: Message, failure: Failure, *, group: str, next_attempt: int, due_ms: int, delay_ms: int
+) -> Fields:
+    """Fields of the retry entry that will deliver attempt ``next_attempt`` at ``due_ms``."""
+    out = _base(msg, failure, group)
+    out += [
+        "redrive-attempt", str(next_attempt),
+        "redrive-due-ms", str(due_ms),
+        "redrive-delay-ms", str(delay_ms),
+    ]  # fmt: skip
+    return out
+
+
+def dead_record(msg: Message, failure: Failure, *, group: str, reason: str) -> Fields:
+    """Fields of the dead letter for ``msg`` (``redrive-attempt`` = attempts made)."""
+    out = _base(msg, failure, group)
+    out += [
+        "redrive-attempt", str(msg.attempt),
+        "redrive-reason", reason,
+        "redrive-consumer", failure.consumer,
+        "redrive-dead-ms", str(failure.at_ms),
+        "redrive-traceback", failure.traceback[-MAX_TRACEBACK:],
+    ]  # fmt: skip
+    return out

@@ -1,0 +1,105 @@
+"""Batched, fenced acknowledgements.
+
+Successes are collected per stream and sent as one ``ack`` script call per stream, either
+in the reader's next XREADGROUP round trip or, when the reader is blocked, by the flush
+loop after a short linger. A batch whose reply was lost is given back and sent again:
+acking twice is harmless (the second time the ids are simply no longer pending).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
+
+if TYPE_CHECKING:
+    from redrive.runtime.consumer import Consumer
+    from redrive.runtime.source import Source
+
+log = logging.getLogger("redrive.acks")
+
+Batch = list[tuple["Source", list[bytes]]]
+
+
+def take(c: Consumer) -> Batch:
+    """Remove and return the pending acks of both streams."""
+    batch: Batch = []
+    for source in c.sources:
+        if source.acks:
+            batch.append((source, source.acks))
+            source.acks = []
+    return batch
+
+
+def give_back(batch: Batch) -> None:
+    """Return a batch whose outcome is unknown, to be sent again."""
+    for source, ids in batch:
+        source.acks[:0] = ids
+
+
+def queue(c: Consumer, pipe: Pipeline, batch: Batch) -> None:
+    """Add one ``ack`` call per stream of ``batch`` to ``pipe``."""
+    for source, ids in batch:
+        c.scripts.ack.queue(pipe, [source.key], [c.spec.group, c.name, source.delete, *ids])
+
+
+async def settle(c: Consumer, batch: Batch, results: list[Any]) -> None:
+    """Count the outcome of each ack call; re-run calls that met NOSCRIPT."""
+    for (source, ids), result in zip(batch, results, strict=True):
+        if isinstance(result, NoScriptError):
+            result = await c.scripts.ack(
+                c.client, [source.key], [c.spec.group, c.name, source.delete, *ids]
+            )
+        if isinstance(result, Exception):
+            log.error("ack of %d entries on %s failed: %s", len(ids), source.key, result)
+            source.acks[:0] = ids
+            continue
+        _count(c, source, result)
+
+
+def _count(c: Consumer, source: Source, result: list[Any]) -> None:
+    _, fenced, gone = result
+    if fenced:
+        c.stats.fenced += len(fenced)
+        log.warning(
+            "fence: %d acks on %s rejected, the entries now belong to another consumer",
+            len(fenced),
+            source.key,
+            extra={"stream": source.key, "decision": "fenced", "count": len(fenced)},
+        )
+    if gone:
+        c.stats.stale_acks += len(gone)
+
+
+async def flush(c: Consumer) -> None:
+    """Send all pending acks now (one round trip)."""
+    batch = take(c)
+    if not batch:
+        return
+    pipe = c.client.pipeline(transaction=False)
+    queue(c, pipe, batch)
+    try:
+        results = await pipe.execute(raise_on_error=False)
+    except BaseException:
+        give_back(batch)
+        raise
+    await settle(c, batch, results)
+
+
+async def flush_loop(c: Consumer) -> None:
+    """Flush acks the reader did not piggyback within ``ack_linger`` seconds."""
+    from redrive.runtime.consumer import TRANSPORT_ERRORS
+
+    while True:
+        await c.ack_wanted.wait()
+        c.ack_wanted.clear()
+        await asyncio.sleep(c.opts.ack_linger)
+        try:
+            await flush(c)
+        except TRANSPORT_ERRORS as exc:
+            log.warning("ack flush failed (%s); will retry", type(exc).__name__)
+            await asyncio.sleep(0.1)
+            c.ack_wanted.set()

@@ -1,0 +1,110 @@
+"""``App``: the registry of handlers and the entry point of a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from redrive.core.breaker import BreakerPolicy
+from redrive.core.classify import DEFAULT_RULES, ErrorClass, Rules
+from redrive.core.retry import RetryPolicy
+from redrive.errors import ConfigError
+from redrive.runtime.settings import MIB, HandlerSpec, WorkerOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+_DEFAULT_BREAKER = BreakerPolicy()
+
+
+class App:
+    """A set of stream handlers that one worker process runs.
+
+    Example::
+
+        from redrive import App, RetryPolicy
+
+        app = App()                       # REDRIVE_REDIS_URL, else the embedded Redis
+
+        @app.handler("ecommerce:orders", group="orders-service",
+                     retry=RetryPolicy(max_retries=3))
+        async def handle(msg):
+            ...
+
+    Run it with ``redrive worker mymodule:app`` or ``app.run()``.
+    """
+
+    def __init__(self, redis_url: str | None = None, *, data_dir: Path | None = None) -> None:
+        self.redis_url = redis_url
+        self.data_dir = data_dir
+        self.specs: list[HandlerSpec] = []
+
+    def handler(
+        self,
+        stream: str,
+        *,
+        group: str,
+        retry: RetryPolicy | None = None,
+        retry_by_class: Mapping[ErrorClass, RetryPolicy] | None = None,
+        rules: Rules | None = None,
+        breaker: BreakerPolicy | None = _DEFAULT_BREAKER,
+        concurrency: int = 16,
+        prefetch: int = 100,
+        max_deliveries: int = 5,
+        visibility_timeout: float = 60.0,
+        max_payload_bytes: int = MIB,
+        dlq_maxlen: int | None = None,
+        start_id: str = "0",
+    ) -> Callable[[F], F]:
+        """Register ``fn`` for ``stream`` read by consumer group ``group``.
+
+        ``async def`` handlers run on the event loop; plain ``def`` handlers run in a
+        thread pool of ``concurrency`` threads. Pass ``breaker=None`` to disable the
+        circuit breaker.
+        """
+
+        def register(fn: F) -> F:
+            if any(s.stream == stream and s.group == group for s in self.specs):
+                raise ConfigError(f"a handler for {stream!r} in group {group!r} already exists")
+            self.specs.append(
+                HandlerSpec(
+                    stream=stream,
+                    group=group,
+                    fn=fn,
+                    is_async=inspect.iscoroutinefunction(fn),
+                    retry=retry or RetryPolicy(),
+                    retry_by_class=dict(retry_by_class or {}),
+                    rules=rules or DEFAULT_RULES,
+                    breaker=breaker,
+                    concurrency=concurrency,
+                    prefetch=prefetch,
+                    max_deliveries=max_deliveries,
+                    visibility_timeout=visibility_timeout,
+                    max_payload_bytes=max_payload_bytes,
+                    dlq_maxlen=dlq_maxlen,
+                    start_id=start_id,
+                )
+            )
+            return fn
+
+        return register
+
+    async def serve(
+        self,
+        *,
+        options: WorkerOptions | None = None,
+        stop: asyncio.Event | None = None,
+        redis_url: str | None = None,
+    ) -> None:
+        """Run every handler until ``stop`` is set (or forever), then shut down gracefully."""
+        from redrive.runtime.worker import Worker
+
+        worker = Worker(self, options or WorkerOptions(), redis_url or self.redis_url)
+        await worker.serve(stop or asyncio.Event())
+
+    def run(self, *, options: WorkerOptions | None = None, redis_url: str | None = None) -> None:
+        """Blocking: run until SIGTERM/SIGINT, then drain and exit."""
+        from redrive.runtime.worker import run_forever
+
+        run_forever(self, options or WorkerOptions(), redis_url or self.redis_url)

@@ -1,0 +1,102 @@
+"""Background loops of a consumer: retry scheduler, reclaimer, lease renewal, counters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from redrive.runtime import recovery
+
+if TYPE_CHECKING:
+    from redrive.runtime.consumer import Consumer
+
+log = logging.getLogger("redrive.background")
+
+PROMOTE_BATCH = 100
+
+
+async def _pause(event: asyncio.Event, seconds: float) -> None:
+    """Sleep up to ``seconds``, waking early when ``event`` is set."""
+    if seconds <= 0:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+async def promote_loop(c: Consumer) -> None:
+    """Move due retries to the retry stream; sleep until the next one is due.
+
+    Every worker runs this; the script is atomic, so many schedulers never double a
+    retry. The sleep is capped by ``scheduler_interval`` because another worker may
+    schedule a retry due sooner than the one this worker knows of.
+    """
+    from redrive.runtime.consumer import TRANSPORT_ERRORS
+
+    script = c.scripts.promote_due
+    keys = [c.keys.due, c.keys.retry]
+    interval = c.opts.scheduler_interval
+    while True:
+        c.schedule_changed.clear()
+        now_ms = int(time.time() * 1000)
+        try:
+            moved, next_ms = await script(c.client, keys, [now_ms, PROMOTE_BATCH])
+        except TRANSPORT_ERRORS:
+            await asyncio.sleep(interval)
+            continue
+        if moved >= PROMOTE_BATCH:
+            continue
+        wait = interval
+        if next_ms is not None:
+            wait = min(interval, max(0.0, (float(next_ms) - time.time() * 1000) / 1000))
+        await _pause(c.schedule_changed, wait)
+
+
+async def reclaim_loop(c: Consumer) -> None:
+    """Reclaim entries of crashed consumers every ``reclaim_interval`` seconds."""
+    from redrive.runtime.consumer import TRANSPORT_ERRORS
+
+    interval = c.opts.reclaim_interval or c.spec.visibility_timeout / 4
+    while True:
+        await asyncio.sleep(interval)
+        for source in c.sources:
+            try:
+                await recovery.reclaim(c, source)
+            except TRANSPORT_ERRORS as exc:
+                log.warning("reclaim on %s failed (%s)", source.key, type(exc).__name__)
+
+
+async def lease_loop(c: Consumer) -> None:
+    """Renew the claim on entries held longer than a third of the visibility timeout."""
+    from redrive.runtime.consumer import TRANSPORT_ERRORS
+
+    third = c.spec.visibility_timeout / 3
+    while True:
+        await asyncio.sleep(third / 2)
+        cutoff = time.monotonic() - third
+        for source in c.sources:
+            old = [eid for eid, since in source.held.items() if since < cutoff]
+            if not old:
+                continue
+            try:
+                lost = await c.scripts.renew(c.client, [source.key], [c.spec.group, c.name, *old])
+            except TRANSPORT_ERRORS:
+                continue
+            now = time.monotonic()
+            for eid in old:
+                if eid in source.held:
+                    source.held[eid] = now
+            if lost:
+                log.warning("lease lost on %d entries of %s", len(lost), source.key)
+
+
+async def stats_loop(c: Consumer) -> None:
+    """Publish counters to the group's stats hash once per ``stats_interval``."""
+    from redrive.runtime.consumer import TRANSPORT_ERRORS
+
+    while True:
+        await asyncio.sleep(c.opts.stats_interval)
+        with contextlib.suppress(*TRANSPORT_ERRORS):
+            await c.stats.publish(c.client, c.keys.stats)

@@ -1,0 +1,234 @@
+"""The consumer of one handler: reads ``S`` and its retry stream, dispatches, settles.
+
+Life cycle (DESIGN §4): create the groups, re-read this consumer's own pending entries,
+then loop: XREADGROUP (with the pending acks pipelined in the same round trip) → lanes run
+the handler → success is acked in batches, failures are moved by one Lua call each.
+Background tasks promote due retries, reclaim entries of crashed consumers, renew leases
+of long handlers, flush acks that the reader did not take, and publish counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from redrive.core.breaker import CircuitBreaker
+from redrive.runtime import acks, background, dispatch, recovery
+from redrive.runtime.settings import HandlerSpec, WorkerOptions
+from redrive.runtime.source import Source
+from redrive.runtime.stats import Stats
+from redrive.store.keys import STREAMS_INDEX, StreamKeys
+from redrive.store.scripts import scripts
+
+log = logging.getLogger("redrive.consumer")
+
+TRANSPORT_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+Item = tuple[Source, bytes, dict[bytes, bytes] | None]
+
+
+def _raw(response: Any, **options: Any) -> Any:
+    return response
+
+
+def use_raw_replies(client: Redis) -> None:
+    """Skip redis-py's reply parsing for the stream commands on the hot path."""
+    for command in ("XREADGROUP", "XAUTOCLAIM"):
+        client.set_response_callback(command, _raw)
+
+
+class Consumer:
+    """Runs one handler spec as one named consumer of its group."""
+
+    def __init__(
+        self, spec: HandlerSpec, opts: WorkerOptions, client: Redis, reader: Redis
+    ) -> None:
+        self.spec = spec
+        self.opts = opts
+        self.client = client
+        self.reader = reader
+        self.name = opts.consumer
+        self.keys = StreamKeys.of(spec.stream, spec.group)
+        self.main = Source(self.keys.stream, spec.stream, trusted=False)
+        self.retry = Source(self.keys.retry, spec.stream, trusted=True)
+        self.sources = (self.main, self.retry)
+        self.scripts = scripts()
+        self.stats = Stats()
+        self.rng = random.Random()
+        self.breaker = CircuitBreaker(spec.breaker) if spec.breaker else None
+        self.queue: deque[Item] = deque()
+        self.inflight = 0
+        self.closing = False
+        self.need_own_pending = True
+        self.capacity = asyncio.Event()
+        self.ack_wanted = asyncio.Event()
+        self.schedule_changed = asyncio.Event()
+        self.lanes = dispatch.Lanes(self)
+        self._tasks: list[asyncio.Task[None]] = []
+        use_raw_replies(reader)
+        use_raw_replies(client)
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create groups, load scripts and register the stream in the index."""
+        await self.scripts.load_all(self.client)
+        await self.ensure_groups(warn=False)
+        await self.client.sadd(STREAMS_INDEX, self.spec.stream)
+
+    async def ensure_groups(self, *, warn: bool) -> None:
+        """Create the group on both streams if missing (MKSTREAM).
+
+        After a Redis restart without persistence the group is gone (NOGROUP): it is
+        recreated at ``spec.start_id`` (the backlog), never silently at ``$``.
+        """
+        for source, start in ((self.main, self.spec.start_id), (self.retry, "0")):
+            try:
+                await self.client.xgroup_create(source.key, self.spec.group, id=start, mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+                continue
+            if warn:
+                log.warning(
+                    "group %s was missing on %s: recreated at id %s",
+                    self.spec.group,
+                    source.key,
+                    start,
+                    extra={"stream": source.key, "group": self.spec.group},
+                )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, then shut down gracefully."""
+        await self.start()
+        spawn = asyncio.get_running_loop().create_task
+        self._tasks = [
+            spawn(self.read_loop(), name=f"read {self.main.key}"),
+            *[spawn(self.lanes.lane(), name=f"lane {i}") for i in range(self.spec.concurrency)],
+            spawn(acks.flush_loop(self), name="acks"),
+            spawn(background.promote_loop(self), name="scheduler"),
+            spawn(background.reclaim_loop(self), name="reclaim"),
+            spawn(background.lease_loop(self), name="lease"),
+            spawn(background.stats_loop(self), name="stats"),
+        ]
+        stopper = spawn(stop.wait())
+        await asyncio.wait([stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception():
+                raise task.exception()  # type: ignore[misc]
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop reading, finish in-flight work (bounded), flush acks and counters."""
+        self.closing = True
+        reader, lanes, rest = self._tasks[0], self._tasks[1 : 1 + self.spec.concurrency], []
+        rest = self._tasks[1 + self.spec.concurrency :]
+        reader.cancel()
+        self.lanes.wake_all()
+        deadline = self.opts.shutdown_timeout
+        _, late = await asyncio.wait(lanes, timeout=deadline) if lanes else (set(), set())
+        for task in late:
+            task.cancel()  # their entries stay pending: re-read or reclaimed later
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(reader, *late, *rest, return_exceptions=True)
+        with contextlib.suppress(*TRANSPORT_ERRORS):
+            await acks.flush(self)
+            await self.stats.publish(self.client, self.keys.stats)
+        log.info("consumer %s stopped on %s", self.name, self.main.key)
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def read_loop(self) -> None:
+        """Read while there is room; on a transport error back off and re-read own pending."""
+        failures = 0
+        while not self.closing:
+            try:
+                if self.need_own_pending:
+                    await recovery.reread_own(self)
+                    self.need_own_pending = False
+                count = await self.room()
+                if count:
+                    self.accept(await self.read(count))
+                failures = 0
+            except TRANSPORT_ERRORS as exc:
+                failures += 1
+                self.need_own_pending = True
+                log.warning("redis unreachable (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(min(5.0, 0.05 * 2**failures))
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self.ensure_groups(warn=True)
+
+    async def room(self) -> int:
+        """Wait until the buffer has drained, then return how many entries to read."""
+        spec = self.spec
+        while True:
+            held = len(self.queue) + self.inflight
+            if held <= spec.concurrency:
+                break
+            self.capacity.clear()
+            await self.capacity.wait()
+        count = spec.concurrency + spec.prefetch - held
+        if self.breaker is not None:
+            allowed = self.breaker.allowance(time.monotonic())
+            if allowed is not None:
+                if allowed == 0:
+                    await asyncio.sleep(min(0.5, self.breaker.wait(time.monotonic()) or 0.05))
+                    return 0
+                count = min(count, allowed)
+                for _ in range(count):
+                    self.breaker.take_probe()
+        return count
+
+    async def read(self, count: int) -> Any:
+        """One round trip: the pending acks, then XREADGROUP over both streams."""
+        pipe = self.reader.pipeline(transaction=False)
+        batch = acks.take(self)
+        acks.queue(self, pipe, batch)
+        pipe.xreadgroup(
+            self.spec.group,
+            self.name,
+            {self.main.key: ">", self.retry.key: ">"},
+            count=count,
+            block=self.opts.block_ms,
+        )
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except BaseException:
+            acks.give_back(batch)
+            raise
+        await acks.settle(self, batch, results[:-1])
+        reply = results[-1]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def accept(self, reply: Any) -> None:
+        """Queue the entries of an XREADGROUP reply for the lanes."""
+        if not reply:
+            return
+        now = time.monotonic()
+        queue = self.queue
+        received = 0
+        for name, entries in reply:
+            source = self.main if name == self.main.name_b else self.retry
+            held = source.held
+            for entry_id, flat in entries:
+                held[entry_id] = now
+                it = iter(flat) if flat is not None else None
+                queue.append((source, entry_id, dict(zip(it, it, strict=False)) if it else None))
+            received += len(entries)
+        self.stats.received += received
+        self.lanes.wake()

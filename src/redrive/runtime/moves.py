@@ -1,0 +1,219 @@
+"""Failure outcomes: decide (pure core), then move the entry with one fenced Lua call.
+
+A move that meets a transport error is retried with backoff; if Redis stays away the
+entry is left pending under this consumer, where the own-pending re-read or another
+consumer's reclaim finds it. Nothing is dropped on the floor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from dataclasses import replace
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from redrive.core.classify import ErrorClass
+from redrive.core.codec import stream_id_ms
+from redrive.core.decision import (
+    MAX_DELIVERIES_EXCEEDED,
+    PAYLOAD_TRIMMED,
+    Action,
+    Decision,
+    decide_failure,
+)
+from redrive.core.message import Message
+from redrive.core.records import Failure, dead_record, retry_record
+from redrive.store.scripts import Arg, Script
+
+if TYPE_CHECKING:
+    from redrive.runtime.consumer import Consumer
+    from redrive.runtime.source import Source
+
+log = logging.getLogger("redrive.moves")
+
+MOVE_ATTEMPTS = 8
+
+
+def describe(exc: BaseException, *, consumer: str, duration: float, now_ms: int) -> Failure:
+    """A :class:`Failure` record of ``exc``."""
+    klass = type(exc)
+    name = klass.__qualname__ if klass.__module__ == "builtins" else (
+        f"{klass.__module__}.{klass.__qualname__}"
+    )
+    return Failure(
+        error_type=name,
+        error_class="",
+        message=str(exc) or repr(exc),
+        traceback="".join(traceback.format_exception(exc)),
+        at_ms=now_ms,
+        consumer=consumer,
+        duration_ms=duration * 1000,
+    )
+
+
+async def failed(
+    c: Consumer, source: Source, msg: Message, exc: Exception, duration: float
+) -> None:
+    """Retry or dead-letter ``msg`` after its handler raised ``exc``."""
+    now_ms = int(time.time() * 1000)
+    mono = time.monotonic()
+    breaker = c.breaker
+    previous = msg.meta.get("delay-ms")
+    decision = decide_failure(
+        exc,
+        attempt=msg.attempt,
+        policy=c.spec.retry,
+        rng=c.rng,
+        now_ms=now_ms,
+        first_seen_ms=_first_seen(msg),
+        rules=c.spec.rules,
+        by_class=dict(c.spec.retry_by_class),
+        previous_delay=int(previous) / 1000 if previous and previous.isdigit() else None,
+        breaker_wait=breaker.wait(mono) if breaker is not None else None,
+    )
+    if breaker is not None:
+        breaker.record(decision.error_class is ErrorClass.TRANSIENT, mono)
+    c.stats.failed += 1
+    c.stats.failed_by_class[decision.error_class.value] += 1
+    failure = describe(exc, consumer=c.name, duration=duration, now_ms=now_ms)
+    failure = replace(failure, error_class=decision.error_class.value)
+    if decision.action is Action.RETRY:
+        await _schedule(c, source, msg, failure, decision, now_ms)
+    else:
+        await dead_letter(c, source, msg, failure, decision.reason or "permanent_error")
+
+
+async def _schedule(
+    c: Consumer, source: Source, msg: Message, failure: Failure, d: Decision, now_ms: int
+) -> None:
+    delay_ms = int(d.delay * 1000)
+    due_ms = now_ms + delay_ms
+    fields = retry_record(
+        msg, failure, group=c.spec.group, next_attempt=d.next_attempt, due_ms=due_ms,
+        delay_ms=delay_ms,
+    )
+    args: list[Arg] = [c.spec.group, c.name, msg.entry_id, due_ms, source.delete, *fields]
+    result = await _call(c, c.scripts.schedule_retry, [source.key, c.keys.due], args)
+    if result == 1:
+        c.stats.retried += 1
+        if d.next_attempt == msg.attempt:
+            c.stats.breaker_parked += 1
+        c.schedule_changed.set()
+    _log(c, msg, "retry", result, error=failure, delay=d.delay, next_attempt=d.next_attempt)
+
+
+async def dead_letter(
+    c: Consumer, source: Source, msg: Message, failure: Failure, reason: str
+) -> None:
+    """Move ``msg`` to the dead-letter stream with ``reason`` (fenced)."""
+    fields = dead_record(msg, failure, group=c.spec.group, reason=reason)
+    maxlen = c.spec.dlq_maxlen or 0
+    args: list[Arg] = [c.spec.group, c.name, msg.entry_id, source.delete, maxlen, *fields]
+    result = await _call(c, c.scripts.dead_letter, [source.key, c.keys.dlq], args)
+    code = result[0] if isinstance(result, list) else result
+    if code == 1:
+        c.stats.dead += 1
+        c.stats.dead_by_reason[reason] += 1
+    _log(c, msg, "dead", code, error=failure, reason=reason)
+
+
+async def exceeded(
+    c: Consumer, source: Source, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int
+) -> None:
+    """Dead-letter an entry delivered ``deliveries`` times without an outcome."""
+    msg = source.message(entry_id, fields)
+    failure = Failure(
+        error_type="MaxDeliveriesExceeded",
+        error_class="crash",
+        message=f"delivered {deliveries} times without an outcome "
+        f"(max_deliveries={c.spec.max_deliveries}); the handler may crash the worker",
+        traceback="",
+        at_ms=int(time.time() * 1000),
+        consumer=c.name,
+        duration_ms=0.0,
+    )
+    await dead_letter(c, source, msg, failure, MAX_DELIVERIES_EXCEEDED)
+
+
+async def trimmed(c: Consumer, source: Source, entry_id: bytes) -> None:
+    """Record an owned pending entry whose payload was deleted or trimmed: a loss to report."""
+    c.stats.trimmed += 1
+    msg = source.message(entry_id, {})
+    failure = Failure(
+        error_type="PayloadTrimmed",
+        error_class="lost",
+        message="the entry was deleted or trimmed from the stream before it was processed",
+        traceback="",
+        at_ms=int(time.time() * 1000),
+        consumer=c.name,
+        duration_ms=0.0,
+    )
+    await dead_letter(c, source, msg, failure, PAYLOAD_TRIMMED)
+
+
+async def _call(c: Consumer, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+    from redrive.runtime.consumer import TRANSPORT_ERRORS
+
+    for attempt in range(MOVE_ATTEMPTS):
+        try:
+            return await script(c.client, keys, args)
+        except TRANSPORT_ERRORS as exc:
+            if attempt == MOVE_ATTEMPTS - 1:
+                log.error("%s failed (%s): entry left pending for recovery", script.name, exc)
+                return None
+            await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
+    return None
+
+
+def _first_seen(msg: Message) -> int:
+    try:
+        return stream_id_ms(msg.id)
+    except ValueError:
+        return int(time.time() * 1000)
+
+
+def _log(c: Consumer, msg: Message, decision: str, code: Any, **info: Any) -> None:
+    failure: Failure = info.pop("error")
+    extra = {
+        "stream": msg.stream,
+        "id": msg.id,
+        "attempt": msg.attempt,
+        "decision": decision if code == 1 else ("fenced" if code == -1 else "stale"),
+        "error_type": failure.error_type,
+        "error_class": failure.error_class,
+        **info,
+    }
+    if code == -1:
+        c.stats.fenced += 1
+        log.warning("fence: %s %s now belongs to another consumer", msg.stream, msg.id, extra=extra)
+    elif code == 1:
+        log.info("%s %s attempt %d: %s (%s)", msg.stream, msg.id, msg.attempt, decision,
+                 failure.message[:200], extra=extra)
+    elif code is not None:
+        log.debug("%s %s was already settled", msg.stream, msg.id, extra=extra)
+
+
+async def lost(c: Consumer, source: Source, entry_id: bytes) -> None:
+    """Record a pending id whose entry Redis reports deleted (XAUTOCLAIM, Redis >= 7).
+
+    Redis already dropped it from the pending list, so there is nothing to move: the
+    dead-letter stream gets a tombstone so the loss is visible and counted.
+    """
+    c.stats.trimmed += 1
+    msg = source.message(entry_id, {})
+    failure = Failure(
+        error_type="PayloadTrimmed",
+        error_class="lost",
+        message="the entry was deleted or trimmed while pending; its payload is gone",
+        traceback="",
+        at_ms=int(time.time() * 1000),
+        consumer=c.name,
+        duration_ms=0.0,
+    )
+    fields = dead_record(msg, failure, group=c.spec.group, reason=PAYLOAD_TRIMMED)
+    it = iter(fields)
+    await c.client.xadd(c.keys.dlq, dict(zip(it, it, strict=False)))  # type: ignore[arg-type]
+    log.error("%s %s was trimmed while pending: recorded as lost", source.key, entry_id)

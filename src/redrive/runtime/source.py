@@ -1,0 +1,55 @@
+"""One of the two streams a consumer reads: the source stream or its retry stream.
+
+Metadata (``redrive-*`` fields) is trusted only on the retry stream, which only redrive
+writes; on the source stream a producer's ``redrive-*`` fields are dropped, so nobody can
+skip retries or forge a dead-letter record by writing them.
+"""
+
+from __future__ import annotations
+
+from redrive.core.codec import META_PREFIX, split_meta, strip_meta
+from redrive.core.message import Message
+
+
+class Source:
+    """A stream key with its pending acks and the entries this consumer holds."""
+
+    __slots__ = ("acks", "delete", "held", "key", "name_b", "stream", "trusted")
+
+    def __init__(self, key: str, stream: str, *, trusted: bool) -> None:
+        self.key = key
+        self.stream = stream
+        self.name_b = key.encode()
+        self.trusted = trusted
+        # Retry entries are deleted once settled: their content lives on elsewhere.
+        self.delete = "1" if trusted else "0"
+        self.acks: list[bytes] = []
+        # entry id -> monotonic time it was received (for lease renewal)
+        self.held: dict[bytes, float] = {}
+
+    def message(self, entry_id: bytes, fields: dict[bytes, bytes]) -> Message:
+        """Build the handler's view of an entry (``data`` is decoded later)."""
+        eid = entry_id.decode()
+        if not self.trusted:
+            for name in fields:
+                if name.startswith(META_PREFIX):
+                    fields = strip_meta(fields)
+                    break
+            return Message(
+                stream=self.stream, id=eid, fields=fields, data=None, key=self.key, entry_id=eid
+            )
+        user, meta = split_meta(fields)
+        try:
+            attempt = max(1, int(meta.get("attempt", "1")))
+        except ValueError:
+            attempt = 1
+        return Message(
+            stream=self.stream,
+            id=meta.get("origin-id") or eid,
+            fields=user,
+            data=None,
+            attempt=attempt,
+            key=self.key,
+            entry_id=eid,
+            meta=meta,
+        )

@@ -1,0 +1,68 @@
+"""A worker process: one consumer per handler, shared connections, signal handling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+from redrive.errors import ConfigError
+from redrive.runtime.consumer import Consumer
+from redrive.runtime.settings import WorkerOptions
+from redrive.store.connection import async_client, ping, redact_url
+from redrive.store.embedded import ensure_url
+
+if TYPE_CHECKING:
+    from redrive.runtime.app import App
+
+log = logging.getLogger("redrive.worker")
+
+
+class Worker:
+    """Runs all handlers of an app in this process."""
+
+    def __init__(self, app: App, options: WorkerOptions, redis_url: str | None) -> None:
+        if not app.specs:
+            raise ConfigError("the app has no handlers: decorate a function with @app.handler")
+        self.app = app
+        self.options = options
+        self.redis_url = redis_url
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; every consumer then drains and flushes."""
+        from pathlib import Path
+
+        from redrive.cli.main import default_data_dir
+
+        url = ensure_url(self.redis_url, self.app.data_dir or Path(default_data_dir()))
+        # The socket timeout stays above BLOCK so a blocked read is never cut short.
+        timeout = self.options.block_ms / 1000 + 10
+        client = async_client(url, socket_timeout=timeout)
+        reader = async_client(url, socket_timeout=timeout)
+        try:
+            await ping(client, url)
+            consumers = [Consumer(s, self.options, client, reader) for s in self.app.specs]
+            log.info(
+                "worker %s consuming %s from %s",
+                self.options.consumer,
+                ", ".join(f"{s.stream} ({s.group})" for s in self.app.specs),
+                redact_url(url),
+            )
+            await asyncio.gather(*(c.run(stop) for c in consumers))
+        finally:
+            await reader.aclose()
+            await client.aclose()
+
+
+def run_forever(app: App, options: WorkerOptions, redis_url: str | None) -> None:
+    """Blocking entry point: SIGTERM/SIGINT start a graceful shutdown."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Worker(app, options, redis_url).serve(stop)
+
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Redis access: connection (URL, TLS, embedded server), key names and Lua scripts."""

@@ -1,0 +1,96 @@
+"""Every Redis key name redrive uses is built here (DESIGN §2).
+
+Derived keys carry the source stream's hash tag so that, in Redis Cluster, a Lua script
+can touch the stream, its retry keys and its dead-letter stream together. A stream name
+that already has a hash tag (``{tenant}:orders``) keeps it instead of nesting braces.
+
+Retry keys are per consumer group (``retry:{S}:<group>``): two groups reading one stream
+each retry their own failures; a shared retry stream would hand group A's retries to B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redrive.errors import ConfigError
+
+PREFIX = "redrive:"
+STREAMS_INDEX = PREFIX + "streams"  # set of source streams that have consumers
+AUDIT = PREFIX + "audit"
+
+
+def hash_tag(stream: str) -> str:
+    """``stream`` with a hash tag: its own tag if it has one, else the whole name in braces."""
+    start = stream.find("{")
+    if start != -1:
+        end = stream.find("}", start + 1)
+        if end > start + 1:
+            return stream
+    return "{" + stream + "}"
+
+
+def validate_stream_name(stream: str) -> str:
+    """Reject names that cannot be a source stream, with a message saying why."""
+    if not stream or not stream.strip():
+        raise ConfigError("stream name is empty: pass a name such as 'ecommerce:orders'")
+    if stream.startswith(("retry:", "dlq:", PREFIX)):
+        raise ConfigError(
+            f"stream {stream!r} uses a prefix redrive reserves (retry:, dlq:, redrive:)"
+        )
+    return stream
+
+
+def validate_group_name(group: str) -> str:
+    """Reject an empty group name or one containing ':' (used as a key separator)."""
+    if not group or ":" in group or any(c.isspace() for c in group):
+        raise ConfigError(
+            f"group name {group!r}: use a non-empty name without ':' or spaces, "
+            "such as 'orders-service'"
+        )
+    return group
+
+
+def dlq(stream: str) -> str:
+    """Dead-letter stream of ``stream``: ``dlq:{S}``."""
+    return "dlq:" + hash_tag(stream)
+
+
+def retry_stream(stream: str, group: str) -> str:
+    """Due retries of ``group`` on ``stream``: ``retry:{S}:<group>``."""
+    return f"retry:{hash_tag(stream)}:{group}"
+
+
+def retry_due(stream: str, group: str) -> str:
+    """Retries waiting for their time (sorted set, score = due ms)."""
+    return f"retry:{hash_tag(stream)}:{group}:due"
+
+
+def stats(stream: str, group: str) -> str:
+    """Per-group counters (hash) kept by workers."""
+    return f"{PREFIX}stats:{hash_tag(stream)}:{group}"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamKeys:
+    """All keys of one (stream, group) pair."""
+
+    stream: str
+    group: str
+    retry: str
+    due: str
+    dlq: str
+    stats: str
+
+    @classmethod
+    def of(cls, stream: str, group: str) -> StreamKeys:
+        """Build and validate the key set for ``stream`` read by ``group``."""
+        validate_stream_name(stream)
+        validate_group_name(group)
+        return cls(
+            stream=stream,
+            group=group,
+            retry=retry_stream(stream, group),
+            due=retry_due(stream, group),
+            dlq=dlq(stream),
+            stats=stats(stream, group),
+        )
