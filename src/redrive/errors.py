@@ -39,7 +39,7 @@ class ValidationError(RedriveError):
     """A message decoded but does not match the handler's schema (a permanent error)."""
 
 
-class Retry(RedriveError):  # noqa: N818 - control flow, named for what the handler asks
+class Retry(RedriveError):
     """Raised by a handler to ask for a retry, optionally after ``delay`` seconds.
 
     Example::
@@ -60,7 +60,7 @@ class Retry(RedriveError):  # noqa: N818 - control flow, named for what the hand
         self.delay = delay
 
 
-class Reject(RedriveError):  # noqa: N818 - control flow, named for what the handler asks
+class Reject(RedriveError):
     """Raised by a handler to send a message straight to the dead-letter stream.
 
     Example::

@@ -9,8 +9,11 @@ from pathlib import Path
 import click
 
 from redrive.errors import RedriveError
+from redrive.store.embedded import default_data_dir
 
 LOG_FORMATS = ("text", "json")
+
+__all__ = ["CliContext", "cli", "default_data_dir", "main"]
 
 
 @dataclass(slots=True)
@@ -21,14 +24,6 @@ class CliContext:
     data_dir: Path
     log_format: str
     log_level: str
-
-
-def default_data_dir() -> Path:
-    """``$XDG_DATA_HOME/redrive`` (``~/.local/share/redrive``)."""
-    import os
-
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "redrive"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; library errors become a one-line message and exit code 2."""
     _register()
     try:
-        cli.main(args=argv, prog_name="redrive", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="redrive", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)
@@ -95,3 +90,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import importlib
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from redrive.cli.main import CliContext
 from redrive.cli.logs import setup_logging
+from redrive.cli.main import CliContext
 from redrive.errors import ConfigError
 from redrive.runtime.app import App
-from redrive.runtime.settings import WorkerOptions, default_consumer_name
+from redrive.runtime.settings import HandlerSpec, WorkerOptions, default_consumer_name
 
 
 def load_app(target: str) -> App:
@@ -39,7 +40,10 @@ def load_app(target: str) -> App:
 @click.option("--consumer", metavar="NAME", help="Consumer name (default: <host>-<pid>).")
 @click.option("--block-ms", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option(
-    "--shutdown-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
     help="Seconds to finish in-flight messages after SIGTERM/SIGINT.",
 )
 @click.pass_obj
@@ -66,7 +70,5 @@ def worker(
     app.run(options=options, redis_url=obj.redis_url or app.redis_url)
 
 
-def _with_concurrency(spec: object, n: int) -> object:
-    from dataclasses import replace
-
-    return replace(spec, concurrency=n)  # type: ignore[type-var]
+def _with_concurrency(spec: HandlerSpec, n: int) -> HandlerSpec:
+    return replace(spec, concurrency=n)

@@ -1,7 +1,7 @@
 """A circuit breaker over transient failures (pure; the clock is passed in).
 
-Closed: every outcome is recorded in a window of the last ``window`` outcomes. When at
-least ``min_calls`` are recorded and the transient-failure ratio reaches ``threshold``, the
+Closed: outcomes are counted over the last ``window`` to ``2 * window`` calls. When at
+least ``min_calls`` are counted and the transient-failure ratio reaches ``threshold``, the
 breaker opens: the consumer stops reading (messages wait in the stream instead of burning
 their retries). After ``open_seconds`` it is half-open: ``probes`` messages may run; one
 success closes it, a transient failure opens it again.
@@ -9,14 +9,13 @@ success closes it, a transient failure opens it again.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from redrive.errors import ConfigError
 
 
-class BreakerState(str, Enum):
+class BreakerState(StrEnum):
     """States of a circuit breaker."""
 
     CLOSED = "closed"
@@ -44,8 +43,7 @@ class BreakerPolicy:
             raise ConfigError(f"threshold={self.threshold!r}: use a ratio in (0, 1]")
         if self.window < 1 or self.min_calls < 1 or self.min_calls > self.window:
             raise ConfigError(
-                f"window={self.window}, min_calls={self.min_calls}: "
-                "need 1 <= min_calls <= window"
+                f"window={self.window}, min_calls={self.min_calls}: need 1 <= min_calls <= window"
             )
         if self.open_seconds <= 0:
             raise ConfigError(f"open_seconds={self.open_seconds!r}: use a number > 0")
@@ -54,34 +52,64 @@ class BreakerPolicy:
 
 
 class CircuitBreaker:
-    """State machine of one handler's breaker. Times are seconds on a monotonic clock."""
+    """State machine of one handler's breaker. Times are seconds on a monotonic clock.
 
-    __slots__ = ("_failures", "_opened_at", "_outcomes", "_probes_left", "policy", "state")
+    Outcomes are counted in two buckets of ``window`` calls (the current and the previous
+    one), so the ratio covers the last ``window`` to ``2 * window`` outcomes and a success
+    costs one increment on the hot path.
+    """
+
+    __slots__ = (
+        "_calls",
+        "_fails",
+        "_opened_at",
+        "_prev_calls",
+        "_prev_fails",
+        "_probes_left",
+        "policy",
+        "state",
+    )
 
     def __init__(self, policy: BreakerPolicy) -> None:
         self.policy = policy
         self.state = BreakerState.CLOSED
-        self._outcomes: deque[bool] = deque(maxlen=policy.window)
-        self._failures = 0
+        self._calls = self._fails = self._prev_calls = self._prev_fails = 0
         self._opened_at = 0.0
         self._probes_left = 0
 
-    def record(self, transient_failure: bool, now: float) -> None:
-        """Record one outcome (``True`` = a transient failure)."""
+    def success(self) -> None:
+        """Record a success (closes a half-open breaker)."""
         if self.state is not BreakerState.CLOSED:
-            if transient_failure:
-                self._open(now)
-            elif self.state is BreakerState.HALF_OPEN:
+            if self.state is BreakerState.HALF_OPEN:
                 self._close()
             return
-        outcomes = self._outcomes
-        if len(outcomes) == outcomes.maxlen and outcomes[0]:
-            self._failures -= 1
-        outcomes.append(transient_failure)
-        self._failures += transient_failure
-        n = len(outcomes)
-        if n >= self.policy.min_calls and self._failures >= self.policy.threshold * n:
+        self._calls += 1
+        if self._calls >= self.policy.window:
+            self._rotate()
+
+    def failure(self, transient: bool, now: float) -> None:
+        """Record a failure; only transient ones count towards opening."""
+        if not transient:
+            self.success()  # the dependency answered: for the breaker that is health
+            return
+        if self.state is not BreakerState.CLOSED:
             self._open(now)
+            return
+        self._calls += 1
+        self._fails += 1
+        calls = self._calls + self._prev_calls
+        fails = self._fails + self._prev_fails
+        if calls >= self.policy.min_calls and fails >= self.policy.threshold * calls:
+            self._open(now)
+        elif self._calls >= self.policy.window:
+            self._rotate()
+
+    def record(self, transient_failure: bool, now: float) -> None:
+        """Record one outcome (``True`` = a transient failure)."""
+        if transient_failure:
+            self.failure(True, now)
+        else:
+            self.success()
 
     def allowance(self, now: float) -> int | None:
         """How many messages may be read now: ``None`` = no limit, ``0`` = none."""
@@ -100,10 +128,14 @@ class CircuitBreaker:
             self._probes_left -= 1
 
     def wait(self, now: float) -> float | None:
-        """Seconds until the next probe while open, else ``None``."""
+        """Seconds until the next probe while open or half-open, else ``None``."""
         if self.state is BreakerState.CLOSED:
             return None
         return max(0.0, self.policy.open_seconds - (now - self._opened_at))
+
+    def _rotate(self) -> None:
+        self._prev_calls, self._prev_fails = self._calls, self._fails
+        self._calls = self._fails = 0
 
     def _open(self, now: float) -> None:
         self.state = BreakerState.OPEN
@@ -112,5 +144,4 @@ class CircuitBreaker:
 
     def _close(self) -> None:
         self.state = BreakerState.CLOSED
-        self._outcomes.clear()
-        self._failures = 0
+        self._calls = self._fails = self._prev_calls = self._prev_fails = 0

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from redrive.errors import ConfigError, DecodeError, Reject, Retry, ValidationError
 
 
-class ErrorClass(str, Enum):
+class ErrorClass(StrEnum):
     """The three classes of handler failure."""
 
     TRANSIENT = "transient"

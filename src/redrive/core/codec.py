@@ -1,8 +1,8 @@
 """The message body codec: JSON in the ``data`` field (pure).
 
 Fields arrive from Redis as ``bytes``; decoding is strict: the body must be UTF-8 and
-valid JSON and at most ``max_bytes`` long, else :class:`~redrive.errors.DecodeError` with
-the dead-letter reason (``poison`` or ``payload_too_large``).
+valid JSON, else :class:`~redrive.errors.DecodeError` with reason ``poison``; a body over
+the size cap is refused before the handler runs (``payload_too_large``).
 """
 
 from __future__ import annotations
@@ -19,15 +19,29 @@ _decode = json.JSONDecoder().decode
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def decode_body(fields: dict[bytes, bytes], max_bytes: int) -> Any:
-    """Decode the JSON body of a message; ``None`` when it has no ``data`` field."""
-    raw = fields.get(DATA_FIELD)
-    if raw is None:
-        return None
-    if len(raw) > max_bytes:
+def body(flat: list[bytes]) -> bytes | None:
+    """The ``data`` value of a flat ``[name, value, ...]`` field list, or ``None``."""
+    if flat and flat[0] == DATA_FIELD:  # the common layout: data first
+        return flat[1]
+    for i in range(2, len(flat) - 1, 2):
+        if flat[i] == DATA_FIELD:
+            return flat[i + 1]
+    return None
+
+
+def check_size(flat: list[bytes], max_bytes: int) -> None:
+    """Raise ``DecodeError(reason="payload_too_large")`` when the body exceeds the cap."""
+    raw = body(flat)
+    if raw is not None and len(raw) > max_bytes:
         raise DecodeError(
             f"body is {len(raw)} bytes, over the {max_bytes}-byte cap", reason="payload_too_large"
         )
+
+
+def decode_body(raw: bytes | None) -> Any:
+    """Decode a JSON body; ``None`` when there is none."""
+    if raw is None:
+        return None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -46,16 +60,26 @@ def encode_body(value: Any) -> bytes:
         raise DecodeError(f"value cannot be encoded as JSON: {exc}") from None
 
 
-def strip_meta(fields: dict[bytes, bytes]) -> dict[bytes, bytes]:
+def has_meta(flat: list[bytes]) -> bool:
+    """Whether a flat field list has any ``redrive-*`` field."""
+    return any(flat[i].startswith(META_PREFIX) for i in range(0, len(flat), 2))
+
+
+def strip_meta(flat: list[bytes]) -> list[bytes]:
     """Drop ``redrive-*`` fields: on a source stream they come from producers, not redrive."""
-    return {k: v for k, v in fields.items() if not k.startswith(META_PREFIX)}
+    out: list[bytes] = []
+    for i in range(0, len(flat) - 1, 2):
+        if not flat[i].startswith(META_PREFIX):
+            out += (flat[i], flat[i + 1])
+    return out
 
 
-def split_meta(fields: dict[bytes, bytes]) -> tuple[dict[bytes, bytes], dict[str, str]]:
-    """Split fields into (producer fields, redrive metadata) for a trusted key."""
+def split_meta(flat: list[bytes]) -> tuple[dict[bytes, bytes], dict[str, str]]:
+    """Split a flat field list into (producer fields, redrive metadata) for a trusted key."""
     user: dict[bytes, bytes] = {}
     meta: dict[str, str] = {}
-    for key, value in fields.items():
+    it = iter(flat)
+    for key, value in zip(it, it, strict=False):
         if key.startswith(META_PREFIX):
             meta[key[len(META_PREFIX) :].decode("utf-8", "replace")] = value.decode(
                 "utf-8", "replace"

@@ -7,7 +7,7 @@ retry after a delay, or dead-letter with a reason. Success is always an ack.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from redrive.core.classify import DEFAULT_RULES, ErrorClass, Rules
 from redrive.core.retry import RetryPolicy, UniformSource
@@ -32,7 +32,7 @@ REASONS = (
 )
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """The outcome of one delivery."""
 
     ACK = "ack"

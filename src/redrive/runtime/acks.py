@@ -12,8 +12,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
+
+from redrive.store.channel import TRANSPORT_ERRORS, Command
 
 if TYPE_CHECKING:
     from redrive.runtime.consumer import Consumer
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("redrive.acks")
 
 Batch = list[tuple["Source", list[bytes]]]
+ACK_DEADLINE = 10.0
 
 
 def take(c: Consumer) -> Batch:
@@ -40,16 +42,20 @@ def give_back(batch: Batch) -> None:
         source.acks[:0] = ids
 
 
-def queue(c: Consumer, pipe: Pipeline, batch: Batch) -> None:
-    """Add one ``ack`` call per stream of ``batch`` to ``pipe``."""
-    for source, ids in batch:
-        c.scripts.ack.queue(pipe, [source.key], [c.spec.group, c.name, source.delete, *ids])
+def commands(c: Consumer, batch: Batch) -> list[Command]:
+    """One ``ack`` script call (EVALSHA) per stream of ``batch``."""
+    sha = c.scripts.ack.sha
+    return [
+        ("EVALSHA", sha, 1, source.key, c.spec.group, c.name, source.delete, *ids)
+        for source, ids in batch
+    ]
 
 
 async def settle(c: Consumer, batch: Batch, results: list[Any]) -> None:
     """Count the outcome of each ack call; re-run calls that met NOSCRIPT."""
-    for (source, ids), result in zip(batch, results, strict=True):
-        if isinstance(result, NoScriptError):
+    for (source, ids), reply in zip(batch, results, strict=True):
+        result = reply
+        if isinstance(reply, NoScriptError):
             result = await c.scripts.ack(
                 c.client, [source.key], [c.spec.group, c.name, source.delete, *ids]
             )
@@ -79,10 +85,8 @@ async def flush(c: Consumer) -> None:
     batch = take(c)
     if not batch:
         return
-    pipe = c.client.pipeline(transaction=False)
-    queue(c, pipe, batch)
     try:
-        results = await pipe.execute(raise_on_error=False)
+        results = await c.ack_channel.roundtrip(commands(c, batch), ACK_DEADLINE)
     except BaseException:
         give_back(batch)
         raise
@@ -91,8 +95,6 @@ async def flush(c: Consumer) -> None:
 
 async def flush_loop(c: Consumer) -> None:
     """Flush acks the reader did not piggyback within ``ack_linger`` seconds."""
-    from redrive.runtime.consumer import TRANSPORT_ERRORS
-
     while True:
         await c.ack_wanted.wait()
         c.ack_wanted.clear()

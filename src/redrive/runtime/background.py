@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from redrive.runtime import recovery
+from redrive.store.channel import TRANSPORT_ERRORS
 
 if TYPE_CHECKING:
     from redrive.runtime.consumer import Consumer
@@ -33,8 +34,6 @@ async def promote_loop(c: Consumer) -> None:
     retry. The sleep is capped by ``scheduler_interval`` because another worker may
     schedule a retry due sooner than the one this worker knows of.
     """
-    from redrive.runtime.consumer import TRANSPORT_ERRORS
-
     script = c.scripts.promote_due
     keys = [c.keys.due, c.keys.retry]
     interval = c.opts.scheduler_interval
@@ -56,8 +55,6 @@ async def promote_loop(c: Consumer) -> None:
 
 async def reclaim_loop(c: Consumer) -> None:
     """Reclaim entries of crashed consumers every ``reclaim_interval`` seconds."""
-    from redrive.runtime.consumer import TRANSPORT_ERRORS
-
     interval = c.opts.reclaim_interval or c.spec.visibility_timeout / 4
     while True:
         await asyncio.sleep(interval)
@@ -70,8 +67,6 @@ async def reclaim_loop(c: Consumer) -> None:
 
 async def lease_loop(c: Consumer) -> None:
     """Renew the claim on entries held longer than a third of the visibility timeout."""
-    from redrive.runtime.consumer import TRANSPORT_ERRORS
-
     third = c.spec.visibility_timeout / 3
     while True:
         await asyncio.sleep(third / 2)
@@ -94,8 +89,6 @@ async def lease_loop(c: Consumer) -> None:
 
 async def stats_loop(c: Consumer) -> None:
     """Publish counters to the group's stats hash once per ``stats_interval``."""
-    from redrive.runtime.consumer import TRANSPORT_ERRORS
-
     while True:
         await asyncio.sleep(c.opts.stats_interval)
         with contextlib.suppress(*TRANSPORT_ERRORS):

@@ -18,22 +18,20 @@ from collections import deque
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redrive.core.breaker import CircuitBreaker
 from redrive.runtime import acks, background, dispatch, recovery
 from redrive.runtime.settings import HandlerSpec, WorkerOptions
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
+from redrive.store.channel import TRANSPORT_ERRORS, Channel
 from redrive.store.keys import STREAMS_INDEX, StreamKeys
 from redrive.store.scripts import scripts
 
 log = logging.getLogger("redrive.consumer")
 
-TRANSPORT_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
-Item = tuple[Source, bytes, dict[bytes, bytes] | None]
+Item = tuple[Source, bytes, list[bytes] | None]
 
 
 def _raw(response: Any, **options: Any) -> Any:
@@ -73,6 +71,10 @@ class Consumer:
         self.ack_wanted = asyncio.Event()
         self.schedule_changed = asyncio.Event()
         self.lanes = dispatch.Lanes(self)
+        self.channel = Channel(reader)
+        self.ack_channel = Channel(client)
+        # One deadline per round trip, above BLOCK: a dead peer is noticed, BLOCK never cut.
+        self.read_deadline = opts.block_ms / 1000 + 10.0
         self._tasks: list[asyncio.Task[None]] = []
         use_raw_replies(reader)
         use_raw_replies(client)
@@ -93,7 +95,9 @@ class Consumer:
         """
         for source, start in ((self.main, self.spec.start_id), (self.retry, "0")):
             try:
-                await self.client.xgroup_create(source.key, self.spec.group, id=start, mkstream=True)
+                await self.client.xgroup_create(
+                    source.key, self.spec.group, id=start, mkstream=True
+                )
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -145,6 +149,8 @@ class Consumer:
         with contextlib.suppress(*TRANSPORT_ERRORS):
             await acks.flush(self)
             await self.stats.publish(self.client, self.keys.stats)
+        await self.channel.close()
+        await self.ack_channel.close()
         log.info("consumer %s stopped on %s", self.name, self.main.key)
 
     # -- reading ------------------------------------------------------------------------
@@ -174,13 +180,16 @@ class Consumer:
     async def room(self) -> int:
         """Wait until the buffer has drained, then return how many entries to read."""
         spec = self.spec
+        # Read again once half the read-ahead is used up, so the next batch is on its way
+        # while the lanes finish this one.
+        low_water = spec.concurrency + spec.prefetch
         while True:
             held = len(self.queue) + self.inflight
-            if held <= spec.concurrency:
+            if held <= low_water:
                 break
             self.capacity.clear()
             await self.capacity.wait()
-        count = spec.concurrency + spec.prefetch - held
+        count = spec.concurrency + 2 * spec.prefetch - held
         if self.breaker is not None:
             allowed = self.breaker.allowance(time.monotonic())
             if allowed is not None:
@@ -194,18 +203,13 @@ class Consumer:
 
     async def read(self, count: int) -> Any:
         """One round trip: the pending acks, then XREADGROUP over both streams."""
-        pipe = self.reader.pipeline(transaction=False)
         batch = acks.take(self)
-        acks.queue(self, pipe, batch)
-        pipe.xreadgroup(
-            self.spec.group,
-            self.name,
-            {self.main.key: ">", self.retry.key: ">"},
-            count=count,
-            block=self.opts.block_ms,
-        )
+        commands = acks.commands(self, batch)
+        read = ("XREADGROUP", "GROUP", self.spec.group, self.name, "COUNT", count, "BLOCK",
+                self.opts.block_ms, "STREAMS", self.main.key, self.retry.key, ">", ">")  # fmt: skip
+        commands.append(read)
         try:
-            results = await pipe.execute(raise_on_error=False)
+            results = await self.channel.roundtrip(commands, self.read_deadline)
         except BaseException:
             acks.give_back(batch)
             raise
@@ -227,8 +231,7 @@ class Consumer:
             held = source.held
             for entry_id, flat in entries:
                 held[entry_id] = now
-                it = iter(flat) if flat is not None else None
-                queue.append((source, entry_id, dict(zip(it, it, strict=False)) if it else None))
+                queue.append((source, entry_id, flat))
             received += len(entries)
         self.stats.received += received
         self.lanes.wake()

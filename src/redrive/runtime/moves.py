@@ -11,8 +11,8 @@ import asyncio
 import logging
 import time
 import traceback
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from redrive.core.classify import ErrorClass
@@ -26,6 +26,7 @@ from redrive.core.decision import (
 )
 from redrive.core.message import Message
 from redrive.core.records import Failure, dead_record, retry_record
+from redrive.store.channel import TRANSPORT_ERRORS
 from redrive.store.scripts import Arg, Script
 
 if TYPE_CHECKING:
@@ -40,8 +41,10 @@ MOVE_ATTEMPTS = 8
 def describe(exc: BaseException, *, consumer: str, duration: float, now_ms: int) -> Failure:
     """A :class:`Failure` record of ``exc``."""
     klass = type(exc)
-    name = klass.__qualname__ if klass.__module__ == "builtins" else (
-        f"{klass.__module__}.{klass.__qualname__}"
+    name = (
+        klass.__qualname__
+        if klass.__module__ == "builtins"
+        else (f"{klass.__module__}.{klass.__qualname__}")
     )
     return Failure(
         error_type=name,
@@ -92,7 +95,11 @@ async def _schedule(
     delay_ms = int(d.delay * 1000)
     due_ms = now_ms + delay_ms
     fields = retry_record(
-        msg, failure, group=c.spec.group, next_attempt=d.next_attempt, due_ms=due_ms,
+        msg,
+        failure,
+        group=c.spec.group,
+        next_attempt=d.next_attempt,
+        due_ms=due_ms,
         delay_ms=delay_ms,
     )
     args: list[Arg] = [c.spec.group, c.name, msg.entry_id, due_ms, source.delete, *fields]
@@ -121,7 +128,7 @@ async def dead_letter(
 
 
 async def exceeded(
-    c: Consumer, source: Source, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int
+    c: Consumer, source: Source, entry_id: bytes, fields: list[bytes], deliveries: int
 ) -> None:
     """Dead-letter an entry delivered ``deliveries`` times without an outcome."""
     msg = source.message(entry_id, fields)
@@ -141,7 +148,7 @@ async def exceeded(
 async def trimmed(c: Consumer, source: Source, entry_id: bytes) -> None:
     """Record an owned pending entry whose payload was deleted or trimmed: a loss to report."""
     c.stats.trimmed += 1
-    msg = source.message(entry_id, {})
+    msg = source.message(entry_id, [])
     failure = Failure(
         error_type="PayloadTrimmed",
         error_class="lost",
@@ -155,8 +162,6 @@ async def trimmed(c: Consumer, source: Source, entry_id: bytes) -> None:
 
 
 async def _call(c: Consumer, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-    from redrive.runtime.consumer import TRANSPORT_ERRORS
-
     for attempt in range(MOVE_ATTEMPTS):
         try:
             return await script(c.client, keys, args)
@@ -190,8 +195,15 @@ def _log(c: Consumer, msg: Message, decision: str, code: Any, **info: Any) -> No
         c.stats.fenced += 1
         log.warning("fence: %s %s now belongs to another consumer", msg.stream, msg.id, extra=extra)
     elif code == 1:
-        log.info("%s %s attempt %d: %s (%s)", msg.stream, msg.id, msg.attempt, decision,
-                 failure.message[:200], extra=extra)
+        log.info(
+            "%s %s attempt %d: %s (%s)",
+            msg.stream,
+            msg.id,
+            msg.attempt,
+            decision,
+            failure.message[:200],
+            extra=extra,
+        )
     elif code is not None:
         log.debug("%s %s was already settled", msg.stream, msg.id, extra=extra)
 
@@ -203,7 +215,7 @@ async def lost(c: Consumer, source: Source, entry_id: bytes) -> None:
     dead-letter stream gets a tombstone so the loss is visible and counted.
     """
     c.stats.trimmed += 1
-    msg = source.message(entry_id, {})
+    msg = source.message(entry_id, [])
     failure = Failure(
         error_type="PayloadTrimmed",
         error_class="lost",
@@ -215,5 +227,5 @@ async def lost(c: Consumer, source: Source, entry_id: bytes) -> None:
     )
     fields = dead_record(msg, failure, group=c.spec.group, reason=PAYLOAD_TRIMMED)
     it = iter(fields)
-    await c.client.xadd(c.keys.dlq, dict(zip(it, it, strict=False)))  # type: ignore[arg-type]
+    await c.client.xadd(c.keys.dlq, dict(zip(it, it, strict=False)))
     log.error("%s %s was trimmed while pending: recorded as lost", source.key, entry_id)

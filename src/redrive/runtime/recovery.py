@@ -24,19 +24,12 @@ log = logging.getLogger("redrive.recovery")
 PAGE = 100
 
 
-def _pairs(flat: list[bytes] | None) -> dict[bytes, bytes] | None:
-    if flat is None:
-        return None
-    it = iter(flat)
-    return dict(zip(it, it, strict=False))
-
-
 async def _deliveries(c: Consumer, source: Source, ids: list[bytes]) -> dict[bytes, int]:
     """Delivery counts of ``ids`` (owned by this consumer), one XPENDING per page."""
     if not ids:
         return {}
     lo, hi = min(ids, key=_order), max(ids, key=_order)
-    rows = await c.client.xpending_range(
+    rows: list[dict[str, Any]] = await c.client.xpending_range(
         source.key, c.spec.group, min=lo, max=hi, count=len(ids) * 4 + 16, consumername=c.name
     )
     return {row["message_id"]: int(row["times_delivered"]) for row in rows}
@@ -53,7 +46,7 @@ async def _admit(
     """Queue entries still under the delivery limit; dead-letter or record the rest."""
     queued = 0
     for entry_id, flat in entries:
-        fields = _pairs(flat)
+        fields = flat
         if entry_id in source.held:
             continue  # still being handled in this process (a reconnect, not a crash)
         if fields is None:
@@ -74,7 +67,7 @@ async def reread_own(c: Consumer) -> None:
     for source in c.sources:
         last = b"0-0"
         while True:
-            reply = await c.client.xreadgroup(
+            reply: Any = await c.client.xreadgroup(
                 c.spec.group, c.name, {source.key: last}, count=PAGE
             )
             entries = reply[0][1] if reply else []
@@ -99,7 +92,7 @@ async def reclaim(c: Consumer, source: Source) -> int:
         room = c.spec.concurrency + c.spec.prefetch - len(c.queue) - c.inflight
         if room <= 0:
             break
-        reply = await c.client.xautoclaim(
+        reply: Any = await c.client.xautoclaim(
             source.key, c.spec.group, c.name, min_idle, start_id=cursor, count=min(room, PAGE)
         )
         cursor, entries = reply[0], reply[1]
@@ -108,8 +101,9 @@ async def reclaim(c: Consumer, source: Source) -> int:
             await moves.lost(c, source, entry_id)
         counts = await _deliveries(c, source, [e[0] for e in entries if e is not None])
         # XAUTOCLAIM raised the counter: deliveries so far include this one.
-        n = await _admit(c, source, [e for e in entries if e is not None], counts,
-                         c.spec.max_deliveries)
+        n = await _admit(
+            c, source, [e for e in entries if e is not None], counts, c.spec.max_deliveries
+        )
         taken += n
         if cursor in (b"0-0", "0-0"):
             break

@@ -67,6 +67,11 @@ class HandlerSpec:
                 raise ConfigError("retry_by_class maps ErrorClass to RetryPolicy")
 
 
+def default_consumer_name() -> str:
+    """``<host>-<pid>``: unique per process, recognisable in XINFO CONSUMERS."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
     """Settings of one worker process (shared by all its handlers).
@@ -75,7 +80,7 @@ class WorkerOptions:
     ``reclaim_interval`` defaults to a quarter of each handler's visibility timeout.
     """
 
-    consumer: str = field(default_factory=lambda: default_consumer_name())
+    consumer: str = field(default_factory=default_consumer_name)
     block_ms: int = 1000
     shutdown_timeout: float = 30.0
     reclaim_interval: float | None = None
@@ -90,11 +95,6 @@ class WorkerOptions:
         for name in ("shutdown_timeout", "scheduler_interval", "stats_interval", "ack_linger"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: use a number > 0")
-
-
-def default_consumer_name() -> str:
-    """``<host>-<pid>``: unique per process, recognisable in XINFO CONSUMERS."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _positive_int(name: str, value: object) -> None:

@@ -8,7 +8,7 @@ skip retries or forge a dead-letter record by writing them.
 from __future__ import annotations
 
 from redrive.core.codec import META_PREFIX, split_meta, strip_meta
-from redrive.core.message import Message
+from redrive.core.message import _UNSET, Message
 
 
 class Source:
@@ -27,18 +27,16 @@ class Source:
         # entry id -> monotonic time it was received (for lease renewal)
         self.held: dict[bytes, float] = {}
 
-    def message(self, entry_id: bytes, fields: dict[bytes, bytes]) -> Message:
-        """Build the handler's view of an entry (``data`` is decoded later)."""
+    def message(self, entry_id: bytes, flat: list[bytes]) -> Message:
+        """Build the handler's view of an entry (``data`` is decoded on first access)."""
         eid = entry_id.decode()
         if not self.trusted:
-            for name in fields:
-                if name.startswith(META_PREFIX):
-                    fields = strip_meta(fields)
+            for i in range(0, len(flat), 2):
+                if flat[i].startswith(META_PREFIX):
+                    flat = strip_meta(flat)
                     break
-            return Message(
-                stream=self.stream, id=eid, fields=fields, data=None, key=self.key, entry_id=eid
-            )
-        user, meta = split_meta(fields)
+            return Message(self.stream, eid, None, _UNSET, 1, self.key, eid, None, flat)
+        user, meta = split_meta(flat)
         try:
             attempt = max(1, int(meta.get("attempt", "1")))
         except ValueError:
@@ -47,7 +45,6 @@ class Source:
             stream=self.stream,
             id=meta.get("origin-id") or eid,
             fields=user,
-            data=None,
             attempt=attempt,
             key=self.key,
             entry_id=eid,

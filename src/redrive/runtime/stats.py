@@ -29,8 +29,16 @@ class Stats:
     __slots__ = (*FIELDS, "_published", "dead_by_reason", "failed_by_class")
 
     def __init__(self) -> None:
-        for name in FIELDS:
-            setattr(self, name, 0)
+        self.received = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.retried = 0
+        self.dead = 0
+        self.fenced = 0
+        self.stale_acks = 0
+        self.reclaimed = 0
+        self.trimmed = 0
+        self.breaker_parked = 0
         self.dead_by_reason: Counter[str] = Counter()
         self.failed_by_class: Counter[str] = Counter()
         self._published: dict[str, int] = {}

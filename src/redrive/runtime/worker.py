@@ -11,7 +11,7 @@ from redrive.errors import ConfigError
 from redrive.runtime.consumer import Consumer
 from redrive.runtime.settings import WorkerOptions
 from redrive.store.connection import async_client, ping, redact_url
-from redrive.store.embedded import ensure_url
+from redrive.store.embedded import default_data_dir, ensure_url
 
 if TYPE_CHECKING:
     from redrive.runtime.app import App
@@ -31,15 +31,12 @@ class Worker:
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; every consumer then drains and flushes."""
-        from pathlib import Path
-
-        from redrive.cli.main import default_data_dir
-
-        url = ensure_url(self.redis_url, self.app.data_dir or Path(default_data_dir()))
-        # The socket timeout stays above BLOCK so a blocked read is never cut short.
+        url = ensure_url(self.redis_url, self.app.data_dir or default_data_dir())
+        # The socket timeout stays above BLOCK so a blocked read is never cut short; the
+        # reader's connections carry no per-reply timeout, their round trips have a deadline.
         timeout = self.options.block_ms / 1000 + 10
         client = async_client(url, socket_timeout=timeout)
-        reader = async_client(url, socket_timeout=timeout)
+        reader = async_client(url, socket_timeout=None)
         try:
             await ping(client, url)
             consumers = [Consumer(s, self.options, client, reader) for s in self.app.specs]

@@ -383,6 +383,12 @@ class EmbeddedServer:
                 path.unlink()
 
 
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/redrive`` (``~/.local/share/redrive``): the embedded Redis's home."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "redrive"
+
+
 def ensure_url(redis_url: str | None, data_dir: Path) -> str:
     """The Redis URL to use: ``redis_url``, else ``$REDRIVE_REDIS_URL``, else the embedded one.
 

@@ -33,14 +33,14 @@ class Script:
     async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """Run by SHA; on NOSCRIPT (a restarted or flushed server) load it and run again."""
         try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
 
     def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Arg]) -> None:
         """Add a call to a pipeline; the caller handles a NOSCRIPT result (see ``reload``)."""
-        pipe.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
 
 
 def _read(name: str) -> str:
