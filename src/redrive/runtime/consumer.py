@@ -190,15 +190,14 @@ class Consumer:
             self.capacity.clear()
             await self.capacity.wait()
         count = spec.concurrency + 2 * spec.prefetch - held
-        if self.breaker is not None:
-            allowed = self.breaker.allowance(time.monotonic())
-            if allowed is not None:
-                if allowed == 0:
-                    await asyncio.sleep(min(0.5, self.breaker.wait(time.monotonic()) or 0.05))
+        breaker = self.breaker
+        if breaker is not None:
+            allowed = breaker.allowance(time.monotonic())
+            if allowed is not None:  # open or half-open: read only what may be probed
+                if allowed == 0 or self.queue:
+                    await asyncio.sleep(min(0.1, max(0.01, breaker.wait(time.monotonic()) or 0)))
                     return 0
                 count = min(count, allowed)
-                for _ in range(count):
-                    self.breaker.take_probe()
         return count
 
     async def read(self, count: int) -> Any:

@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
+from redrive.core.breaker import BreakerState
 from redrive.core.codec import check_size
 from redrive.core.message import Message
 from redrive.runtime import moves
@@ -88,6 +89,13 @@ class Lanes:
                     c.capacity.set()
                     await asyncio.sleep(0)
                     continue
+                if breaker is not None and breaker.state is not BreakerState.CLOSED:
+                    # Open: buffered entries wait (their lease is renewed) instead of
+                    # burning retries; half-open: only the probes run.
+                    if not breaker.allowance(time.monotonic()):
+                        await asyncio.sleep(min(0.05, breaker.wait(time.monotonic()) or 0.05))
+                        continue
+                    breaker.take_probe()
                 source, entry_id, fields = queue.popleft()
                 if queue:
                     self.wake()
