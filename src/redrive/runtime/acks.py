@@ -95,7 +95,7 @@ async def flush(c: Consumer) -> None:
 
 async def flush_loop(c: Consumer) -> None:
     """Flush acks the reader did not piggyback within ``ack_linger`` seconds."""
-    while True:
+    while not c.draining:
         await c.ack_wanted.wait()
         c.ack_wanted.clear()
         await asyncio.sleep(c.opts.ack_linger)

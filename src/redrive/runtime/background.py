@@ -23,8 +23,11 @@ async def _pause(event: asyncio.Event, seconds: float) -> None:
     """Sleep up to ``seconds``, waking early when ``event`` is set."""
     if seconds <= 0:
         return
+    # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that arrives as
+    # the event fires, and the loop would then outlive its consumer.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 async def promote_loop(c: Consumer) -> None:
@@ -37,7 +40,7 @@ async def promote_loop(c: Consumer) -> None:
     script = c.scripts.promote_due
     keys = [c.keys.due, c.keys.retry]
     interval = c.opts.scheduler_interval
-    while True:
+    while not c.draining:
         c.schedule_changed.clear()
         now_ms = int(time.time() * 1000)
         try:
@@ -56,7 +59,7 @@ async def promote_loop(c: Consumer) -> None:
 async def reclaim_loop(c: Consumer) -> None:
     """Reclaim entries of crashed consumers every ``reclaim_interval`` seconds."""
     interval = c.opts.reclaim_interval or c.spec.visibility_timeout / 4
-    while True:
+    while not c.draining:
         await asyncio.sleep(interval)
         for source in c.sources:
             try:
@@ -68,7 +71,7 @@ async def reclaim_loop(c: Consumer) -> None:
 async def lease_loop(c: Consumer) -> None:
     """Renew the claim on entries held longer than a third of the visibility timeout."""
     third = c.spec.visibility_timeout / 3
-    while True:
+    while not c.draining:
         await asyncio.sleep(third / 2)
         cutoff = time.monotonic() - third
         for source in c.sources:
@@ -89,7 +92,7 @@ async def lease_loop(c: Consumer) -> None:
 
 async def stats_loop(c: Consumer) -> None:
     """Publish counters to the group's stats hash once per ``stats_interval``."""
-    while True:
+    while not c.draining:
         await asyncio.sleep(c.opts.stats_interval)
         with contextlib.suppress(*TRANSPORT_ERRORS):
             await c.stats.publish(c.client, c.keys.stats)

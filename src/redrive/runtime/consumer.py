@@ -66,6 +66,7 @@ class Consumer:
         self.queue: deque[Item] = deque()
         self.inflight = 0
         self.closing = False
+        self.draining = False
         self.need_own_pending = True
         self.capacity = asyncio.Event()
         self.ack_wanted = asyncio.Event()
@@ -133,25 +134,36 @@ class Consumer:
         await self.shutdown()
 
     async def shutdown(self) -> None:
-        """Stop reading, finish in-flight work (bounded), flush acks and counters."""
+        """Stop reading, finish what is buffered (bounded), flush acks and counters.
+
+        The reader's current XREADGROUP is allowed to return (at most BLOCK), so entries
+        already delivered are handled instead of being stranded in the pending list.
+        """
         self.closing = True
-        reader, lanes, rest = self._tasks[0], self._tasks[1 : 1 + self.spec.concurrency], []
-        rest = self._tasks[1 + self.spec.concurrency :]
+        n = self.spec.concurrency
+        reader, lanes, rest = self._tasks[0], self._tasks[1 : 1 + n], self._tasks[1 + n :]
+        await asyncio.wait([reader], timeout=self.read_deadline - 9.0)
         reader.cancel()
+        self.draining = True  # nothing more will be queued: idle lanes may now return
+        self.capacity.set()
         self.lanes.wake_all()
-        deadline = self.opts.shutdown_timeout
-        _, late = await asyncio.wait(lanes, timeout=deadline) if lanes else (set(), set())
-        for task in late:
-            task.cancel()  # their entries stay pending: re-read or reclaimed later
-        for task in rest:
-            task.cancel()
+        _, late = await asyncio.wait(lanes, timeout=self.opts.shutdown_timeout)
+        for task in (*late, *rest):
+            task.cancel()  # unfinished entries stay pending: re-read or reclaimed later
         await asyncio.gather(reader, *late, *rest, return_exceptions=True)
+        self.lanes.close()
         with contextlib.suppress(*TRANSPORT_ERRORS):
             await acks.flush(self)
             await self.stats.publish(self.client, self.keys.stats)
+            await self.retire()
         await self.channel.close()
         await self.ack_channel.close()
         log.info("consumer %s stopped on %s", self.name, self.main.key)
+
+    async def retire(self) -> None:
+        """Leave the group where nothing is pending under this name (keeps groups tidy)."""
+        for source in self.sources:
+            await self.scripts.retire(self.client, [source.key], [self.spec.group, self.name])
 
     # -- reading ------------------------------------------------------------------------
 

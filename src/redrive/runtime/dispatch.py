@@ -76,58 +76,61 @@ class Lanes:
         max_bytes = c.spec.max_payload_bytes
         breaker = c.breaker
         streak = 0
-        try:
-            while True:
-                if not queue:
-                    if c.closing:
-                        return
-                    await self.idle_wait()
-                    streak = 0
+        while True:
+            if not queue:
+                if c.draining:
+                    return
+                await self.idle_wait()
+                streak = 0
+                continue
+            if streak >= YIELD_EVERY:
+                streak = 0
+                c.capacity.set()
+                await asyncio.sleep(0)
+                continue
+            if breaker is not None and breaker.state is not BreakerState.CLOSED:
+                # Open: buffered entries wait (their lease is renewed) instead of
+                # burning retries; half-open: only the probes run.
+                if not breaker.allowance(time.monotonic()):
+                    if c.draining:
+                        return  # shutting down: the buffered entries stay pending
+                    await asyncio.sleep(min(0.05, breaker.wait(time.monotonic()) or 0.05))
                     continue
-                if streak >= YIELD_EVERY:
-                    streak = 0
-                    c.capacity.set()
-                    await asyncio.sleep(0)
+                breaker.take_probe()
+            source, entry_id, fields = queue.popleft()
+            if queue:
+                self.wake()
+            c.inflight += 1
+            streak += 1
+            try:
+                if fields is None:
+                    await moves.trimmed(c, source, entry_id)
                     continue
-                if breaker is not None and breaker.state is not BreakerState.CLOSED:
-                    # Open: buffered entries wait (their lease is renewed) instead of
-                    # burning retries; half-open: only the probes run.
-                    if not breaker.allowance(time.monotonic()):
-                        await asyncio.sleep(min(0.05, breaker.wait(time.monotonic()) or 0.05))
-                        continue
-                    breaker.take_probe()
-                source, entry_id, fields = queue.popleft()
-                if queue:
-                    self.wake()
-                c.inflight += 1
-                streak += 1
+                msg: Message = source.message(entry_id, fields)
+                started = time.perf_counter()
                 try:
-                    if fields is None:
-                        await moves.trimmed(c, source, entry_id)
-                        continue
-                    msg: Message = source.message(entry_id, fields)
-                    started = time.perf_counter()
-                    try:
-                        check_size(fields, max_bytes)
-                        if run_sync is None:
-                            await fn(msg)
-                        else:
-                            await run_sync(msg)
-                    except Exception as exc:  # every failure becomes a decision
-                        await moves.failed(c, source, msg, exc, time.perf_counter() - started)
-                        continue
-                    source.acks.append(entry_id)
-                    c.stats.succeeded += 1
-                    if breaker is not None:
-                        breaker.success()
-                    c.ack_wanted.set()
-                finally:
-                    c.inflight -= 1
-                    source.held.pop(entry_id, None)
-                    c.capacity.set()
-        finally:
-            if self.executor is not None and c.closing:
-                self.executor.shutdown(wait=False)
+                    check_size(fields, max_bytes)
+                    if run_sync is None:
+                        await fn(msg)
+                    else:
+                        await run_sync(msg)
+                except Exception as exc:  # every failure becomes a decision
+                    await moves.failed(c, source, msg, exc, time.perf_counter() - started)
+                    continue
+                source.acks.append(entry_id)
+                c.stats.succeeded += 1
+                if breaker is not None:
+                    breaker.success()
+                c.ack_wanted.set()
+            finally:
+                c.inflight -= 1
+                source.held.pop(entry_id, None)
+                c.capacity.set()
+
+    def close(self) -> None:
+        """Release the thread pool of a ``def`` handler (after the lanes have finished)."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=False)
 
     async def _call_sync(self, msg: Message) -> Any:
         loop = asyncio.get_running_loop()

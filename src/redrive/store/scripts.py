@@ -17,7 +17,7 @@ from redis.exceptions import NoScriptError
 
 Arg = str | bytes | int | float
 
-NAMES = ("ack", "schedule_retry", "dead_letter", "promote_due", "renew")
+NAMES = ("ack", "schedule_retry", "dead_letter", "promote_due", "renew", "retire")
 
 
 class Script:
@@ -58,6 +58,7 @@ class Scripts:
         self.dead_letter = self.by_name["dead_letter"]
         self.promote_due = self.by_name["promote_due"]
         self.renew = self.by_name["renew"]
+        self.retire = self.by_name["retire"]
 
     async def load_all(self, client: Redis) -> None:
         """SCRIPT LOAD every script (at start and after a reconnect)."""
