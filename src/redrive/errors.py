@@ -55,8 +55,8 @@ class Retry(RedriveError):
 
     def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:
         super().__init__(reason)
-        if delay is not None and delay < 0:
-            raise ConfigError(f"Retry(delay={delay!r}): delay must be >= 0 seconds")
+        if delay is not None and not (0 <= delay < float("inf")):
+            raise ConfigError(f"Retry(delay={delay!r}): delay must be a finite number >= 0")
         self.delay = delay
 
 

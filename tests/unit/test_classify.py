@@ -155,13 +155,6 @@ def test_a_rule_that_is_not_an_exception_type_is_refused(
     assert f"Rules({next(iter(kwargs))}=...)" in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "GAP: Rules(transient=TimeoutError) (a bare type, not a tuple) raises "
-        "TypeError('type' object is not iterable) instead of a ConfigError saying to pass a tuple"
-    ),
-)
 def test_a_bare_type_instead_of_a_tuple_gets_a_config_error() -> None:
     with pytest.raises(ConfigError):
         Rules(transient=TimeoutError)  # type: ignore[arg-type]

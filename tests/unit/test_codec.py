@@ -140,26 +140,11 @@ def test_any_bytes_decode_or_raise_decode_error(raw: bytes) -> None:
         assert exc.reason == "poison"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason=(
-        "BUG: decode_body(b'[' * 100_000) raises RecursionError, not DecodeError; the handler "
-        "failure is then classified 'processing' and retried instead of dead-lettered as poison"
-    ),
-)
 def test_a_deeply_nested_body_is_poison() -> None:
     with pytest.raises(DecodeError):
         decode_body(b"[" * 100_000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "SUSPICIOUS: the module promises strict JSON, yet decode_body(b'NaN') returns float nan "
-        "(Python's json extension) instead of raising DecodeError"
-    ),
-)
 @pytest.mark.parametrize("raw", [b"NaN", b"[Infinity]", b'{"x":-Infinity}'])
 def test_non_standard_json_numbers_are_poison(raw: bytes) -> None:
     with pytest.raises(DecodeError):
@@ -192,13 +177,6 @@ def test_a_circular_value_is_refused() -> None:
         encode_body(loop)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "SUSPICIOUS: encode_body(float('nan')) returns b'NaN', which is not JSON; consumers in "
-        "other languages (and a strict decoder) reject it. Expected DecodeError"
-    ),
-)
 @pytest.mark.parametrize("value", [math.nan, math.inf, {"x": -math.inf}])
 def test_non_finite_floats_are_refused(value: object) -> None:
     with pytest.raises(DecodeError):

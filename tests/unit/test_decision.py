@@ -231,13 +231,6 @@ def test_a_negative_retry_delay_is_refused() -> None:
         Retry(delay=-1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: Retry(delay=nan) and Retry(delay=inf) are accepted (only delay < 0 is checked); "
-        "decide_failure then returns Decision(delay=nan), which turns into a nonsense due time"
-    ),
-)
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_a_non_finite_retry_delay_is_refused(bad: float) -> None:
     with pytest.raises(ConfigError):

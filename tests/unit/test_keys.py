@@ -121,29 +121,21 @@ def test_different_plain_streams_have_different_dead_letter_streams(s1: str, s2:
     assert (dlq(s1) == dlq(s2)) is (s1 == s2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a '}' with no '{' before it ends the wrapped tag early: stream 'a}b' hashes as "
-        "'a}b' but dlq('a}b') == 'dlq:{a}b}' hashes as 'a' (likewise 'a{}b' -> tag 'a{'), so "
-        "the Lua scripts touching stream + dlq/retry would fail with CROSSSLOT on a cluster"
-    ),
-)
-@pytest.mark.parametrize("stream", ["a}b", "a{}b", "{}{x}"])
-def test_derived_keys_share_the_slot_even_with_stray_braces(stream: str) -> None:
-    assert cluster_hashed_part(dlq(stream)) == cluster_hashed_part(stream)
+@pytest.mark.parametrize("stream", ["a}b", "a{}b", "{}{x}", "x{y"])
+def test_stray_braces_are_refused_since_no_derived_key_could_share_their_slot(
+    stream: str,
+) -> None:
+    # Redis Cluster hashes such a name whole; a derived key cannot carry a tag equal to a
+    # name containing a brace, so the Lua moves would cross slots. Refuse, with a fix.
+    with pytest.raises(ConfigError, match="hash tag"):
+        StreamKeys.of(stream, "g")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: streams 'orders' and '{orders}' (both valid) get the same derived keys: "
-        "dlq == 'dlq:{orders}', retry == 'retry:{orders}:g', so group g on one stream "
-        "would read the other stream's retries and their dead letters mix"
-    ),
-)
-def test_a_stream_and_its_braced_twin_do_not_share_keys() -> None:
-    assert StreamKeys.of("orders", "g").retry != StreamKeys.of("{orders}", "g").retry
+def test_a_stream_that_is_only_a_tag_is_refused_as_the_twin_of_its_plain_name() -> None:
+    # 'orders' and '{orders}' would otherwise share dlq:{orders} and retry:{orders}:g.
+    with pytest.raises(ConfigError, match="name it 'orders'"):
+        StreamKeys.of("{orders}", "g")
+    assert StreamKeys.of("orders", "g").dlq == "dlq:{orders}"
 
 
 # --- validation -----------------------------------------------------------------------------

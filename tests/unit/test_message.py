@@ -147,15 +147,6 @@ def test_data_and_fields_agree_for_any_layout(
     assert len(msg.fields) == len(others) + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: with a repeated 'data' field (XADD allows duplicate names) msg.data depends on "
-        "access order: read first it decodes the FIRST value (codec.body), but after msg.fields "
-        "was read it decodes the LAST one (dict keeps the last). flat=[data,1,data,2]: "
-        "msg.data == 1 while msg.fields[b'data'] == b'2'"
-    ),
-)
 def test_a_repeated_data_field_reads_the_same_whatever_the_access_order() -> None:
     flat = [b"data", b"1", b"data", b"2"]
     data_first = from_flat(flat)

@@ -9,6 +9,7 @@ success closes it, a transient failure opens it again.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -45,8 +46,8 @@ class BreakerPolicy:
             raise ConfigError(
                 f"window={self.window}, min_calls={self.min_calls}: need 1 <= min_calls <= window"
             )
-        if self.open_seconds <= 0:
-            raise ConfigError(f"open_seconds={self.open_seconds!r}: use a number > 0")
+        if not (isinstance(self.open_seconds, int | float) and 0 < self.open_seconds < math.inf):
+            raise ConfigError(f"open_seconds={self.open_seconds!r}: use a finite number > 0")
         if self.probes < 1:
             raise ConfigError(f"probes={self.probes!r}: use an integer >= 1")
 
@@ -92,14 +93,16 @@ class CircuitBreaker:
         if not transient:
             self.success()  # the dependency answered: for the breaker that is health
             return
-        if self.state is not BreakerState.CLOSED:
-            self._open(now)
+        if self.state is BreakerState.HALF_OPEN:
+            self._open(now)  # the probe failed
             return
+        if self.state is BreakerState.OPEN:
+            return  # a late failure of work started before opening: keep the timer
         self._calls += 1
         self._fails += 1
         calls = self._calls + self._prev_calls
         fails = self._fails + self._prev_fails
-        if calls >= self.policy.min_calls and fails >= self.policy.threshold * calls:
+        if calls >= self.policy.min_calls and fails / calls >= self.policy.threshold:
             self._open(now)
         elif self._calls >= self.policy.window:
             self._rotate()

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import redis.exceptions
+
 from redrive.errors import ConfigError, DecodeError, Reject, Retry, ValidationError
 
 
@@ -25,7 +27,14 @@ class ErrorClass(StrEnum):
 
 ExcTypes = tuple[type[BaseException], ...]
 
-DEFAULT_TRANSIENT: ExcTypes = (TimeoutError, ConnectionError)
+DEFAULT_TRANSIENT: ExcTypes = (
+    TimeoutError,
+    ConnectionError,
+    # redis-py's own (not subclasses of the builtins): a handler's Redis call timing out
+    # is as transient as any other. Only the classes are used, no I/O.
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
 DEFAULT_PERMANENT: ExcTypes = (
     DecodeError,
     ValidationError,
@@ -64,6 +73,11 @@ class Rules:
             (ErrorClass.PERMANENT, self.permanent),
             (ErrorClass.PROCESSING, self.processing),
         ):
+            if not isinstance(types, tuple):
+                raise ConfigError(
+                    f"Rules({klass.value}={types!r}): pass a tuple of exception types, "
+                    f"e.g. ({getattr(types, '__name__', 'MyError')},)"
+                )
             for exc_type in types:
                 if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
                     raise ConfigError(

@@ -15,15 +15,21 @@ from redrive.errors import DecodeError
 DATA_FIELD = b"data"
 META_PREFIX = b"redrive-"
 
-_decode = json.JSONDecoder().decode
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_decode = json.JSONDecoder(parse_constant=_no_constant).decode
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def body(flat: list[bytes]) -> bytes | None:
     """The ``data`` value of a flat ``[name, value, ...]`` field list, or ``None``."""
-    if flat and flat[0] == DATA_FIELD:  # the common layout: data first
+    if len(flat) == 2 and flat[0] == DATA_FIELD:  # the common layout: data alone
         return flat[1]
-    for i in range(2, len(flat) - 1, 2):
+    # The last occurrence wins, as in a dict built from the same list.
+    for i in range(len(flat) - 2 - len(flat) % 2, -1, -2):
         if flat[i] == DATA_FIELD:
             return flat[i + 1]
     return None
@@ -50,6 +56,8 @@ def decode_body(raw: bytes | None) -> Any:
         return _decode(text)
     except ValueError as exc:
         raise DecodeError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("body is not valid JSON: nested too deeply") from None
 
 
 def encode_body(value: Any) -> bytes:

@@ -43,7 +43,11 @@ class RetryPolicy:
     max_age: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+        if (
+            not isinstance(self.max_retries, int)
+            or isinstance(self.max_retries, bool)
+            or self.max_retries < 0
+        ):
             raise ConfigError(f"max_retries={self.max_retries!r}: use an integer >= 0")
         _check_positive("base_delay", self.base_delay, allow_zero=True)
         _check_positive("max_delay", self.max_delay, allow_zero=True)
@@ -106,9 +110,12 @@ def _capped_exponential(retry: int, base: float, multiplier: float, cap: float) 
     # multiplier**retry overflows to inf for large retry counts; compare in log space.
     if base == 0:
         return 0.0
-    if multiplier > 1 and retry * math.log(multiplier) > math.log(cap / base) + 1e-12:
+    if multiplier > 1 and retry * math.log(multiplier) > math.log(cap) - math.log(base) + 1e-12:
         return cap
-    return min(cap, base * multiplier**retry)
+    try:
+        return min(cap, base * multiplier**retry)
+    except OverflowError:
+        return cap
 
 
 def _is_number(value: object) -> bool:

@@ -21,18 +21,30 @@ AUDIT = PREFIX + "audit"
 
 def hash_tag(stream: str) -> str:
     """``stream`` with a hash tag: its own tag if it has one, else the whole name in braces."""
+    return stream if _has_tag(stream) else "{" + stream + "}"
+
+
+def _has_tag(stream: str) -> bool:
     start = stream.find("{")
-    if start != -1:
-        end = stream.find("}", start + 1)
-        if end > start + 1:
-            return stream
-    return "{" + stream + "}"
+    return start != -1 and stream.find("}", start + 1) > start + 1
 
 
 def validate_stream_name(stream: str) -> str:
     """Reject names that cannot be a source stream, with a message saying why."""
     if not stream or not stream.strip():
         raise ConfigError("stream name is empty: pass a name such as 'ecommerce:orders'")
+    if ("{" in stream or "}" in stream) and not _has_tag(stream):
+        # Redis Cluster would hash the name whole, and no derived key can carry a tag
+        # equal to a name with a brace in it: the Lua moves would cross slots.
+        raise ConfigError(
+            f"stream {stream!r} has braces but no hash tag: use a tag such as "
+            "'{tenant}:orders' or no braces at all"
+        )
+    if stream.startswith("{") and stream.endswith("}") and stream.find("}") == len(stream) - 1:
+        raise ConfigError(
+            f"stream {stream!r} is only a hash tag and would share redrive's keys with "
+            f"{stream[1:-1]!r}: name it {stream[1:-1]!r}"
+        )
     if stream.startswith(("retry:", "dlq:", PREFIX)):
         raise ConfigError(
             f"stream {stream!r} uses a prefix redrive reserves (retry:, dlq:, redrive:)"
