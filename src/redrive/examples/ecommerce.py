@@ -46,6 +46,8 @@ from redrive.store.connection import async_client
 from redrive.store.embedded import ensure_url
 from redrive.store.keys import hash_tag
 
+Handler = Callable[[Message], Awaitable[None]]
+
 ORDERS = "ecommerce:orders"
 ORDERS_GROUP = "orders-service"
 PAYMENTS = "ecommerce:payments"
@@ -253,14 +255,26 @@ def build_app(
     """
     app = EcommerceApp(redis_url, ledger or RedisLedger(redis_url, data_dir), data_dir)
     seed = int(_env_float(ENV_SEED, 0)) if seed is None else seed
-    inventory = FakeGateway("inventory", seed=seed, max_latency=max_latency)
-    gateway = FakeGateway("payment-gateway", seed=seed, max_latency=max_latency)
     register = functools.partial(
         app.handler,
         retry=retry or default_retry(),
         breaker=default_breaker() if breaker is FROM_ENV else breaker,
         concurrency=concurrency,
     )
+    inventory = FakeGateway("inventory", seed=seed, max_latency=max_latency)
+    gateway = FakeGateway("payment-gateway", seed=seed, max_latency=max_latency)
+    _add_services(app, register, prefix, inventory, gateway)
+    return app
+
+
+def _add_services(
+    app: EcommerceApp,
+    register: Callable[..., Callable[[Handler], Handler]],
+    prefix: str,
+    inventory: FakeGateway,
+    gateway: FakeGateway,
+) -> None:
+    """Register the orders and payments handlers (``register`` = ``app.handler`` + options)."""
 
     @register(prefix + ORDERS, group=ORDERS_GROUP)
     async def handle_order(msg: Message) -> None:
@@ -275,8 +289,6 @@ def build_app(
         await gateway.call(payment.payment_id, msg.attempt, payment.simulate)
         authorize(payment)
         await app.ledger(msg)
-
-    return app
 
 
 #: The app ``redrive worker redrive.examples.ecommerce:app`` runs. Nothing is resolved at
