@@ -34,16 +34,12 @@ from pathlib import Path
 
 import redis.asyncio
 
-from redrive.cli.main import default_data_dir
 from redrive.core.breaker import BreakerPolicy
 from redrive.core.message import Message
 from redrive.core.retry import RetryPolicy
 from redrive.errors import ConfigError
 from redrive.examples.ecommerce_schema import Order, Payment, Simulate
-from redrive.runtime.app import App
-from redrive.runtime.settings import WorkerOptions
-from redrive.store.connection import async_client
-from redrive.store.embedded import ensure_url
+from redrive.runtime.app import App, AppContext
 from redrive.store.keys import hash_tag
 
 Handler = Callable[[Message], Awaitable[None]]
@@ -132,74 +128,22 @@ def authorize(payment: Payment) -> None:
 class RedisLedger:
     """The default ledger: ``HINCRBY`` on the Redis the worker consumes from.
 
-    The URL is resolved on first use, like the worker resolves it (explicit URL, else
-    ``REDRIVE_REDIS_URL``, else the embedded server), and the client belongs to the event
-    loop that made it: a second ``serve`` in a new loop gets a new client.
+    It is connected by the app's start-up hook (:meth:`connect`), which hands it the
+    worker's own client: the same server, no second connection pool.
     """
 
-    def __init__(self, redis_url: str | None = None, data_dir: Path | None = None) -> None:
-        self.redis_url = redis_url
-        self.data_dir = data_dir
-        self._client: redis.asyncio.Redis | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+    def __init__(self) -> None:
+        self.client: redis.asyncio.Redis | None = None
 
-    def bind(self, redis_url: str | None, data_dir: Path | None) -> None:
-        """Use the URL (and data dir) the worker was started with."""
-        self.redis_url = redis_url or self.redis_url
-        self.data_dir = data_dir or self.data_dir
+    async def connect(self, ctx: AppContext) -> None:
+        """Start-up hook: write to the worker's Redis."""
+        self.client = ctx.redis
 
     async def __call__(self, msg: Message) -> None:
         """Count one successful handling of ``msg`` (by its origin id)."""
-        await self._connection().hincrby(ledger_key(msg.stream), msg.id, 1)
-
-    def _connection(self) -> redis.asyncio.Redis:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            url = ensure_url(self.redis_url, self.data_dir or default_data_dir())
-            self._client, self._loop = async_client(url), loop
-        return self._client
-
-    async def aclose(self) -> None:
-        """Close the client of the running loop, if any."""
-        client, self._client = self._client, None
-        if client is not None and self._loop is asyncio.get_running_loop():
-            await client.aclose()
-
-
-class EcommerceApp(App):
-    """An :class:`App` that tells its ledger which Redis the worker uses.
-
-    ``App`` has no start-up hook that receives the resolved URL, so ``serve`` and ``run``
-    are wrapped to bind the ledger before consuming (and close it after ``serve``).
-    """
-
-    def __init__(self, redis_url: str | None, ledger: Ledger, data_dir: Path | None) -> None:
-        super().__init__(redis_url, data_dir=data_dir)
-        self.ledger = ledger
-
-    async def serve(
-        self,
-        *,
-        options: WorkerOptions | None = None,
-        stop: asyncio.Event | None = None,
-        redis_url: str | None = None,
-    ) -> None:
-        """Like :meth:`App.serve`; the default ledger writes to the same Redis."""
-        self._bind(redis_url)
-        try:
-            await super().serve(options=options, stop=stop, redis_url=redis_url)
-        finally:
-            if isinstance(self.ledger, RedisLedger):
-                await self.ledger.aclose()
-
-    def run(self, *, options: WorkerOptions | None = None, redis_url: str | None = None) -> None:
-        """Like :meth:`App.run`; the default ledger writes to the same Redis."""
-        self._bind(redis_url)
-        super().run(options=options, redis_url=redis_url)
-
-    def _bind(self, redis_url: str | None) -> None:
-        if isinstance(self.ledger, RedisLedger):
-            self.ledger.bind(redis_url or self.redis_url, self.data_dir)
+        if self.client is None:
+            raise ConfigError("the ledger is used before the worker started")
+        await self.client.hincrby(ledger_key(msg.stream), msg.id, 1)
 
 
 def _env_float(name: str, default: float) -> float:
@@ -239,7 +183,7 @@ def build_app(
     ledger: Ledger | None = None,
     data_dir: Path | None = None,
     prefix: str = "",
-) -> EcommerceApp:
+) -> App:
     """Build the orders and payments services as one app.
 
     Example::
@@ -253,7 +197,11 @@ def build_app(
     and ``REDRIVE_DEMO_SEED`` (0). ``prefix`` is put before both stream names, so tests
     and simulations can run side by side.
     """
-    app = EcommerceApp(redis_url, ledger or RedisLedger(redis_url, data_dir), data_dir)
+    app = App(redis_url, data_dir=data_dir)
+    if ledger is None:
+        default = RedisLedger()
+        app.on_startup(default.connect)
+        ledger = default
     seed = int(_env_float(ENV_SEED, 0)) if seed is None else seed
     register = functools.partial(
         app.handler,
@@ -263,16 +211,16 @@ def build_app(
     )
     inventory = FakeGateway("inventory", seed=seed, max_latency=max_latency)
     gateway = FakeGateway("payment-gateway", seed=seed, max_latency=max_latency)
-    _add_services(app, register, prefix, inventory, gateway)
+    _add_services(register, prefix, inventory, gateway, ledger)
     return app
 
 
 def _add_services(
-    app: EcommerceApp,
     register: Callable[..., Callable[[Handler], Handler]],
     prefix: str,
     inventory: FakeGateway,
     gateway: FakeGateway,
+    ledger: Ledger,
 ) -> None:
     """Register the orders and payments handlers (``register`` = ``app.handler`` + options)."""
 
@@ -281,14 +229,14 @@ def _add_services(
         order = Order.parse(msg.data)
         await inventory.call(order.order_id, msg.attempt, order.simulate)
         reserve_stock(order)
-        await app.ledger(msg)
+        await ledger(msg)
 
     @register(prefix + PAYMENTS, group=PAYMENTS_GROUP)
     async def handle_payment(msg: Message) -> None:
         payment = Payment.parse(msg.data)
         await gateway.call(payment.payment_id, msg.attempt, payment.simulate)
         authorize(payment)
-        await app.ledger(msg)
+        await ledger(msg)
 
 
 #: The app ``redrive worker redrive.examples.ecommerce:app`` runs. Nothing is resolved at

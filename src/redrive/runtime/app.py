@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from redis.asyncio import Redis
 
 from redrive.core.breaker import BreakerPolicy
 from redrive.core.classify import DEFAULT_RULES, ErrorClass, Rules
@@ -16,6 +19,21 @@ from redrive.runtime.settings import MIB, HandlerSpec, WorkerOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULT_BREAKER = BreakerPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class AppContext:
+    """What a start-up or shutdown hook receives: the resolved URL and a shared client.
+
+    ``redis`` is the worker's own client (bytes replies); hooks and handlers may use it
+    for their side effects (ledgers, idempotency keys) instead of opening another pool.
+    """
+
+    url: str
+    redis: Redis
+
+
+Hook = Callable[[AppContext], Awaitable[None]]
 
 
 class App:
@@ -39,6 +57,25 @@ class App:
         self.redis_url = redis_url
         self.data_dir = data_dir
         self.specs: list[HandlerSpec] = []
+        self.startup: list[Hook] = []
+        self.shutdown: list[Hook] = []
+
+    def on_startup(self, fn: Hook) -> Hook:
+        """Register ``async def fn(ctx: AppContext)`` to run before consuming starts.
+
+        Example::
+
+            @app.on_startup
+            async def connect(ctx):
+                ledger.client = ctx.redis
+        """
+        self.startup.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: Hook) -> Hook:
+        """Register ``async def fn(ctx: AppContext)`` to run after every consumer stopped."""
+        self.shutdown.append(fn)
+        return fn
 
     def handler(
         self,

@@ -8,6 +8,7 @@ import signal
 from typing import TYPE_CHECKING
 
 from redrive.errors import ConfigError
+from redrive.runtime.app import AppContext
 from redrive.runtime.consumer import Consumer
 from redrive.runtime.settings import WorkerOptions
 from redrive.store.connection import async_client, ping, redact_url
@@ -40,13 +41,20 @@ class Worker:
         try:
             await ping(client, url)
             consumers = [Consumer(s, self.options, client, reader) for s in self.app.specs]
+            ctx = AppContext(url, client)
+            for hook in self.app.startup:
+                await hook(ctx)
             log.info(
                 "worker %s consuming %s from %s",
                 self.options.consumer,
                 ", ".join(f"{s.stream} ({s.group})" for s in self.app.specs),
                 redact_url(url),
             )
-            await asyncio.gather(*(c.run(stop) for c in consumers))
+            try:
+                await asyncio.gather(*(c.run(stop) for c in consumers))
+            finally:
+                for hook in self.app.shutdown:
+                    await hook(ctx)
         finally:
             await reader.aclose()
             await client.aclose()
