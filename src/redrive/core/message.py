@@ -12,12 +12,13 @@ _UNSET: Any = object()
 class Message:
     """One delivery of a stream entry to a handler.
 
-    ``id`` and ``stream`` name the *original* entry (stable across retries, so use
-    ``(msg.stream, msg.id)`` as an idempotency key; two streams may hand out the same id); ``attempt`` is 1 on the first delivery and grows by
-    one per retry; ``fields`` holds the producer's raw fields (without redrive's
-    ``redrive-*`` metadata); ``data`` is the JSON body of the ``data`` field, decoded on
-    first access: a body that is not UTF-8 JSON raises :class:`~redrive.errors.DecodeError`
-    there, which dead-letters the message with reason ``poison``.
+    ``id`` and ``stream`` name the *original* entry, stable across retries: use
+    ``(msg.stream, msg.id)`` as an idempotency key (two streams may hand out one id).
+    ``attempt`` is 1 on the first delivery and grows by one per retry. ``fields`` holds
+    the producer's raw fields (without redrive's ``redrive-*`` metadata). ``data`` is the
+    JSON body of the ``data`` field, decoded on first access: a body that is not UTF-8
+    JSON raises :class:`~redrive.errors.DecodeError` there, which dead-letters the
+    message with reason ``poison``.
 
     Example::
 

@@ -15,7 +15,7 @@ from redrive.core.breaker import BreakerPolicy
 from redrive.core.classify import DEFAULT_RULES, ErrorClass, Rules
 from redrive.core.retry import RetryPolicy
 from redrive.errors import ConfigError
-from redrive.runtime.settings import MIB, HandlerSpec, WorkerOptions
+from redrive.runtime.settings import MIB, HandlerSpec, Middleware, WorkerOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULT_BREAKER = BreakerPolicy()
@@ -57,8 +57,28 @@ class App:
         self.redis_url = redis_url
         self.data_dir = data_dir
         self.specs: list[HandlerSpec] = []
+        self.middleware: list[Middleware] = []
         self.startup: list[Hook] = []
         self.shutdown: list[Hook] = []
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Wrap every handler: ``middleware(spec, call_next)`` returns the new callable.
+
+        The first middleware added is the outermost. Example (timing)::
+
+            def timed(spec, call_next):
+                async def call(msg):
+                    started = time.perf_counter()
+                    try:
+                        return await call_next(msg)
+                    finally:
+                        print(spec.stream, time.perf_counter() - started)
+                return call
+
+            app.use(timed)
+        """
+        self.middleware.append(middleware)
+        return middleware
 
     def on_startup(self, fn: Hook) -> Hook:
         """Register ``async def fn(ctx: AppContext)`` to run before consuming starts.

@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -22,7 +23,7 @@ from redis.exceptions import ResponseError
 
 from redrive.core.breaker import CircuitBreaker
 from redrive.runtime import acks, background, dispatch, recovery
-from redrive.runtime.settings import HandlerSpec, WorkerOptions
+from redrive.runtime.settings import HandlerSpec, Middleware, WorkerOptions
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
 from redrive.store.channel import TRANSPORT_ERRORS, Channel
@@ -48,9 +49,15 @@ class Consumer:
     """Runs one handler spec as one named consumer of its group."""
 
     def __init__(
-        self, spec: HandlerSpec, opts: WorkerOptions, client: Redis, reader: Redis
+        self,
+        spec: HandlerSpec,
+        opts: WorkerOptions,
+        client: Redis,
+        reader: Redis,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.spec = spec
+        self.middleware = tuple(middleware)
         self.opts = opts
         self.client = client
         self.reader = reader

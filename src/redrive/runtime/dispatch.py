@@ -71,8 +71,7 @@ class Lanes:
         """
         c = self.c
         queue = c.queue
-        fn = cast(AsyncHandler, c.spec.fn)
-        run_sync = None if c.spec.is_async else self._call_sync
+        fn, run_sync = self.handler()
         max_bytes = c.spec.max_payload_bytes
         breaker = c.breaker
         streak = 0
@@ -131,6 +130,22 @@ class Lanes:
         """Release the thread pool of a ``def`` handler (after the lanes have finished)."""
         if self.executor is not None:
             self.executor.shutdown(wait=False)
+
+    def handler(self) -> tuple[AsyncHandler, AsyncHandler | None]:
+        """(async handler, sync adapter or None), with the app's middleware applied.
+
+        Without middleware a ``def`` handler keeps its direct thread-pool path; with
+        middleware the chain is one async callable (the adapter innermost).
+        """
+        spec = self.c.spec
+        if not self.c.middleware:
+            if spec.is_async:
+                return cast(AsyncHandler, spec.fn), None
+            return cast(AsyncHandler, spec.fn), self._call_sync
+        fn = cast(AsyncHandler, spec.fn) if spec.is_async else self._call_sync
+        for wrap in reversed(self.c.middleware):
+            fn = wrap(spec, fn)
+        return fn, None
 
     async def _call_sync(self, msg: Message) -> Any:
         loop = asyncio.get_running_loop()

@@ -18,6 +18,9 @@ from redrive.store.keys import validate_group_name, validate_stream_name
 AsyncHandler = Callable[[Message], Awaitable[Any]]
 SyncHandler = Callable[[Message], Any]
 Handler = AsyncHandler | SyncHandler
+#: Wraps a handler: ``mw(spec, call_next) -> call``. Middleware always sees an async
+#: callable (a ``def`` handler is adapted to run in the thread pool first).
+Middleware = Callable[["HandlerSpec", AsyncHandler], AsyncHandler]
 
 MIB = 1024 * 1024
 

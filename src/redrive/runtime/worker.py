@@ -40,7 +40,10 @@ class Worker:
         reader = async_client(url, socket_timeout=None)
         try:
             await ping(client, url)
-            consumers = [Consumer(s, self.options, client, reader) for s in self.app.specs]
+            consumers = [
+                Consumer(s, self.options, client, reader, self.app.middleware)
+                for s in self.app.specs
+            ]
             ctx = AppContext(url, client)
             for hook in self.app.startup:
                 await hook(ctx)
