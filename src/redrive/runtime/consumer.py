@@ -67,9 +67,10 @@ class Consumer:
         self.retry = Source(self.keys.retry, spec.stream, trusted=True)
         self.sources = (self.main, self.retry)
         self.scripts = scripts()
-        self.stats = Stats()
         self.rng = random.Random()
         self.breaker = CircuitBreaker(spec.breaker) if spec.breaker else None
+        self.stats = Stats(spec.stream, spec.group, self.name, metrics=opts.metrics)
+        self.stats.breaker = self.breaker
         self.queue: deque[Item] = deque()
         self.inflight = 0
         self.closing = False

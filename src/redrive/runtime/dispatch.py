@@ -74,6 +74,7 @@ class Lanes:
         fn, run_sync = self.handler()
         max_bytes = c.spec.max_payload_bytes
         breaker = c.breaker
+        timings = c.stats.timings  # None when metrics are off
         streak = 0
         while True:
             if not queue:
@@ -106,6 +107,8 @@ class Lanes:
                     await moves.trimmed(c, source, entry_id)
                     continue
                 msg: Message = source.message(entry_id, fields)
+                if timings is not None and source.trusted:  # a retry: how late is it?
+                    timings.late(msg.meta.get("due-ms"))
                 started = time.perf_counter()
                 try:
                     check_size(fields, max_bytes)
@@ -114,8 +117,13 @@ class Lanes:
                     else:
                         await run_sync(msg)
                 except Exception as exc:  # every failure becomes a decision
-                    await moves.failed(c, source, msg, exc, time.perf_counter() - started)
+                    elapsed = time.perf_counter() - started
+                    if timings is not None:
+                        timings.duration.observe(elapsed)
+                    await moves.failed(c, source, msg, exc, elapsed)
                     continue
+                if timings is not None:
+                    timings.success(started, msg.id)
                 source.acks.append(entry_id)
                 c.stats.succeeded += 1
                 if breaker is not None:

@@ -90,6 +90,8 @@ class WorkerOptions:
     scheduler_interval: float = 0.1
     stats_interval: float = 1.0
     ack_linger: float = 0.002
+    #: Histograms and the per-second metrics stream (issue 5); counters are always kept.
+    metrics: bool = True
 
     def __post_init__(self) -> None:
         if not self.consumer or any(c.isspace() for c in self.consumer):

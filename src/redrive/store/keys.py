@@ -106,3 +106,14 @@ class StreamKeys:
             dlq=dlq(stream),
             stats=stats(stream, group),
         )
+
+
+# -- monitoring (issue 5) ---------------------------------------------------------------
+
+#: Hash: health check id -> last state (OK/WARN/CRIT), so each change is alerted once.
+HEALTH_STATE = PREFIX + "health:state"
+
+
+def metrics(stream: str, group: str) -> str:
+    """Per-second metrics of ``group`` (stream, one entry per consumer and second)."""
+    return f"{PREFIX}metrics:{hash_tag(stream)}:{group}"
