@@ -70,6 +70,11 @@ def _register() -> None:
     cli.add_command(worker.worker)
     cli.add_command(publish.publish)
     cli.add_command(demo.demo)
+    from redrive.cli import health, metrics, monitor
+
+    cli.add_command(metrics.metrics)
+    cli.add_command(health.health)
+    cli.add_command(monitor.monitor)
 
 
 def main(argv: list[str] | None = None) -> None:

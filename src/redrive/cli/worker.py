@@ -46,6 +46,11 @@ def load_app(target: str) -> App:
     show_default=True,
     help="Seconds to finish in-flight messages after SIGTERM/SIGINT.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve this worker's own Prometheus /metrics on this port (all interfaces).",
+)
 @click.pass_obj
 def worker(
     obj: CliContext,
@@ -54,6 +59,7 @@ def worker(
     consumer: str | None,
     block_ms: int,
     shutdown_timeout: float,
+    metrics_port: int | None = None,
 ) -> None:
     """Run the handlers of MODULE:APP until SIGTERM/SIGINT (then drain and exit 0)."""
     setup_logging(obj.log_format, obj.log_level)
@@ -67,6 +73,10 @@ def worker(
     )
     if app.data_dir is None:
         app.data_dir = obj.data_dir
+    if metrics_port is not None:
+        from redrive.monitoring.prometheus import serve_worker_metrics
+
+        serve_worker_metrics(metrics_port)
     app.run(options=options, redis_url=obj.redis_url or app.redis_url)
 
 
