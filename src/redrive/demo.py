@@ -137,7 +137,8 @@ def _outcomes(report: StreamReport) -> dict[str, int]:
 def demo_keys(stream: str, group: str) -> list[str]:
     """Every key the demo writes for ``stream``: the only keys it ever deletes."""
     k = keys.StreamKeys.of(stream, group)
-    return [k.stream, k.retry, k.due, k.dlq, k.stats, ledger_key(stream)]
+    metrics = keys.metrics(stream, group)  # the dashboard's per-second history
+    return [k.stream, k.retry, k.due, k.dlq, k.stats, ledger_key(stream), metrics]
 
 
 class DemoSession:

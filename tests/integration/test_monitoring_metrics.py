@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -27,6 +28,7 @@ from redrive.monitoring.prometheus import ClusterCollector, WorkerCollector, reg
 from redrive.store import keys
 from tests.integration.helpers import running, until
 
+GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "redrive-dashboard.json"
 MIX = {"ok": 20, "flaky": 6, "doomed": 4, "bad": 3, "poison": 2}
 # Handler runs: ok 20, flaky 6x2, doomed 4x2 (max_retries=1), bad 3, poison 2.
 RUNS = 20 + 12 + 8 + 3 + 2
@@ -165,6 +167,10 @@ async def test_exposition_follows_naming_conventions(
             assert family.name.endswith("_seconds"), family.name
         assert not re.search(r"_(ms|milliseconds|minutes)\b", family.name)
     # Redis 6.2 reports no lag: the gauge then has no sample rather than a false 0.
+    # Every metric the Grafana dashboard queries is one the exporter produces.
+    exported = {s.name for f in parsed for s in f.samples} | {f.name for f in parsed}
+    queried = set(re.findall(r"redrive_[a-z_]+", GRAFANA.read_text()))
+    assert queried and queried <= exported, queried - exported
     version = str((await aredis.info("server"))["redis_version"])
     lag = next(f for f in parsed if f.name == "redrive_group_lag_messages")
     assert (len(lag.samples) == 0) == version.startswith("6.")

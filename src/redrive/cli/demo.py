@@ -104,6 +104,7 @@ def _lost(count: int) -> str:
     help="Seconds to wait for every message to settle.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--no-dashboard", is_flag=True, help="Progress bars instead of the live dashboard.")
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -114,6 +115,7 @@ def demo(
     base_delay: float,
     timeout: float,
     as_json: bool,
+    no_dashboard: bool = False,
 ) -> None:
     """Run the e-commerce story: faults, retries, dead letters, then a reconciliation.
 
@@ -128,8 +130,16 @@ def demo(
         click.echo(json.dumps(report.to_json()))
     else:
         console = Console()
-        observer = ProgressObserver(Console(stderr=True))
-        with observer.bars:
-            report = run_demo(config, observer)
+        if no_dashboard:
+            observer = ProgressObserver(Console(stderr=True))
+            with observer.bars:
+                report = run_demo(config, observer)
+        else:
+            from redrive.examples.ecommerce import STREAMS
+            from redrive.monitoring.live import DemoDashboard
+
+            streams = [stream for stream, _ in STREAMS]
+            with DemoDashboard(Console(stderr=True), url, streams) as dashboard:
+                report = run_demo(config, dashboard)
         render(report, console)
     ctx.exit(0 if report.lost == 0 else 1)
