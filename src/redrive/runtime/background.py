@@ -13,6 +13,7 @@ from redrive.store.channel import TRANSPORT_ERRORS
 
 if TYPE_CHECKING:
     from redrive.runtime.consumer import Consumer
+    from redrive.runtime.source import Source
 
 log = logging.getLogger("redrive.background")
 
@@ -87,7 +88,27 @@ async def lease_loop(c: Consumer) -> None:
                 if eid in source.held:
                     source.held[eid] = now
             if lost:
-                log.warning("lease lost on %d entries of %s", len(lost), source.key)
+                dropped = drop_unstarted(c, source, set(lost))
+                log.warning(
+                    "lease lost on %d entries of %s (%d not started, dropped)",
+                    len(lost),
+                    source.key,
+                    dropped,
+                )
+
+
+def drop_unstarted(c: Consumer, source: Source, lost: set[bytes]) -> int:
+    """Forget buffered entries another consumer now owns: running them would only repeat
+    its work (and the fence would reject the outcome anyway)."""
+    dropped = 0
+    for buffer in (c.queue, c.suspects):
+        kept = [item for item in buffer if not (item[0] is source and item[1] in lost)]
+        dropped += len(buffer) - len(kept)
+        buffer.clear()  # in place: the lanes hold references to these deques
+        buffer.extend(kept)
+    for entry_id in lost:
+        source.held.pop(entry_id, None)
+    return dropped
 
 
 async def stats_loop(c: Consumer) -> None:

@@ -72,6 +72,9 @@ class Consumer:
         self.stats = Stats(spec.stream, spec.group, self.name, metrics=opts.metrics)
         self.stats.breaker = self.breaker
         self.queue: deque[Item] = deque()
+        self.suspects: deque[Item] = deque()  # re-delivered after a crash: run one at a time
+        self.suspect_busy = False
+        self.suspect_entry: bytes | None = None
         self.inflight = 0
         self.closing = False
         self.draining = False
@@ -204,7 +207,7 @@ class Consumer:
         # while the lanes finish this one.
         low_water = spec.concurrency + spec.prefetch
         while True:
-            held = len(self.queue) + self.inflight
+            held = len(self.queue) + len(self.suspects) + self.inflight
             if held <= low_water:
                 break
             self.capacity.clear()

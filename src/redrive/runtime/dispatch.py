@@ -13,6 +13,7 @@ of this one is handled (client and server then work in parallel).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
@@ -21,12 +22,17 @@ from redrive.core.breaker import BreakerState
 from redrive.core.codec import check_size
 from redrive.core.message import Message
 from redrive.runtime import moves
+from redrive.runtime.recovery import SHARED_RUNS
 from redrive.runtime.settings import AsyncHandler, SyncHandler
+from redrive.store.channel import TRANSPORT_ERRORS
 
 if TYPE_CHECKING:
     from redrive.runtime.consumer import Consumer, Item
+    from redrive.runtime.source import Source
 
 YIELD_EVERY = 32
+ISOLATION_POLL = 0.005
+STARTS_TTL = 7 * 24 * 3600
 
 
 class Lanes:
@@ -77,29 +83,37 @@ class Lanes:
         timings = c.stats.timings  # None when metrics are off
         streak = 0
         while True:
-            if not queue:
+            if c.suspects or c.suspect_busy:  # rare: recovery after a crash
                 if c.draining:
-                    return
-                await self.idle_wait()
-                streak = 0
-                continue
-            if streak >= YIELD_EVERY:
-                streak = 0
-                c.capacity.set()
-                await asyncio.sleep(0)
-                continue
-            if breaker is not None and breaker.state is not BreakerState.CLOSED:
-                # Open: buffered entries wait (their lease is renewed) instead of
-                # burning retries; half-open: only the probes run.
-                if not breaker.allowance(time.monotonic()):
-                    if c.draining:
-                        return  # shutting down: the buffered entries stay pending
-                    await asyncio.sleep(min(0.05, breaker.wait(time.monotonic()) or 0.05))
+                    return  # shutting down: suspects stay pending for the next worker
+                item = await self.next_suspect()
+                if item is None:
                     continue
-                breaker.take_probe()
-            source, entry_id, fields = queue.popleft()
-            if queue:
-                self.wake()
+                source, entry_id, fields = item
+            else:
+                if not queue:
+                    if c.draining:
+                        return
+                    await self.idle_wait()
+                    streak = 0
+                    continue
+                if streak >= YIELD_EVERY:
+                    streak = 0
+                    c.capacity.set()
+                    await asyncio.sleep(0)
+                    continue
+                if breaker is not None and breaker.state is not BreakerState.CLOSED:
+                    # Open: buffered entries wait (their lease is renewed) instead of
+                    # burning retries; half-open: only the probes run.
+                    if not breaker.allowance(time.monotonic()):
+                        if c.draining:
+                            return  # shutting down: the buffered entries stay pending
+                        await asyncio.sleep(min(0.05, breaker.wait(time.monotonic()) or 0.05))
+                        continue
+                    breaker.take_probe()
+                source, entry_id, fields = queue.popleft()
+                if queue:
+                    self.wake()
             c.inflight += 1
             streak += 1
             try:
@@ -133,6 +147,56 @@ class Lanes:
                 c.inflight -= 1
                 source.held.pop(entry_id, None)
                 c.capacity.set()
+                if entry_id is c.suspect_entry:
+                    await self.suspect_done(source, entry_id)
+
+    async def next_suspect(self) -> Item | None:
+        """Take the next suspect once nothing else is in flight, or ``None`` to look again.
+
+        A suspect runs alone, so if it kills the worker, no other entry's run is blamed.
+        Its run is counted first (HINCRBY, which survives the crash); at the limit it is
+        dead-lettered instead of run.
+        """
+        c = self.c
+        if c.suspect_busy or c.inflight:
+            await asyncio.sleep(ISOLATION_POLL)
+            return None
+        source, entry_id, fields = item = c.suspects.popleft()
+        # Claim isolation before the first await, or another lane could start a suspect too.
+        c.suspect_busy = True
+        c.suspect_entry = entry_id
+        try:
+            runs = await self._count_start(source, entry_id)
+        except TRANSPORT_ERRORS:
+            c.suspects.appendleft(item)
+            c.suspect_busy = False
+            c.suspect_entry = None
+            await asyncio.sleep(ISOLATION_POLL * 10)
+            return None
+        # Runs before this one: the shared (uncounted) ones plus the isolated ones counted.
+        if SHARED_RUNS + runs - 1 >= c.spec.max_deliveries and fields is not None:
+            source.held.pop(entry_id, None)
+            await moves.exceeded(c, source, entry_id, fields, runs)
+            await self.suspect_done(source, entry_id)
+            return None
+        return item
+
+    async def _count_start(self, source: Source, entry_id: bytes) -> int:
+        pipe = self.c.client.pipeline(transaction=False)
+        pipe.hincrby(self.c.keys.starts, source.tag + entry_id, 1)
+        pipe.expire(self.c.keys.starts, STARTS_TTL)
+        runs, _ = await pipe.execute()
+        return int(runs)
+
+    async def suspect_done(self, source: Source, entry_id: bytes) -> None:
+        """A suspect settled (or was dead-lettered): forget its runs, let the next go."""
+        c = self.c
+        c.suspect_busy = False
+        c.suspect_entry = None
+        # On failure the hash simply expires; a stale count matters only if it crashes again.
+        with contextlib.suppress(*TRANSPORT_ERRORS):
+            await c.client.hdel(c.keys.starts, source.tag + entry_id)
+        self.wake()
 
     def close(self) -> None:
         """Release the thread pool of a ``def`` handler (after the lanes have finished)."""

@@ -2,9 +2,17 @@
 
 Own pending entries are re-read at start and after every reconnect (a lost reply leaves
 entries pending under this consumer). Entries of crashed consumers are reclaimed with
-XAUTOCLAIM once idle past the visibility timeout. Either way an entry delivered
-``max_deliveries`` times without an outcome goes to the dead-letter stream instead of
-running again: a message that kills the worker must not kill it forever.
+XAUTOCLAIM once idle past the visibility timeout.
+
+An entry re-delivered once (one crash or stall) simply runs again with the others. An
+entry re-delivered a second time is a *suspect*: it may be the message that kills the
+worker. Suspects run one at a time with nothing else in flight (see ``dispatch``), and
+their isolated runs are counted in the ``starts`` hash; once the two shared runs plus the
+isolated ones reach ``max_deliveries`` the entry goes to the dead-letter stream instead
+of running again. Counting runs, not deliveries, matters: every entry that merely sat in
+the crashed worker's buffer is re-delivered too, and must not be dead-lettered along
+with the killer. Isolating only second re-deliveries keeps recovery from an ordinary
+crash (hundreds of buffered entries) concurrent.
 """
 
 from __future__ import annotations
@@ -22,6 +30,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("redrive.recovery")
 
 PAGE = 100
+#: Runs an entry gets among other entries before it is isolated as a suspect.
+SHARED_RUNS = 2
+#: A last-resort bound on raw deliveries (e.g. entries bouncing between stalled workers).
+DELIVERY_BOUND = 20
 
 
 async def _deliveries(c: Consumer, source: Source, ids: list[bytes]) -> dict[bytes, int]:
@@ -49,13 +61,14 @@ async def _admit(
         fields = flat
         if entry_id in source.held:
             continue  # still being handled in this process (a reconnect, not a crash)
+        before = counts.get(entry_id, 1) - 1  # deliveries before this one, none with an outcome
         if fields is None:
             await moves.trimmed(c, source, entry_id)
-        elif counts.get(entry_id, 0) > limit:
-            await moves.exceeded(c, source, entry_id, fields, counts[entry_id])
+        elif before >= max(limit * 4, DELIVERY_BOUND) or before >= limit == 1:
+            await moves.exceeded(c, source, entry_id, fields, before)
         else:
             source.held[entry_id] = time.monotonic()
-            c.queue.append((source, entry_id, fields))
+            (c.suspects if before >= SHARED_RUNS else c.queue).append((source, entry_id, fields))
             queued += 1
     if queued:
         c.lanes.wake()
@@ -89,7 +102,7 @@ async def reclaim(c: Consumer, source: Source) -> int:
     cursor: bytes | str = "0-0"
     taken = 0
     for _ in range(10):  # bounded per round; the next round continues
-        room = c.spec.concurrency + c.spec.prefetch - len(c.queue) - c.inflight
+        room = c.spec.concurrency + c.spec.prefetch - len(c.queue) - len(c.suspects) - c.inflight
         if room <= 0:
             break
         reply: Any = await c.client.xautoclaim(

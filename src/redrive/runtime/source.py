@@ -14,7 +14,7 @@ from redrive.core.message import _UNSET, Message
 class Source:
     """A stream key with its pending acks and the entries this consumer holds."""
 
-    __slots__ = ("acks", "delete", "held", "key", "name_b", "stream", "trusted")
+    __slots__ = ("acks", "delete", "held", "key", "name_b", "stream", "tag", "trusted")
 
     def __init__(self, key: str, stream: str, *, trusted: bool) -> None:
         self.key = key
@@ -23,6 +23,7 @@ class Source:
         self.trusted = trusted
         # Retry entries are deleted once settled: their content lives on elsewhere.
         self.delete = "1" if trusted else "0"
+        self.tag = b"r:" if trusted else b"s:"  # field prefix in the suspects' starts hash
         self.acks: list[bytes] = []
         # entry id -> monotonic time it was received (for lease renewal)
         self.held: dict[bytes, float] = {}

@@ -82,6 +82,15 @@ def stats(stream: str, group: str) -> str:
     return f"{PREFIX}stats:{hash_tag(stream)}:{group}"
 
 
+def starts(stream: str, group: str) -> str:
+    """Handler starts of *suspect* entries (hash: ``s:<id>``/``r:<id>`` → runs).
+
+    An entry re-delivered after a crash is a suspect; its runs are counted here, so the
+    crash-loop limit counts runs of that entry, not deliveries it merely sat through.
+    """
+    return f"{PREFIX}starts:{hash_tag(stream)}:{group}"
+
+
 @dataclass(frozen=True, slots=True)
 class StreamKeys:
     """All keys of one (stream, group) pair."""
@@ -92,6 +101,7 @@ class StreamKeys:
     due: str
     dlq: str
     stats: str
+    starts: str
 
     @classmethod
     def of(cls, stream: str, group: str) -> StreamKeys:
@@ -105,6 +115,7 @@ class StreamKeys:
             due=retry_due(stream, group),
             dlq=dlq(stream),
             stats=stats(stream, group),
+            starts=starts(stream, group),
         )
 
 
