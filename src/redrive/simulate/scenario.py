@@ -1,0 +1,206 @@
+"""Scenarios: TOML files describing load, error mix, workers and faults over time.
+
+A scenario is a path or the name of one shipped with redrive (``smoke``,
+``flaky-dependency``, ``poison-storm``, ``outage-and-recovery``, ``chaos``). Tables:
+
+- ``[run]``: ``messages``, ``rate`` (messages/s; 0 = as fast as possible), ``workers``,
+  ``seed``, ``drain_timeout`` (s), ``batch`` (messages per XADD pipeline);
+- ``[handler]``: ``max_retries``, ``base_delay``, ``max_delay`` (s), ``visibility_timeout``
+  (s), ``max_deliveries``, ``concurrency``, ``prefetch``, ``max_payload_bytes``,
+  ``breaker`` (true/false), ``breaker_open`` (s), ``breaker_min_calls``;
+- ``[input]``: weights of each input kind (see :mod:`redrive.simulate.traffic`);
+- ``[faults]``: steady injected rates for every stream, ``[faults.streams."<stream>"]``
+  per stream (see :mod:`redrive.simulate.faults`);
+- ``[[phase]]``: ``at``, ``duration``, optional ``stream`` and ``note``, plus rates that
+  apply in that window (a dependency outage);
+- ``[[chaos]]``: process and network faults run by the simulator — ``kind`` one of
+  :data:`CHAOS_KINDS`, ``at`` (s), ``duration`` (s), ``target`` (worker number, 1-based),
+  ``restart`` (``same`` or ``new`` name, for ``kill_worker``), ``delay_ms``
+  (``proxy_delay``).
+
+Example::
+
+    scenario = load_scenario("chaos")
+    scenario = scenario.with_overrides(messages=2000, seed=3)
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from redrive.errors import ConfigError
+from redrive.simulate.faults import FaultPlan, FaultRates, Phase
+from redrive.simulate.traffic import DEFAULT_MIX, check_mix
+
+CHAOS_KINDS = (
+    "kill_worker",
+    "stop_worker",
+    "kill_redis",
+    "proxy_reset",
+    "proxy_blackhole",
+    "proxy_delay",
+)
+SHIPPED = ("smoke", "flaky-dependency", "poison-storm", "outage-and-recovery", "chaos")
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """Load and size of a run."""
+
+    messages: int = 1000
+    rate: float = 0.0
+    workers: int = 2
+    seed: int = 0
+    drain_timeout: float = 60.0
+    batch: int = 100
+
+    def __post_init__(self) -> None:
+        if self.messages < 2 or not 1 <= self.workers <= 32 or self.batch < 1:
+            raise ConfigError("[run]: need messages >= 2, 1 <= workers <= 32, batch >= 1")
+        if self.rate < 0 or self.drain_timeout <= 0:
+            raise ConfigError("[run]: need rate >= 0 and drain_timeout > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSettings:
+    """Options of the simulated services' handlers (short times suit a simulation)."""
+
+    max_retries: int = 3
+    base_delay: float = 0.1
+    max_delay: float = 2.0
+    visibility_timeout: float = 5.0
+    max_deliveries: int = 10
+    concurrency: int = 16
+    prefetch: int = 50
+    max_payload_bytes: int = 65536
+    breaker: bool = True
+    breaker_open: float = 1.0
+    breaker_min_calls: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosFault:
+    """One process or network fault at ``at`` seconds, lasting ``duration`` seconds."""
+
+    kind: str
+    at: float
+    duration: float = 1.0
+    target: int = 1
+    restart: str = "same"
+    delay_ms: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in CHAOS_KINDS:
+            raise ConfigError(f"[[chaos]] kind {self.kind!r}: use one of {', '.join(CHAOS_KINDS)}")
+        if self.at < 0 or self.duration < 0 or self.target < 1:
+            raise ConfigError(f"[[chaos]] {self.kind}: need at >= 0, duration >= 0, target >= 1")
+        if self.restart not in ("same", "new"):
+            raise ConfigError(f"[[chaos]] restart {self.restart!r}: use 'same' or 'new'")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A whole scenario; see the module docstring for the file format."""
+
+    name: str
+    description: str = ""
+    run: RunSettings = field(default_factory=RunSettings)
+    handler: HandlerSettings = field(default_factory=HandlerSettings)
+    mix: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    chaos: tuple[ChaosFault, ...] = ()
+
+    def with_overrides(self, **run: Any) -> Scenario:
+        """A copy with ``[run]`` values replaced (``None`` values are ignored)."""
+        values = {k: v for k, v in run.items() if v is not None}
+        seeded = replace(self.faults, seed=values.get("seed", self.faults.seed))
+        return replace(self, run=replace(self.run, **values), faults=seeded)
+
+    def check(self) -> Scenario:
+        """Refuse faults that target a worker the run does not have."""
+        for fault in self.chaos:
+            if fault.target > self.run.workers:
+                raise ConfigError(
+                    f"[[chaos]] {fault.kind} at {fault.at}s targets worker {fault.target} "
+                    f"but the run has {self.run.workers}"
+                )
+        return self
+
+
+def scenario_path(name_or_path: str) -> Path:
+    """A path as given, or the file of a shipped scenario."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"scenario file {path} does not exist")
+        return path
+    shipped = resources.files("redrive.simulate") / "scenarios" / f"{name_or_path}.toml"
+    if not shipped.is_file():
+        raise ConfigError(f"no scenario {name_or_path!r}: use a .toml path or one of {SHIPPED}")
+    return Path(str(shipped))
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """Read and validate a scenario (a path or a shipped name)."""
+    path = scenario_path(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
+        return parse_scenario(data, default_name=path.stem).check()
+    except TypeError as exc:  # an unknown key in a table
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def parse_scenario(data: Mapping[str, Any], *, default_name: str = "scenario") -> Scenario:
+    """Build a :class:`Scenario` from a parsed TOML document."""
+    unknown = set(data) - {"name", "description", "run", "handler", "input", "faults", "phase",
+                           "chaos"}  # fmt: skip
+    if unknown:
+        raise ConfigError(f"unknown scenario tables {sorted(unknown)}")
+    run = _table(RunSettings, data.get("run", {}))
+    faults = dict(data.get("faults", {}))
+    streams = faults.pop("streams", {})
+    plan = FaultPlan(
+        seed=run.seed,
+        default=FaultRates.from_dict(faults),
+        streams={k: FaultRates.from_dict(v) for k, v in streams.items()},
+        phases=tuple(_phase(p) for p in data.get("phase", [])),
+    )
+    return Scenario(
+        name=str(data.get("name", default_name)),
+        description=str(data.get("description", "")),
+        run=run,
+        handler=_table(HandlerSettings, data.get("handler", {})),
+        mix=check_mix(data["input"]) if "input" in data else dict(DEFAULT_MIX),
+        faults=plan,
+        chaos=tuple(sorted((ChaosFault(**c) for c in data.get("chaos", [])), key=lambda c: c.at)),
+    )
+
+
+def _table(kind: type[Any], values: Mapping[str, Any]) -> Any:
+    names = {f.name for f in fields(kind)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(
+            f"unknown keys {sorted(unknown)} for {kind.__name__}: use {sorted(names)}"
+        )
+    return kind(**values)
+
+
+def _phase(raw: Mapping[str, Any]) -> Phase:
+    meta = {"at", "duration", "stream", "note"}
+    rates = {k: v for k, v in raw.items() if k not in meta}
+    return Phase(
+        at=float(raw.get("at", 0)),
+        duration=float(raw.get("duration", 0)),
+        rates=rates,
+        stream=raw.get("stream"),
+        note=str(raw.get("note", "")),
+    )
