@@ -134,6 +134,43 @@ def pending_ids(client: redis.Redis, k: keys.StreamKeys, produced: Sequence[str]
     return out
 
 
+def entries(client: redis.Redis, key: str) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
+    """Every entry of stream ``key`` as ``(id, fields)``, read in pages of ``PAGE``."""
+    return _xrange_all(client, key)
+
+
+#: Where :func:`locate` finds an unaccounted id.
+PENDING, UNREAD, RETRYING, ACKED, GONE = "pending", "unread", "retrying", "acked", "gone"
+
+
+def locate(client: redis.Redis, k: keys.StreamKeys, ids: Sequence[str]) -> dict[str, str]:
+    """Where each of ``ids`` (source entries) is now, for the report of a lost message.
+
+    ``pending`` (in the group's pending list), ``unread`` (after the group's last
+    delivered id), ``retrying`` (in the schedule or the retry stream), ``acked`` (still
+    in the stream, but acknowledged with no outcome recorded: the trace of a loss) or
+    ``gone`` (no longer in the stream: trimmed or deleted).
+    """
+    pel = {_s(cast(bytes, e["message_id"])) for e in _pel(client, k.stream, k.group)}
+    retrying = pending_ids(client, k, ()) - pel
+    last = _last_delivered(client, k.stream, k.group)
+    pipe = client.pipeline(transaction=False)
+    for entry_id in ids:
+        pipe.xrange(k.stream, min=entry_id, max=entry_id, count=1)
+    present = pipe.execute() if ids else []
+    out: dict[str, str] = {}
+    for entry_id, found in zip(ids, present, strict=True):
+        if entry_id in pel:
+            out[entry_id] = PENDING
+        elif entry_id in retrying:
+            out[entry_id] = RETRYING
+        elif last is None or _id_key(entry_id) > last:
+            out[entry_id] = UNREAD
+        else:
+            out[entry_id] = ACKED if found else GONE
+    return out
+
+
 def _pel(client: redis.Redis, stream: str, group: str) -> Iterator[dict[str, Any]]:
     start = "-"
     while True:
