@@ -1,0 +1,217 @@
+"""Message-by-message accounting of one stream after a simulation run.
+
+Every message the producer got an id for (``ok``), or whose reply was lost but whose
+``sim-id`` is found in the stream (``indeterminate`` that landed), must end *succeeded*
+(in the ledger) or *dead* (in ``dlq:{S}``). Otherwise it is still pending — or lost,
+and then :func:`~redrive.reconcile.locate` says where its entry is now.
+
+A message with more than one outcome is a duplicate. It is *explained* when a fault's
+window (from ``slack`` seconds before it began to ``slack`` after it healed) contains its
+first outcome and the fault hit a consumer that recorded one of its outcomes — the
+at-least-once price of that fault. Any other duplicate is unexplained: a defect.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import redis
+
+from redrive.examples.ecommerce import ledger_key
+from redrive.reconcile import entries, locate, pending_ids, read_ledger
+from redrive.simulate.chaos import FaultEvent
+from redrive.simulate.ledger import effects_key
+from redrive.simulate.producer import FAILED, INDETERMINATE, OK, Record
+from redrive.simulate.traffic import EXPECTED, SIM_ID
+from redrive.store.keys import StreamKeys
+
+INJECTED = "redrive.simulate.faults.Injected"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One recorded outcome of a message: a success or a dead letter."""
+
+    at_ms: int
+    consumer: str
+    reason: str = "succeeded"
+    error_type: str = ""
+
+
+@dataclass(slots=True)
+class StreamAccount:
+    """The accounting of one (stream, group)."""
+
+    stream: str
+    group: str
+    produced: int = 0
+    indeterminate_landed: int = 0
+    failed_but_landed: int = 0
+    succeeded: int = 0
+    dead: Counter[str] = field(default_factory=Counter)
+    pending: int = 0
+    lost: list[dict[str, str]] = field(default_factory=list)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    by_kind: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    mismatched: int = 0
+    mismatched_injected: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def unexplained_duplicates(self) -> int:
+        """Duplicates no fault window explains."""
+        return sum(1 for d in self.duplicates if d["explained_by"] is None)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "stream": self.stream,
+            "group": self.group,
+            "produced": self.produced,
+            "indeterminate_landed": self.indeterminate_landed,
+            "failed_but_landed": self.failed_but_landed,
+            "succeeded": self.succeeded,
+            "dead": dict(sorted(self.dead.items())),
+            "dead_total": sum(self.dead.values()),
+            "pending": self.pending,
+            "lost": len(self.lost),
+            "lost_messages": self.lost,
+            "duplicates": len(self.duplicates),
+            "unexplained_duplicates": self.unexplained_duplicates,
+            "duplicate_messages": self.duplicates[:100],
+            "unexpected": self.unexpected,
+            "outcomes_by_kind": {k: dict(v) for k, v in sorted(self.by_kind.items())},
+            "mismatched_outcomes": self.mismatched,
+            "mismatched_by_injected_faults": self.mismatched_injected,
+            "worker_counters": self.counters,
+        }
+
+
+def account(
+    client: redis.Redis,
+    k: StreamKeys,
+    records: Mapping[str, Record],
+    events: list[FaultEvent],
+    *,
+    slack: float,
+) -> StreamAccount:
+    """Account for every message the producer sent to ``k.stream``."""
+    acc = StreamAccount(k.stream, k.group)
+    produced = _produced(client, k, records, acc)
+    outcomes = _outcomes(client, k)
+    unsettled = pending_ids(client, k, list(produced))
+    lost_ids: list[str] = []
+    for entry_id, (sim_id, kind) in produced.items():
+        found = outcomes.get(entry_id, [])
+        result = _classify(acc, found, entry_id in unsettled)
+        acc.by_kind[kind][result] += 1
+        if result == "lost":
+            lost_ids.append(entry_id)
+        elif result not in ("pending", EXPECTED[kind]):
+            acc.mismatched += 1
+            acc.mismatched_injected += any(o.error_type.startswith(INJECTED) for o in found)
+        if len(found) > 1:
+            acc.duplicates.append(_duplicate(entry_id, sim_id, found, events, slack))
+    where = locate(client, k, lost_ids)
+    acc.lost = [
+        {"id": i, "sim_id": produced[i][0], "kind": produced[i][1], "where": where[i]}
+        for i in lost_ids
+    ]
+    acc.unexpected = sorted(set(outcomes) - set(produced))
+    raw = cast(dict[bytes, bytes], client.hgetall(k.stats))
+    acc.counters = {key.decode(): int(value) for key, value in sorted(raw.items())}
+    return acc
+
+
+def _classify(acc: StreamAccount, found: list[Outcome], unsettled: bool) -> str:
+    if any(o.reason == "succeeded" for o in found):
+        acc.succeeded += 1
+        return "succeeded"
+    if found:
+        acc.dead[found[0].reason] += 1
+        return found[0].reason
+    if unsettled:
+        acc.pending += 1
+        return "pending"
+    return "lost"
+
+
+def _produced(
+    client: redis.Redis, k: StreamKeys, records: Mapping[str, Record], acc: StreamAccount
+) -> dict[str, tuple[str, str]]:
+    """entry id → (sim-id, kind) of every message that is in (or went through) ``S``."""
+    landed: dict[str, str] = {}
+    for eid, fields in entries(client, k.stream):
+        raw = fields.get(SIM_ID.encode())
+        if raw is not None:
+            landed.setdefault(raw.decode(), eid.decode())
+    out: dict[str, tuple[str, str]] = {}
+    for sim_id, rec in records.items():
+        if rec.stream != k.stream:
+            continue
+        entry_id = rec.entry_id if rec.status == OK else landed.get(sim_id)
+        if entry_id is None:
+            continue  # failed, or indeterminate and never written: not produced
+        acc.indeterminate_landed += rec.status == INDETERMINATE
+        acc.failed_but_landed += rec.status == FAILED
+        out[entry_id] = (sim_id, rec.kind)
+    acc.produced = len(out)
+    return out
+
+
+def _outcomes(client: redis.Redis, k: StreamKeys) -> dict[str, list[Outcome]]:
+    """origin id → its successes (effects log) and dead letters (this group's), by time."""
+    out: dict[str, list[Outcome]] = defaultdict(list)
+    for _, f in entries(client, effects_key(k.stream)):
+        out[f[b"id"].decode()].append(Outcome(int(f[b"t"]), f[b"w"].decode()))
+    ledger = read_ledger(client, ledger_key(k.stream))
+    for entry_id, count in ledger.items():  # the ledger and the log are written together
+        missing = count - len(out.get(entry_id, ()))
+        out[entry_id] += [Outcome(0, "?")] * max(0, missing)
+    for _, f in entries(client, k.dlq):
+        if f.get(b"redrive-origin-stream", b"").decode() != k.stream:
+            continue
+        if f.get(b"redrive-group", b"").decode() != k.group:
+            continue
+        out[f.get(b"redrive-origin-id", b"").decode()].append(
+            Outcome(
+                int(f.get(b"redrive-dead-ms", b"0") or 0),
+                f.get(b"redrive-consumer", b"?").decode(),
+                f.get(b"redrive-reason", b"?").decode(),
+                f.get(b"redrive-error-type", b"").decode(),
+            )
+        )
+    for found in out.values():
+        found.sort(key=lambda o: o.at_ms)
+    return out
+
+
+def _duplicate(
+    entry_id: str, sim_id: str, found: list[Outcome], events: list[FaultEvent], slack: float
+) -> dict[str, Any]:
+    first = found[0].at_ms / 1000
+    who = {o.consumer for o in found}
+    return {
+        "id": entry_id,
+        "sim_id": sim_id,
+        "outcomes": [o.reason for o in found],
+        "consumers": sorted(who),
+        "explained_by": explain(first, who, events, slack),
+    }
+
+
+def explain(
+    first: float, consumers: Iterable[str], events: list[FaultEvent], slack: float
+) -> str | None:
+    """The kind of the first fault whose window explains a duplicate, else ``None``."""
+    names = set(consumers)
+    for event in events:
+        if not event.started - slack <= first <= event.healed + slack:
+            continue
+        if event.consumers is None or names & set(event.consumers):
+            return event.kind
+    return None
