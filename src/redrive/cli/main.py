@@ -73,6 +73,9 @@ def _register() -> None:
     from redrive.cli import simulate
 
     cli.add_command(simulate.simulate)
+    from redrive.cli import audit
+
+    cli.add_command(audit.audit)
     from redrive.cli import health, metrics, monitor
 
     cli.add_command(metrics.metrics)
