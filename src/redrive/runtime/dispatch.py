@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from redrive.runtime.source import Source
 
 YIELD_EVERY = 32
+#: Returned by :meth:`Lanes.next_slow` when a lane should end.
+STOP = cast("Item", ("stop",))
 ISOLATION_POLL = 0.005
 STARTS_TTL = 7 * 24 * 3600
 
@@ -69,7 +71,7 @@ class Lanes:
         await fut
         self.waking = False
 
-    async def lane(self) -> None:  # noqa: C901, PLR0912, PLR0915 - hot path, see below
+    async def lane(self) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot path, see below
         """Run queued entries until the consumer closes and the queue is empty.
 
         Deliberately one long frame: an extra coroutine call per message would cost
@@ -83,39 +85,25 @@ class Lanes:
         timings = c.stats.timings  # None when metrics are off
         streak = 0
         while True:
-            if c.suspects or c.suspect_busy:  # rare: recovery after a crash
-                if c.draining:
-                    return  # shutting down: suspects stay pending for the next worker
-                item = await self.next_suspect()
-                if item is None:
-                    continue
-                source, entry_id, fields = item
-            else:
-                if not queue:
-                    if c.draining:
-                        return
-                    await self.idle_wait()
-                    streak = 0
-                    continue
-                if streak >= YIELD_EVERY:
-                    streak = 0
-                    c.capacity.set()
-                    await asyncio.sleep(0)
-                    continue
-                if breaker is not None and breaker.state is not BreakerState.CLOSED:
-                    # Open: buffered entries wait (their lease is renewed) instead of
-                    # burning retries; half-open: only the probes run.
-                    if not breaker.allowance(time.monotonic()):
-                        if c.draining:
-                            return  # shutting down: the buffered entries stay pending
-                        await asyncio.sleep(min(0.05, breaker.wait(time.monotonic()) or 0.05))
-                        continue
-                    breaker.take_probe()
+            if (
+                queue
+                and streak < YIELD_EVERY
+                and not (c.suspects or c.suspect_busy)
+                and (breaker is None or breaker.state is BreakerState.CLOSED)
+            ):
                 source, entry_id, fields = queue.popleft()
                 if queue:
                     self.wake()
+                streak += 1
+            else:
+                item = await self.next_slow()
+                streak = 0
+                if item is None:
+                    continue
+                if item is STOP:
+                    return
+                source, entry_id, fields = item
             c.inflight += 1
-            streak += 1
             try:
                 if fields is None:
                     await moves.trimmed(c, source, entry_id)
@@ -149,6 +137,40 @@ class Lanes:
                 c.capacity.set()
                 if entry_id is c.suspect_entry:
                     await self.suspect_done(source, entry_id)
+
+    async def next_slow(self) -> Item | None:
+        """The next entry when the fast path cannot take one; ``None`` = look again.
+
+        Covers, in order: crash-loop suspects (isolated), an empty queue (park until
+        woken), an open breaker (buffered entries wait, with their lease renewed, instead
+        of burning retries; half-open lets a probe through), and a long streak of handlers
+        that never suspended (yield once so the reader can fetch ahead).
+        Returns :data:`STOP` when the lane should end (shutdown).
+        """
+        c = self.c
+        if c.suspects or c.suspect_busy:
+            return STOP if c.draining else await self.next_suspect()
+        breaker = c.breaker
+        if breaker is not None and breaker.state is BreakerState.CLOSED:
+            breaker = None  # only an open or half-open breaker matters here
+        waiting = not c.queue or (breaker is not None and not breaker.allowance(time.monotonic()))
+        if waiting:
+            if c.draining:
+                return STOP  # anything buffered stays pending for the next worker
+            if breaker is not None:  # open: wait instead of burning retries
+                await asyncio.sleep(min(0.05, breaker.wait(time.monotonic()) or 0.05))
+            else:
+                await self.idle_wait()
+            return None
+        if breaker is not None:  # half-open: this entry is a probe
+            breaker.take_probe()
+            item = c.queue.popleft()
+            if c.queue:
+                self.wake()
+            return item
+        c.capacity.set()  # a long streak: let the reader fetch the next batch meanwhile
+        await asyncio.sleep(0)
+        return None
 
     async def next_suspect(self) -> Item | None:
         """Take the next suspect once nothing else is in flight, or ``None`` to look again.
