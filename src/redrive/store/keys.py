@@ -128,3 +128,17 @@ HEALTH_STATE = PREFIX + "health:state"
 def metrics(stream: str, group: str) -> str:
     """Per-second metrics of ``group`` (stream, one entry per consumer and second)."""
     return f"{PREFIX}metrics:{hash_tag(stream)}:{group}"
+
+
+def audit_trail(stream: str) -> str:
+    """Per-entry audit records of DLQ operations on ``stream`` (``redrive:audit:{S}``).
+
+    Shares the slot of ``dlq:{S}``, so a replay or purge script can write the move and
+    its audit record in one atomic call; ``AUDIT`` keeps one summary per operation.
+    """
+    return f"{PREFIX}audit:{hash_tag(stream)}"
+
+
+def dlq_retention(stream: str) -> str:
+    """Retention gauges of ``dlq:{S}`` (hash: expiring, evicted, last run)."""
+    return f"{PREFIX}dlq-retention:{hash_tag(stream)}"

@@ -17,7 +17,16 @@ from redis.exceptions import NoScriptError
 
 Arg = str | bytes | int | float
 
-NAMES = ("ack", "schedule_retry", "dead_letter", "promote_due", "renew", "retire")
+NAMES = (
+    "ack",
+    "schedule_retry",
+    "dead_letter",
+    "promote_due",
+    "renew",
+    "retire",
+    "replay",
+    "purge",
+)
 
 
 class Script:
@@ -59,6 +68,8 @@ class Scripts:
         self.promote_due = self.by_name["promote_due"]
         self.renew = self.by_name["renew"]
         self.retire = self.by_name["retire"]
+        self.replay = self.by_name["replay"]
+        self.purge = self.by_name["purge"]
 
     async def load_all(self, client: Redis) -> None:
         """SCRIPT LOAD every script (at start and after a reconnect)."""
