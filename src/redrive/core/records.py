@@ -18,6 +18,7 @@ MAX_ERROR_MESSAGE = 1024
 MAX_HISTORY_MESSAGE = 200
 MAX_TRACEBACK = 8192
 MAX_HISTORY = 20
+REPLAY_PROVENANCE = ("replayed-from", "replayed-by", "replayed-ms", "replay-note")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,11 @@ def _base(msg: Message, failure: Failure, group: str) -> Fields:
         "redrive-replays", meta.get("replays") or "0",
         "redrive-history", history(msg, failure),
     ]  # fmt: skip
+    # A replayed message keeps its provenance if it fails again, so its next dead letter
+    # still says where it was replayed from, by whom and why (redrive.dlq.replay).
+    for name in REPLAY_PROVENANCE:
+        if meta.get(name):
+            out += ["redrive-" + name, meta[name]]
     return out
 
 

@@ -1,0 +1,158 @@
+"""A dead letter as read from ``dlq:{S}``, and how entries are read without loss.
+
+Fields are kept as the ordered list of raw ``(name, value)`` byte pairs Redis returned, so
+nothing is decoded, merged or reordered on the way to an export or a replay: non-UTF-8
+payloads and repeated field names survive. ``redrive-*`` metadata is decoded on demand.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from redrive.core.codec import META_PREFIX
+from redrive.store.connection import async_client
+
+Pair = tuple[bytes, bytes]
+PAGE = 500
+
+
+def connect(url: str) -> Redis:
+    """A client for the DLQ API: bytes replies and raw XRANGE (field order, duplicates).
+
+    Example::
+
+        client = connect("redis://localhost:6379/0")
+        page = await list_dead_letters(client, Filter(reason="poison"))
+    """
+    client = async_client(url)
+    for command in ("XRANGE", "XREVRANGE"):
+        # redis-py folds an entry's fields into a dict, which drops repeated names.
+        client.set_response_callback(command, lambda response, **_: response)
+    return client
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One entry of a dead-letter stream: where it is, its id and its raw fields."""
+
+    stream: str  # the source stream S (the DLQ key is dlq:{S})
+    key: str
+    id: str
+    pairs: tuple[Pair, ...]
+
+    @cached_property
+    def meta(self) -> dict[str, str]:
+        """``redrive-*`` fields without the prefix, decoded as UTF-8 (with replacement)."""
+        out: dict[str, str] = {}
+        for name, value in self.pairs:
+            if name.startswith(META_PREFIX):
+                out[name[len(META_PREFIX) :].decode("utf-8", "replace")] = value.decode(
+                    "utf-8", "replace"
+                )
+        return out
+
+    @property
+    def user_pairs(self) -> list[Pair]:
+        """The producer's fields, in their original order."""
+        return [(n, v) for n, v in self.pairs if not n.startswith(META_PREFIX)]
+
+    @property
+    def dead_ms(self) -> int:
+        """When it died: ``redrive-dead-ms``, else the time in its entry id."""
+        value = self.meta.get("dead-ms", "")
+        return int(value) if value.isdigit() else int(self.id.partition("-")[0])
+
+    @property
+    def reason(self) -> str:
+        """Why it died (``poison``, ``max_retries_exceeded``…)."""
+        return self.meta.get("reason", "")
+
+    @property
+    def error_type(self) -> str:
+        """The exception type of the last failure."""
+        return self.meta.get("error-type", "")
+
+    @property
+    def error_message(self) -> str:
+        """The message of the last failure."""
+        return self.meta.get("error-message", "")
+
+    @property
+    def group(self) -> str:
+        """The consumer group whose handler failed it."""
+        return self.meta.get("group", "")
+
+    @property
+    def replays(self) -> int:
+        """How often it has been replayed from a DLQ already."""
+        value = self.meta.get("replays", "0")
+        return int(value) if value.isdigit() else 0
+
+    @property
+    def attempts(self) -> int:
+        """Attempts made before it died."""
+        value = self.meta.get("attempt", "0")
+        return int(value) if value.isdigit() else 0
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The attempt history (items ``{"a", "t", "c", "e", "k", "m", "d"}``; replays
+        appear as ``{"replay", "t", "by", "from", "note"}``)."""
+        try:
+            items = json.loads(self.meta.get("history", "[]"))
+        except ValueError:
+            return []
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+    def field(self, name: bytes) -> bytes | None:
+        """The last value of field ``name`` (as a dict built from the pairs would hold)."""
+        found = None
+        for n, v in self.pairs:
+            if n == name:
+                found = v
+        return found
+
+
+async def command(client: Redis, *args: Any) -> Any:
+    """Send a raw command (redis-py leaves ``execute_command`` untyped)."""
+    return await cast(Any, client).execute_command(*args)
+
+
+def pairs_of(raw: Any) -> tuple[Pair, ...]:
+    """Field pairs of one XRANGE entry, raw (flat list) or parsed by redis-py (dict)."""
+    if isinstance(raw, dict):
+        return tuple(raw.items())
+    flat: Sequence[bytes] = raw or []
+    return tuple((flat[i], flat[i + 1]) for i in range(0, len(flat) - 1, 2))
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def scan(
+    client: Redis, stream: str, key: str, *, after: str | None = None, page: int = PAGE
+) -> AsyncIterator[DeadLetter]:
+    """Every entry of ``key`` in id order, starting after id ``after``."""
+    start = "-" if after is None else "(" + after
+    while True:
+        reply = await command(client, "XRANGE", key, start, "+", "COUNT", page)
+        for entry_id, raw in reply:
+            yield DeadLetter(stream, key, _s(entry_id), pairs_of(raw))
+        if len(reply) < page:
+            return
+        start = "(" + _s(reply[-1][0])
+
+
+async def fetch(client: Redis, stream: str, key: str, entry_id: str) -> DeadLetter | None:
+    """The entry ``entry_id`` of ``key``, or ``None``."""
+    reply = await command(client, "XRANGE", key, entry_id, entry_id)
+    if not reply:
+        return None
+    return DeadLetter(stream, key, _s(reply[0][0]), pairs_of(reply[0][1]))

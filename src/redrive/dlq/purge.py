@@ -1,0 +1,91 @@
+"""Purge (delete) dead letters by id, filter or age, with an audit record.
+
+The selection is made first and its exact ids are what gets deleted, so the count an
+operator confirmed is the count removed (entries that arrive meanwhile are untouched).
+Each batch is deleted by ``purge.lua`` together with its per-entry audit record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from redrive.dlq import audit
+from redrive.dlq.model import DeadLetter
+from redrive.dlq.query import Filter, select
+from redrive.dlq.replay import UnknownIdError
+from redrive.errors import ConfigError
+from redrive.store import keys
+from redrive.store.scripts import Arg, scripts
+
+BATCH = 500
+
+
+@dataclass(slots=True)
+class PurgePlan:
+    """The exact entries a purge will delete, by DLQ."""
+
+    entries: list[DeadLetter] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        """How many entries will be deleted."""
+        return len(self.entries)
+
+    def by_stream(self) -> dict[str, int]:
+        """How many per source stream."""
+        return dict(sorted(Counter(e.stream for e in self.entries).items()))
+
+
+async def plan_purge(client: Redis, flt: Filter, *, everything: bool = False) -> PurgePlan:
+    """Select what to delete; refuses an unfiltered purge unless ``everything``.
+
+    ``older_than`` is expressed as ``flt.until_ms`` (entries that died before it).
+    """
+    if flt.is_empty and not everything:
+        raise ConfigError("say what to purge: --id, a filter, --older-than or --all")
+    chosen = PurgePlan()
+    async for entry in select(client, flt):
+        chosen.entries.append(entry)
+    missing = sorted(set(flt.ids) - {e.id for e in chosen.entries})
+    if missing:
+        raise UnknownIdError(f"unknown dead-letter id(s): {', '.join(missing)}")
+    return chosen
+
+
+async def purge(
+    client: Redis, chosen: PurgePlan, *, by: str | None = None, note: str = "", what: str = ""
+) -> int:
+    """Delete the planned entries; returns how many were deleted (already gone: skipped).
+
+    Example::
+
+        chosen = await plan_purge(client, Filter(reason="poison", until_ms=cutoff))
+        if input(f"delete {chosen.count}? ") == "y":
+            await purge(client, chosen)
+    """
+    op = audit.Operation.start("purge", by=by, note=note)
+    deleted = 0
+    try:
+        for stream, ids in _batches(chosen):
+            head = [*op.entry_fields(), "stream", stream]
+            args: list[Arg] = [audit.AUDIT_MAXLEN, len(head), *head, *ids]
+            sha_keys = [keys.dlq(stream), keys.audit_trail(stream)]
+            deleted += int(await scripts().purge(client, sha_keys, args))
+    finally:
+        await audit.record(
+            client, op, count=deleted, streams=list(chosen.by_stream()), details={"filter": what}
+        )
+    return deleted
+
+
+def _batches(chosen: PurgePlan) -> list[tuple[str, list[str]]]:
+    by_stream: dict[str, list[str]] = {}
+    for entry in chosen.entries:
+        by_stream.setdefault(entry.stream, []).append(entry.id)
+    out = []
+    for stream, ids in by_stream.items():
+        out += [(stream, ids[i : i + BATCH]) for i in range(0, len(ids), BATCH)]
+    return out

@@ -1,0 +1,259 @@
+"""Replay (redrive) dead letters: each entry moves in one Lua call, with provenance.
+
+**Target.** By default a dead letter goes back to the retry stream of the group that
+failed it, ``retry:{S}:<group>``: only that group reads it (replaying into ``S`` would make
+*every* group of ``S`` process it again), and the key is one redrive writes, so the
+provenance below is trusted there — a worker drops ``redrive-*`` fields it finds on a
+source stream. ``to="T"`` sends it to stream ``T`` instead (producer fields plus the same
+provenance fields, which a worker reading ``T`` as a source ignores).
+
+**Provenance and budget.** The replayed message keeps its origin stream and id (the
+handler's ``msg.id`` stays the idempotency key), carries ``redrive-replays`` + 1,
+``redrive-replayed-from`` (the DLQ id), ``-replayed-by``, ``-replayed-ms``, the operator's
+``-replay-note`` and a marker in its history, and restarts at ``redrive-attempt`` 1: a
+fresh retry budget.
+
+**Atomicity.** ``replay.lua`` checks the entry still exists, XADDs it to the target,
+XDELs it from the DLQ and appends the per-entry audit record, in one step: a crash (even
+``kill -9``) between two entries leaves every entry in exactly one place.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from redrive.core.records import MAX_HISTORY
+from redrive.dlq import audit, canary
+from redrive.dlq.model import DeadLetter
+from redrive.dlq.query import Filter, select
+from redrive.dlq.ratelimit import TokenBucket
+from redrive.errors import ConfigError
+from redrive.store import keys
+from redrive.store.scripts import Arg, scripts
+
+DEFAULT_MAX_REPLAYS = 3
+Progress = Callable[[int, int], None]
+
+
+class UnknownIdError(ConfigError):
+    """An id given to replay, show or purge is in none of the selected DLQs."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    """How to replay. ``max_replays`` is the loop guard: entries replayed that often
+    already are refused unless ``force``. ``rate`` is entries per second (``None``: as
+    fast as Redis answers). ``canary`` replays that many first and stops if one dies."""
+
+    to: str | None = None
+    note: str = ""
+    by: str | None = None
+    force: bool = False
+    max_replays: int = DEFAULT_MAX_REPLAYS
+    dry_run: bool = False
+    rate: float | None = None
+    canary: int = 0
+    canary_timeout: float = 60.0
+    everything: bool = False
+
+    def __post_init__(self) -> None:
+        if self.to is not None and self.to.startswith(("dlq:", keys.PREFIX)):
+            raise ConfigError(f"--to {self.to!r}: replay into a stream, not a redrive key")
+        if self.to is not None and not self.to.startswith("retry:"):
+            keys.validate_stream_name(self.to)
+        if self.max_replays < 1 or self.canary < 0 or self.canary_timeout <= 0:
+            raise ConfigError("max_replays >= 1, canary >= 0 and canary_timeout > 0, please")
+        if self.canary and self.to is not None and self.to.startswith("retry:"):
+            raise ConfigError("--canary with --to a retry stream: leave --to out instead")
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """One replayed entry: where it was and where it went."""
+
+    stream: str
+    dlq_id: str
+    target: str
+    target_id: str
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    """What a replay did (or, with ``dry_run``, would do)."""
+
+    planned: list[tuple[DeadLetter, str]] = field(default_factory=list)
+    refused: list[tuple[DeadLetter, str]] = field(default_factory=list)
+    moved: list[Moved] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    canary: canary.CanaryResult | None = None
+    stopped: str = ""
+    dry_run: bool = False
+    op: str = ""
+
+
+def target_of(entry: DeadLetter, to: str | None) -> str | None:
+    """Where ``entry`` goes: ``to``, else its group's retry stream (``None``: unknown)."""
+    if to is not None:
+        return to
+    if not entry.group or not entry.meta.get("origin-stream", entry.stream):
+        return None
+    return keys.retry_stream(entry.stream, entry.group)
+
+
+def refusal(entry: DeadLetter, options: ReplayOptions) -> str | None:
+    """Why ``entry`` may not be replayed with ``options``, or ``None``."""
+    if not entry.user_pairs:
+        return f"no payload to replay (reason {entry.reason or 'unknown'})"
+    if target_of(entry, options.to) is None:
+        return "no redrive-group on the entry: pass --to STREAM"
+    if entry.replays >= options.max_replays and not options.force:
+        return f"loop guard: replayed {entry.replays} times already (--force to override)"
+    return None
+
+
+def replay_fields(entry: DeadLetter, op: audit.Operation, now_ms: int) -> list[bytes | str]:
+    """The fields of the replayed message (see the module docstring)."""
+    meta = entry.meta
+    out: list[bytes | str] = [v for pair in entry.user_pairs for v in pair]
+    out += ["redrive-origin-stream", meta.get("origin-stream") or entry.stream,
+            "redrive-origin-id", meta.get("origin-id") or entry.id,
+            "redrive-attempt", "1",
+            "redrive-replays", str(entry.replays + 1),
+            "redrive-replayed-from", entry.id,
+            "redrive-replayed-by", op.by,
+            "redrive-replayed-ms", str(now_ms),
+            "redrive-history", _history(entry, op, now_ms)]  # fmt: skip
+    for name in ("group", "first-failed-ms"):
+        if meta.get(name):
+            out += [f"redrive-{name}", meta[name]]
+    if op.note:
+        out += ["redrive-replay-note", op.note]
+    return out
+
+
+def _history(entry: DeadLetter, op: audit.Operation, now_ms: int) -> str:
+    marker: dict[str, object] = {"replay": entry.replays + 1, "t": now_ms, "by": op.by}
+    marker["from"] = entry.id
+    if op.note:
+        marker["note"] = op.note[:200]
+    items: list[object] = [*entry.history, marker]
+    if len(items) > MAX_HISTORY:  # same cap as records.history: keep the first attempt
+        items = [items[0], *items[-(MAX_HISTORY - 1) :]]
+    return json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+
+
+async def plan(client: Redis, flt: Filter, options: ReplayOptions) -> ReplayReport:
+    """Select the entries and sort them into planned and refused; nothing moves."""
+    if flt.is_empty and not options.everything:
+        raise ConfigError("say what to replay: --id, a filter, --fingerprint or --all")
+    report = ReplayReport(dry_run=options.dry_run)
+    async for entry in select(client, flt):
+        why = refusal(entry, options)
+        if why is None:
+            report.planned.append((entry, target_of(entry, options.to) or ""))
+        else:
+            report.refused.append((entry, why))
+    found = {e.id for e, _ in report.planned} | {e.id for e, _ in report.refused}
+    missing = [i for i in flt.ids if i not in found]
+    if missing:
+        raise UnknownIdError(f"unknown dead-letter id(s): {', '.join(missing)}")
+    await _check_targets(client, {t for _, t in report.planned})
+    return report
+
+
+async def _check_targets(client: Redis, targets: set[str]) -> None:
+    for target in sorted(targets):
+        kind = await client.type(target)
+        if kind not in (b"none", b"stream", "none", "stream"):
+            raise ConfigError(f"target {target!r} is a {kind!r}, not a stream")
+
+
+async def move(client: Redis, entry: DeadLetter, target: str, op: audit.Operation) -> str | None:
+    """Replay one entry atomically; returns its id in ``target`` (``None``: already gone)."""
+    fields = replay_fields(entry, op, int(time.time() * 1000))
+    origin = entry.meta.get("origin-id") or entry.id
+    record = [*op.entry_fields(), "stream", entry.stream, "dlq-id", entry.id,
+              "origin-id", origin, "reason", entry.reason, "target", target]  # fmt: skip
+    args: list[Arg] = [entry.id, audit.AUDIT_MAXLEN, len(fields), *fields, *record]
+    sha_keys = [entry.key, target, keys.audit_trail(entry.stream)]
+    new_id = await scripts().replay(client, sha_keys, args)
+    if new_id is None:
+        return None
+    return new_id.decode() if isinstance(new_id, bytes) else str(new_id)
+
+
+async def replay(
+    client: Redis, flt: Filter, options: ReplayOptions, progress: Progress | None = None
+) -> ReplayReport:
+    """Replay the dead letters ``flt`` selects (see the module docstring).
+
+    Example::
+
+        report = await replay(client, Filter(streams=("ecommerce:orders",),
+                                             error_type="TimeoutError"),
+                              ReplayOptions(rate=100, canary=5, note="gateway fixed"))
+        print(len(report.moved), "replayed;", report.stopped or "done")
+    """
+    report = await plan(client, flt, options)
+    if options.dry_run or not report.planned:
+        return report
+    op = audit.Operation.start("replay", by=options.by, note=options.note)
+    report.op = op.op
+    try:
+        await _run(client, report, options, op, progress)
+    finally:
+        streams = sorted({m.stream for m in report.moved})
+        details = {"filter": flt.describe(), "refused": len(report.refused)}
+        if report.stopped:
+            details["stopped"] = report.stopped
+        await audit.record(client, op, count=len(report.moved), streams=streams, details=details)
+    return report
+
+
+async def _run(
+    client: Redis,
+    report: ReplayReport,
+    options: ReplayOptions,
+    op: audit.Operation,
+    progress: Progress | None,
+) -> None:
+    bucket = TokenBucket(options.rate) if options.rate else None
+    total = len(report.planned)
+    first, rest = report.planned[: options.canary], report.planned[options.canary :]
+    for batch, watched in ((first, True), (rest, False)):
+        marks = {e.stream: await canary.last_id(client, e.key) for e, _ in batch if watched}
+        watch: list[canary.Canary] = []
+        for entry, target in batch:
+            if bucket is not None:
+                await bucket.take()
+            new_id = await move(client, entry, target, op)
+            if new_id is None:
+                report.gone.append(entry.id)
+            else:
+                report.moved.append(Moved(entry.stream, entry.id, target, new_id))
+                watch.append(_canary(entry, options, new_id))
+            if progress is not None:
+                progress(len(report.moved) + len(report.gone), total)
+        if watched and watch:
+            report.canary = await canary.watch(client, watch, marks, options.canary_timeout)
+            if not report.canary.ok:
+                report.stopped = _stop_reason(report.canary, len(rest))
+                return
+
+
+def _canary(entry: DeadLetter, options: ReplayOptions, new_id: str) -> canary.Canary:
+    if options.to is None:
+        origin = entry.meta.get("origin-id") or entry.id
+        return canary.Canary(entry.id, entry.stream, entry.group, new_id, origin)
+    return canary.Canary(entry.id, options.to, "", new_id, new_id)
+
+
+def _stop_reason(result: canary.CanaryResult, left: int) -> str:
+    if result.died:
+        return f"canary died again ({', '.join(result.died)}); {left} entries not replayed"
+    return f"canary not settled in time ({', '.join(result.unsettled)}); {left} not replayed"

@@ -1,0 +1,93 @@
+"""Counts of dead letters per stream, reason, error type and error fingerprint."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from redrive.dlq.fingerprint import fingerprint, normalise_message
+from redrive.dlq.model import DeadLetter
+from redrive.dlq.query import Filter, select
+
+
+@dataclass(slots=True)
+class FingerprintStats:
+    """One kind of failure: how often, where, and when first and last seen (ms)."""
+
+    fingerprint: str
+    error_type: str
+    message: str  # normalised: the variable parts masked
+    count: int = 0
+    first_ms: int = 0
+    last_ms: int = 0
+    streams: set[str] = field(default_factory=set)
+    sample_id: str = ""
+
+    def add(self, entry: DeadLetter) -> None:
+        """Count ``entry`` in this group."""
+        self.count += 1
+        dead = entry.dead_ms
+        if not self.first_ms or dead < self.first_ms:
+            self.first_ms, self.sample_id = dead, entry.id
+        self.last_ms = max(self.last_ms, dead)
+        self.streams.add(entry.stream)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (streams as a sorted list)."""
+        return {"fingerprint": self.fingerprint, "error_type": self.error_type,
+                "message": self.message, "count": self.count, "first_ms": self.first_ms,
+                "last_ms": self.last_ms, "streams": sorted(self.streams),
+                "sample_id": self.sample_id}  # fmt: skip
+
+
+@dataclass(slots=True)
+class DlqStats:
+    """Totals of the selected dead letters, grouped four ways."""
+
+    total: int = 0
+    streams: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    error_types: Counter[str] = field(default_factory=Counter)
+    fingerprints: dict[str, FingerprintStats] = field(default_factory=dict)
+
+    def add(self, entry: DeadLetter) -> None:
+        """Count one dead letter."""
+        self.total += 1
+        self.streams[entry.stream] += 1
+        self.reasons[entry.reason or "?"] += 1
+        self.error_types[entry.error_type or "?"] += 1
+        fp = fingerprint(entry)
+        group = self.fingerprints.get(fp)
+        if group is None:
+            message = normalise_message(entry.error_message)
+            group = self.fingerprints[fp] = FingerprintStats(fp, entry.error_type, message)
+        group.add(entry)
+
+    def top_fingerprints(self) -> list[FingerprintStats]:
+        """Fingerprints, most frequent first."""
+        return sorted(self.fingerprints.values(), key=lambda f: (-f.count, f.first_ms))
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of everything."""
+        return {"total": self.total, "streams": dict(self.streams.most_common()),
+                "reasons": dict(self.reasons.most_common()),
+                "error_types": dict(self.error_types.most_common()),
+                "fingerprints": [f.to_json() for f in self.top_fingerprints()]}  # fmt: skip
+
+
+async def dlq_stats(client: Redis, flt: Filter) -> DlqStats:
+    """Count the dead letters ``flt`` selects.
+
+    Example::
+
+        stats = await dlq_stats(client, Filter(streams=("ecommerce:orders",)))
+        for fp in stats.top_fingerprints()[:5]:
+            print(fp.count, fp.error_type, fp.message)
+    """
+    out = DlqStats()
+    async for entry in select(client, flt):
+        out.add(entry)
+    return out
