@@ -112,6 +112,7 @@ class App:
         visibility_timeout: float = 60.0,
         max_payload_bytes: int = MIB,
         dlq_maxlen: int | None = None,
+        dlq_max_age: float | None = None,
         start_id: str = "0",
     ) -> Callable[[F], F]:
         """Register ``fn`` for ``stream`` read by consumer group ``group``.
@@ -140,6 +141,7 @@ class App:
                     visibility_timeout=visibility_timeout,
                     max_payload_bytes=max_payload_bytes,
                     dlq_maxlen=dlq_maxlen,
+                    dlq_max_age=dlq_max_age,
                     start_id=start_id,
                 )
             )

@@ -8,6 +8,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from redis.exceptions import ResponseError
+
 from redrive.runtime import recovery
 from redrive.store.channel import TRANSPORT_ERRORS
 
@@ -117,3 +119,25 @@ async def stats_loop(c: Consumer) -> None:
         await asyncio.sleep(c.opts.stats_interval)
         with contextlib.suppress(*TRANSPORT_ERRORS):
             await c.stats.publish(c.client, c.keys.stats)
+
+
+async def retention_loop(c: Consumer) -> None:
+    """Apply the handler's DLQ retention (``dlq_maxlen``, ``dlq_max_age``) now and then.
+
+    Its own task, so trimming a large backlog never delays messages; the first pass waits
+    a random part of the interval so that many workers do not trim in step.
+    """
+    # Imported here: dlq/ builds on runtime/, and only this loop reaches back up to it.
+    from redrive.dlq.retention import INTERVAL, Retention, apply_retention
+
+    policy = Retention(max_len=c.spec.dlq_maxlen, max_age=c.spec.dlq_max_age)
+    wait = INTERVAL * c.rng.random()
+    while not c.draining:
+        await asyncio.sleep(wait)
+        wait = INTERVAL
+        if not policy.active:
+            continue
+        try:
+            await apply_retention(c.client, c.spec.stream, policy, by=c.name)
+        except (*TRANSPORT_ERRORS, ResponseError) as exc:
+            log.warning("dlq retention on %s failed (%s)", c.spec.stream, exc)

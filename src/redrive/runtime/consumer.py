@@ -135,6 +135,7 @@ class Consumer:
             spawn(background.reclaim_loop(self), name="reclaim"),
             spawn(background.lease_loop(self), name="lease"),
             spawn(background.stats_loop(self), name="stats"),
+            spawn(background.retention_loop(self), name="dlq retention"),
         ]
         stopper = spawn(stop.wait())
         await asyncio.wait([stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -34,6 +34,8 @@ class HandlerSpec:
     unacknowledged before other consumers reclaim it; long handlers renew their lease.
     ``max_deliveries`` dead-letters an entry delivered that often without an outcome (a
     crash loop). ``start_id`` is where a new group starts (``0``: the whole backlog).
+    ``dlq_maxlen`` / ``dlq_max_age`` (seconds) bound the dead-letter stream; workers
+    trim it in the background and warn before entries age out (``redrive.dlq.retention``).
     """
 
     stream: str
@@ -50,6 +52,7 @@ class HandlerSpec:
     visibility_timeout: float = 60.0
     max_payload_bytes: int = MIB
     dlq_maxlen: int | None = None
+    dlq_max_age: float | None = None
     start_id: str = "0"
 
     def __post_init__(self) -> None:
@@ -61,6 +64,8 @@ class HandlerSpec:
         _positive_int("max_payload_bytes", self.max_payload_bytes)
         if self.dlq_maxlen is not None:
             _positive_int("dlq_maxlen", self.dlq_maxlen)
+        if self.dlq_max_age is not None and not 0 < self.dlq_max_age < float("inf"):
+            raise ConfigError(f"dlq_max_age={self.dlq_max_age!r}: use a number of seconds > 0")
         if not self.visibility_timeout > 0:
             raise ConfigError(
                 f"visibility_timeout={self.visibility_timeout!r}: use a number of seconds > 0"
