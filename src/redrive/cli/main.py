@@ -70,6 +70,9 @@ def _register() -> None:
     cli.add_command(worker.worker)
     cli.add_command(publish.publish)
     cli.add_command(demo.demo)
+    from redrive.cli import dlq
+
+    cli.add_command(dlq.dlq)
     from redrive.cli import simulate
 
     cli.add_command(simulate.simulate)
