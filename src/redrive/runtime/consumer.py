@@ -83,8 +83,8 @@ class Consumer:
         self.ack_wanted = asyncio.Event()
         self.schedule_changed = asyncio.Event()
         self.lanes = dispatch.Lanes(self)
-        self.channel = Channel(reader)
-        self.ack_channel = Channel(client)
+        self.channel = Channel(reader, self.keys.stream)  # cluster: the slot of S and its keys
+        self.ack_channel = Channel(client, self.keys.stream)
         # One deadline per round trip, above BLOCK: a dead peer is noticed, BLOCK never cut.
         self.read_deadline = opts.block_ms / 1000 + 10.0
         self._tasks: list[asyncio.Task[None]] = []

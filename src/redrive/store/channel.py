@@ -5,6 +5,12 @@ timeout contexts, result parsing). The reader does one round trip per batch, so 
 one connection for itself, sends all commands in one write and reads the replies raw,
 under a single deadline for the whole round trip (kept above BLOCK: a dead peer is still
 detected, a long BLOCK is never cut short).
+
+On Redis Cluster the connection goes to the master that owns ``key``'s slot (every
+command a channel sends touches keys of that one slot). A MOVED, ASK, CLUSTERDOWN or
+TRYAGAIN reply, or a transport error, drops the connection and re-resolves the owner on
+the next round trip (after a failover that is the promoted replica); the caller sees a
+:class:`Redirected` error, which is one of :data:`TRANSPORT_ERRORS`.
 """
 
 from __future__ import annotations
@@ -19,19 +25,40 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from redrive.errors import ConfigError
+from redrive.store.cluster import CLUSTER_TRANSIENT, REDIRECTS, SlotOwner, is_cluster
+
 Command = Sequence[str | bytes | int | float]
 
+
+class Redirected(RedisConnectionError):
+    """A cluster node refused a round trip because it does not serve the slot (now).
+
+    A transport error for the caller: what was sent may not all have run, so the
+    caller treats it like a lost reply (acks are sent again, own pending re-read).
+    """
+
+
 #: Errors after which a command's fate is unknown and the connection must be re-made.
-#: (The builtin TimeoutError of a round-trip deadline is an OSError.)
-TRANSPORT_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+#: (The builtin TimeoutError of a round-trip deadline is an OSError.) On Redis Cluster a
+#: failover adds CLUSTERDOWN, TRYAGAIN and an uncovered slot: nothing ran, try again later.
+TRANSPORT_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, *CLUSTER_TRANSIENT)
 
 
 class Channel:
-    """One connection taken from ``client``'s pool, used by a single task at a time."""
+    """One connection taken from ``client``'s pool, used by a single task at a time.
 
-    def __init__(self, client: Redis) -> None:
+    ``key`` is required for a cluster client: the channel talks to its slot's owner.
+    """
+
+    def __init__(self, client: Redis, key: str | None = None) -> None:
         self.client = client
         self._conn: AbstractConnection | None = None
+        self._owner: SlotOwner | None = None
+        if is_cluster(client):
+            if key is None:
+                raise ConfigError("a channel on Redis Cluster needs the key whose slot it uses")
+            self._owner = SlotOwner(client, key)  # type: ignore[arg-type]
 
     async def roundtrip(self, commands: Sequence[Command], deadline: float) -> list[Any]:
         """Send ``commands`` in one write; return each raw reply or its ``ResponseError``.
@@ -41,7 +68,7 @@ class Channel:
         """
         conn = self._conn
         if conn is None:
-            conn = self._conn = await self.client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            conn = self._conn = await self._acquire()
         try:
             async with asyncio.timeout(deadline):
                 await conn.send_packed_command(conn.pack_commands(commands))
@@ -51,14 +78,44 @@ class Channel:
                         replies.append(await conn.read_response(disconnect_on_error=False))
                     except ResponseError as exc:
                         replies.append(exc)
-                return replies
         except BaseException:
             # The reply stream is out of step (timeout, reset, cancellation): start afresh.
             await conn.disconnect(nowait=True)
+            if self._owner is not None:
+                await self._drop(conn, None)
             raise
+        if self._owner is not None:
+            await self._check_slot(conn, replies)
+        return replies
+
+    async def _acquire(self) -> AbstractConnection:
+        if self._owner is not None:
+            return await self._owner.acquire()
+        conn: AbstractConnection = await self.client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+        return conn
+
+    async def _check_slot(self, conn: AbstractConnection, replies: list[Any]) -> None:
+        for reply in replies:
+            if isinstance(reply, REDIRECTS):
+                await self._drop(conn, reply)
+                raise Redirected(f"cluster slot moved: {reply}")
+
+    async def _drop(self, conn: AbstractConnection, reply: ResponseError | None) -> None:
+        """Give a cluster connection back and re-resolve the slot's owner next time."""
+        assert self._owner is not None
+        self._conn = None
+        self._owner.release(conn)
+        if reply is None:
+            self._owner.forget()
+        else:
+            await self._owner.redirected(reply)
 
     async def close(self) -> None:
         """Give the connection back to the pool."""
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        if self._owner is not None:
+            self._owner.release(conn)
+        else:
             await self.client.connection_pool.release(conn)

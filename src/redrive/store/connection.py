@@ -14,7 +14,8 @@ Example::
 from __future__ import annotations
 
 import re
-from typing import Any
+import ssl
+from typing import Any, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import redis
@@ -25,16 +26,19 @@ from redis import exceptions as rex
 from redis.backoff import NoBackoff
 
 from redrive.errors import ConfigError, StoreError
+from redrive.store import cluster
 
-# redis+cluster joins this tuple when cluster support lands in store/.
-SCHEMES = ("redis", "rediss", "unix")
+SCHEMES = ("redis", "rediss", "unix", *cluster.SCHEMES)
 MASK = "***"
 EMBEDDED_HINT = "for the embedded server run `redrive server status`"
 
 # Query parameters that may carry a secret (redis-py reads `password` from the query).
 _SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|credential", re.IGNORECASE)
 _LOOSE_PARAM = re.compile(r"(?i)((?:pass\w*|pwd|secret|token|auth\w*|credential\w*)=)[^&#\s]*")
-_URL_SHAPES = "redis://host:6379/0, rediss://host:6380/0 or unix:///path/to/redis.sock"
+_URL_SHAPES = (
+    "redis://host:6379/0, rediss://host:6380/0, redis+cluster://host:7000 "
+    "or unix:///path/to/redis.sock"
+)
 
 
 def redact_url(url: str) -> str:
@@ -92,6 +96,8 @@ def validate_url(url: str) -> str:
         raise ConfigError(f"invalid Redis URL {shown!r}: {exc}; expected {_URL_SHAPES}") from exc
     if parts.scheme.lower() == "unix" and not parts.path:
         raise ConfigError(f"Redis URL {shown!r} has no socket path: use unix:///path/to/redis.sock")
+    if parts.scheme.lower() in cluster.SCHEMES and parts.path.strip("/") not in ("", "0"):
+        raise ConfigError(f"Redis URL {shown!r}: a Redis Cluster has only database 0")
     return url
 
 
@@ -130,6 +136,10 @@ def async_client(
     """
     retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
     options = _client_options(validate_url(url), socket_timeout, retry, kw)
+    if cluster.wanted(url, options):
+        # Typed as Redis: RedisCluster speaks the same command API, and the few callers
+        # that reach below it (store/channel.py, script loading) ask cluster.is_cluster.
+        return cast(redis.asyncio.Redis, cluster.async_client(url, options))
     return redis.asyncio.Redis.from_url(url, **options)
 
 
@@ -137,28 +147,87 @@ def sync_client(url: str, *, socket_timeout: float | None = 30.0, **kw: Any) -> 
     """A blocking client for ``url`` with the same defaults as :func:`async_client`."""
     retry = redis.retry.Retry(NoBackoff(), 0)
     options = _client_options(validate_url(url), socket_timeout, retry, kw)
+    if cluster.wanted(url, options):
+        return cast(redis.Redis, cluster.sync_client(url, options))
     return redis.Redis.from_url(url, **options)
 
 
 def describe_error(exc: BaseException, url: str) -> str:
-    """One line for people: what went wrong talking to ``url`` and what to try."""
+    """One line for people: what went wrong talking to ``url`` and what to try.
+
+    ACL refusals name the missing permission (``ACL SETUSER <user> +xadd``); a failed
+    TLS verification says so instead of posing as an unreachable server.
+    """
     shown = redact_url(url)
     detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, rex.AuthenticationError | rex.AuthenticationWrongNumberOfArgsError):
         return f"authentication failed at {shown} ({detail}): check the user and password"
-    if isinstance(exc, rex.NoPermissionError):
-        return f"Redis at {shown} denied a command ({detail}): grant it in the ACL user"
+    permission = permission_hint(exc)
+    if permission is not None:
+        return f"Redis at {shown} refused: {permission} (see docs/security.md)"
+    transport = _transport_message(exc, shown, detail)
+    if transport is not None:
+        return transport
+    if isinstance(exc, rex.MovedError | rex.AskError):
+        return f"{shown} is a Redis Cluster node ({detail}): use redis+cluster://host:port"
+    return f"Redis at {shown} answered with an error: {detail}"
+
+
+def _transport_message(exc: BaseException, shown: str, detail: str) -> str | None:
     if isinstance(exc, rex.TimeoutError | TimeoutError):
         return f"timed out talking to {shown} ({detail}): is Redis overloaded or unreachable?"
-    if isinstance(exc, rex.ConnectionError | OSError):
+    if _is_tls_failure(exc):
+        return (
+            f"TLS verification of {shown} failed ({detail}): check ssl_ca_certs (the CA "
+            "that signed the server's certificate) and that the host name matches it"
+        )
+    if isinstance(exc, rex.ConnectionError | OSError | rex.RedisClusterException):
         return (
             f"cannot connect to {shown} ({detail}): is Redis running and is the host, "
             f"port or socket path right? {EMBEDDED_HINT}"
         )
-    return f"Redis at {shown} answered with an error: {detail}"
+    return None
 
 
-_STORE_FAILURES = (rex.RedisError, OSError)
+_NOPERM_COMMAND = re.compile(r"no permissions to run the '([^']+)' command")
+
+
+def permission_hint(exc: BaseException) -> str | None:
+    """What an ACL refusal denied, as a fix (``grant +xadd …``), or None if not one.
+
+    Redis names a refused command, not a refused key; inside a Lua script it names
+    neither, so the hint then points at the script's commands.
+    """
+    text = str(exc)
+    command = _NOPERM_COMMAND.search(text)
+    if command is not None:
+        name = command.group(1)
+        return f"the ACL user may not run {name.upper()}: grant it with ACL SETUSER <user> +{name}"
+    if isinstance(exc, rex.NoPermissionError):
+        if "keys" in text:
+            return (
+                "the ACL user may not access one of the keys: allow redrive's key patterns "
+                "(~<stream> ~retry:* ~dlq:* ~redrive:*)"
+            )
+        return f"the ACL user lacks a permission ({text})"
+    if "user executing the script can't" in text:
+        return (
+            "the ACL user may not run a command inside one of redrive's Lua scripts: grant "
+            "every command its role lists"
+        )
+    return None
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+_STORE_FAILURES = (rex.RedisError, rex.RedisClusterException, OSError)
 
 
 async def ping(client: redis.asyncio.Redis, url: str) -> None:

@@ -15,6 +15,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from redrive.store.cluster import is_cluster
+
 Arg = str | bytes | int | float
 
 NAMES = (
@@ -73,6 +75,12 @@ class Scripts:
 
     async def load_all(self, client: Redis) -> None:
         """SCRIPT LOAD every script (at start and after a reconnect)."""
+        if is_cluster(client):
+            # A cluster pipeline cannot fan out; the client sends SCRIPT LOAD to every
+            # primary. (A promoted replica lacks them: EVALSHA's NOSCRIPT reloads them.)
+            for script in self.by_name.values():
+                await client.script_load(script.source)
+            return
         pipe = client.pipeline(transaction=False)
         for script in self.by_name.values():
             pipe.script_load(script.source)

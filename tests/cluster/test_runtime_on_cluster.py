@@ -1,0 +1,42 @@
+"""The consumer runtime's integration tests, unchanged, against a local Redis Cluster.
+
+Importing the test functions collects them here, where ``redis_url`` (tests/cluster/
+conftest.py) is the cluster's URL: retries, dead letters, bad input, lost groups,
+dropped connections, the breaker and leases all run on a 3-master cluster. Left out:
+tests that need to kill or restart one ``redis-server``, and the fence test, whose
+hand-written keys (``<stream>:due``) do not share the stream's hash tag.
+"""
+
+from __future__ import annotations
+
+from tests.integration.test_bad_input import (
+    test_a_failing_message_does_not_delay_the_others,
+    test_dead_letter_keeps_non_utf8_bytes,
+    test_forged_metadata_on_the_source_stream_changes_nothing,
+    test_poison_and_permanent_errors_skip_retries,
+    test_sync_handlers_run_in_threads,
+)
+from tests.integration.test_resilience import (
+    test_killed_connections_lose_nothing,
+    test_long_handler_keeps_its_lease,
+    test_lost_group_is_recreated_at_the_backlog_with_a_warning,
+    test_open_breaker_pauses_reading_instead_of_burning_retries,
+)
+from tests.integration.test_retries import (
+    test_a_retry_that_succeeds_is_acked_once,
+    test_gaps_double_and_fourth_failure_is_dead_lettered,
+)
+
+__all__ = [
+    "test_a_failing_message_does_not_delay_the_others",
+    "test_a_retry_that_succeeds_is_acked_once",
+    "test_dead_letter_keeps_non_utf8_bytes",
+    "test_forged_metadata_on_the_source_stream_changes_nothing",
+    "test_gaps_double_and_fourth_failure_is_dead_lettered",
+    "test_killed_connections_lose_nothing",
+    "test_long_handler_keeps_its_lease",
+    "test_lost_group_is_recreated_at_the_backlog_with_a_warning",
+    "test_open_breaker_pauses_reading_instead_of_burning_retries",
+    "test_poison_and_permanent_errors_skip_retries",
+    "test_sync_handlers_run_in_threads",
+]
