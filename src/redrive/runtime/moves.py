@@ -228,4 +228,7 @@ async def lost(c: Consumer, source: Source, entry_id: bytes) -> None:
     fields = dead_record(msg, failure, group=c.spec.group, reason=PAYLOAD_TRIMMED)
     it = iter(fields)
     await c.client.xadd(c.keys.dlq, dict(zip(it, it, strict=False)))
+    # Counted like the tombstone of ``trimmed`` (which goes through ``dead_letter``).
+    c.stats.dead += 1
+    c.stats.dead_by_reason[PAYLOAD_TRIMMED] += 1
     log.error("%s %s was trimmed while pending: recorded as lost", source.key, entry_id)

@@ -175,7 +175,16 @@ class EmbeddedServer:
             if pid is None and self._probe() == "down":
                 self._remove_leftovers()
                 self._launch()
-            self._wait_ready(pid)
+                self._wait_ready(None)
+                return self.url
+            try:
+                self._wait_ready(pid)
+            except EmbeddedServerError:
+                # The server we found was dying (e.g. SIGKILL not yet complete when we
+                # looked): start a fresh one instead of reporting its death as ours.
+                self._remove_leftovers()
+                self._launch()
+                self._wait_ready(None)
         return self.url
 
     def stop(self, timeout: float = 10.0) -> bool:
