@@ -36,7 +36,7 @@ async def test_list_filters_pages_and_prints_json_lines(
     assert [r["origin_id"] for r in page1 + page2] == [f"1-{i}" for i in range(5)]
     code, out, _ = await cli(redis_url, "dlq", "list", stream, "--grep", "bad amount", "--json")
     assert [json.loads(line)["reason"] for line in out.splitlines()] == ["permanent_error"] * 2
-    code, out, _ = await cli(redis_url, "dlq", "list", "--json", "--since", "2h")
+    code, out, _ = await cli(redis_url, "dlq", "list", stream, "--json", "--since", "2h")
     assert code == 0 and out == "", "the seeded letters died in 2023"
 
 
