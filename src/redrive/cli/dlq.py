@@ -236,9 +236,9 @@ def replay(obj: CliContext, /, everything: bool, to: str | None, note: str, forc
     flt = build_filter(params)
     with _progress(as_json or dry_run) as progress:
         report = _run(obj, lambda c: lib.replay(c, flt, options, progress))
-    _render_replay(report, as_json)
     if not report.planned and not report.refused:
         _nothing("replay")
+    _render_replay(report, as_json)
     if report.stopped or not report.planned:
         sys.exit(1)
 
