@@ -98,7 +98,7 @@ class Channel:
         for reply in replies:
             if isinstance(reply, REDIRECTS):
                 await self._drop(conn, reply)
-                raise Redirected(f"cluster slot moved: {reply}")
+                raise Redirected(f"cluster node answered {type(reply).__name__}: {reply}")
 
     async def _drop(self, conn: AbstractConnection, reply: ResponseError | None) -> None:
         """Give a cluster connection back and re-resolve the slot's owner next time."""
