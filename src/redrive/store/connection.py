@@ -176,10 +176,16 @@ def describe_error(exc: BaseException, url: str) -> str:
 def _transport_message(exc: BaseException, shown: str, detail: str) -> str | None:
     if isinstance(exc, rex.TimeoutError | TimeoutError):
         return f"timed out talking to {shown} ({detail}): is Redis overloaded or unreachable?"
-    if _is_tls_failure(exc):
+    tls = _tls_failure(exc)
+    if tls == "verify":
         return (
             f"TLS verification of {shown} failed ({detail}): check ssl_ca_certs (the CA "
             "that signed the server's certificate) and that the host name matches it"
+        )
+    if tls == "handshake":
+        return (
+            f"TLS handshake with {shown} failed ({detail}): a server with "
+            "tls-auth-clients wants ssl_certfile and ssl_keyfile (a client certificate)"
         )
     if isinstance(exc, rex.ConnectionError | OSError | rex.RedisClusterException):
         return (
@@ -218,13 +224,17 @@ def permission_hint(exc: BaseException) -> str | None:
     return None
 
 
-def _is_tls_failure(exc: BaseException) -> bool:
+def _tls_failure(exc: BaseException) -> str | None:
+    """``verify`` (the certificate or its name), ``handshake`` (other TLS), or None."""
     seen: BaseException | None = exc
+    found = None
     while seen is not None:
-        if isinstance(seen, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(seen):
+            return "verify"
+        if isinstance(seen, ssl.SSLError) or "_ssl.c" in str(seen):
+            found = "handshake"  # redis-py keeps only the text of some SSL errors
         seen = seen.__cause__ or seen.__context__
-    return False
+    return found
 
 
 _STORE_FAILURES = (rex.RedisError, rex.RedisClusterException, OSError)
