@@ -7,11 +7,19 @@ import logging
 import signal
 from typing import TYPE_CHECKING
 
-from redrive.errors import ConfigError
+from redis.exceptions import ResponseError
+
+from redrive.errors import ConfigError, StoreError
 from redrive.runtime.app import AppContext
 from redrive.runtime.consumer import Consumer
 from redrive.runtime.settings import WorkerOptions
-from redrive.store.connection import async_client, ping, redact_url
+from redrive.store.connection import (
+    async_client,
+    describe_error,
+    permission_hint,
+    ping,
+    redact_url,
+)
 from redrive.store.embedded import default_data_dir, ensure_url
 
 if TYPE_CHECKING:
@@ -55,6 +63,11 @@ class Worker:
             )
             try:
                 await asyncio.gather(*(c.run(stop) for c in consumers))
+            except ResponseError as exc:
+                # An ACL refusal is a set-up error: one line naming the missing permission.
+                if permission_hint(exc) is None:
+                    raise
+                raise StoreError(describe_error(exc, url)) from exc
             finally:
                 for hook in self.app.shutdown:
                     await hook(ctx)

@@ -1,0 +1,63 @@
+"""Least-privilege ACL rules for redrive's three roles (docs/security.md explains them).
+
+- ``worker``: consumes, retries, dead-letters (``redrive worker``, ``App.run``);
+- ``operator``: everything a worker can, plus DLQ replay, purge, delete, export/import;
+- ``monitor``: reads only (``redrive dlq list|show|stats``, ``redrive monitor``, metrics).
+
+Keys are limited to the source streams (patterns you pass) and redrive's own prefixes;
+commands to what redrive sends, including the commands inside its Lua scripts (Redis
+checks those too). The rules work on Redis 6.2 and later.
+
+Example::
+
+    rules = acl_rules("worker", streams=["ecommerce:*"])
+    client.execute_command("ACL", "SETUSER", "orders-worker", "on", ">s3cret", *rules)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redrive.errors import ConfigError
+
+#: redrive's own key prefixes (retry:{S}:G, dlq:{S}, redrive:…); see store/keys.py.
+OWN_KEYS = ("retry:*", "dlq:*", "redrive:*")
+
+# (CLIENT SETINFO, sent by redis-py on connect, is left out: Redis < 7.2 does not
+# know it, and redis-py ignores its refusal.)
+_CONNECT = ("ping", "info")
+_SCRIPTS = ("evalsha", "eval", "script|load")
+_READ = (
+    "xlen", "xrange", "xrevrange", "xpending", "xinfo|groups", "xinfo|consumers",
+    "xinfo|stream", "hget", "hgetall", "smembers", "sismember", "zcard", "zrange",
+    "zrangebyscore", "exists", "type", "ttl",
+)  # fmt: skip
+_WORKER = (
+    *_CONNECT, *_SCRIPTS, *_READ,
+    # the loop and its scripts: read, settle, retry, dead-letter, reclaim, retire
+    "xreadgroup", "xack", "xadd", "xdel", "xclaim", "xautoclaim", "xtrim",
+    "xgroup|create", "xgroup|createconsumer", "xgroup|delconsumer",
+    "zadd", "zrem", "hincrby", "hdel", "hset", "expire", "sadd",
+)  # fmt: skip
+_OPERATOR = (*_WORKER, "multi", "exec", "watch", "unwatch", "discard", "del")
+_MONITOR = (*_CONNECT, *_READ)
+
+ROLES: dict[str, tuple[str, ...]] = {
+    "worker": _WORKER,
+    "operator": _OPERATOR,
+    "monitor": _MONITOR,
+}
+
+
+def acl_rules(role: str, *, streams: Sequence[str]) -> list[str]:
+    """``ACL SETUSER`` rules (after the user's name, ``on`` and password) for ``role``.
+
+    ``streams`` are key patterns of the source streams the user may touch, such as
+    ``ecommerce:*``; redrive's own keys are always added.
+    """
+    if role not in ROLES:
+        raise ConfigError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    if not streams:
+        raise ConfigError("name the source streams (key patterns such as 'ecommerce:*')")
+    keys = [f"~{pattern}" for pattern in (*streams, *OWN_KEYS)]
+    return ["resetkeys", *keys, "resetchannels", "-@all", *(f"+{c}" for c in ROLES[role])]
