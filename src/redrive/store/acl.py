@@ -26,7 +26,7 @@ OWN_KEYS = ("retry:*", "dlq:*", "redrive:*")
 # (CLIENT SETINFO, sent by redis-py on connect, is left out: Redis < 7.2 does not
 # know it, and redis-py ignores its refusal.)
 _CONNECT = ("ping", "info")
-_SCRIPTS = ("evalsha", "eval", "script|load")
+_SCRIPTS = ("evalsha", "script|load")  # by SHA only: no free-form EVAL
 _READ = (
     "xlen", "xrange", "xrevrange", "xpending", "xinfo|groups", "xinfo|consumers",
     "xinfo|stream", "hget", "hgetall", "smembers", "sismember", "zcard", "zrange",
