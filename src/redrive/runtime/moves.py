@@ -117,8 +117,9 @@ async def dead_letter(
 ) -> None:
     """Move ``msg`` to the dead-letter stream with ``reason`` (fenced)."""
     fields = dead_record(msg, failure, group=c.spec.group, reason=reason)
-    maxlen = c.spec.dlq_maxlen or 0
-    args: list[Arg] = [c.spec.group, c.name, msg.entry_id, source.delete, maxlen, *fields]
+    # No MAXLEN here: dlq_maxlen is applied by the retention loop, which warns before it
+    # evicts and keeps an audit; trimming on every write would drop dead letters silently.
+    args: list[Arg] = [c.spec.group, c.name, msg.entry_id, source.delete, 0, *fields]
     result = await _call(c, c.scripts.dead_letter, [source.key, c.keys.dlq], args)
     code = result[0] if isinstance(result, list) else result
     if code == 1:
@@ -174,6 +175,10 @@ async def _call(c: Consumer, script: Script, keys: Sequence[str], args: Sequence
 
 
 def _first_seen(msg: Message) -> int:
+    # A replay from the DLQ starts a fresh life: max_age counts from the replay.
+    replayed = msg.meta.get("replayed-ms")
+    if replayed and replayed.isdigit():
+        return int(replayed)
     try:
         return stream_id_ms(msg.id)
     except ValueError:
