@@ -148,8 +148,8 @@ async def test_a_worker_without_its_streams_fails_with_one_line(
         pass
 
     with pytest.raises(StoreError, match="may not access one of the keys"):
-        async with running(app, url_of(acl_server, "worker"), block_ms=100):
-            await asyncio.sleep(5)
+        async with running(app, url_of(acl_server, "worker"), block_ms=100) as worker:
+            await asyncio.wait([worker], timeout=5)  # it stops at once, with the error
 
 
 async def _dlq_len(r: redis.asyncio.Redis, stream: str, n: int) -> bool:
