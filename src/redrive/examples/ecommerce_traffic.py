@@ -72,7 +72,7 @@ def plan_traffic(total: int, seed: int) -> list[StreamTraffic]:
 
 
 def _body(stream: str, n: int, kind: str, rng: random.Random) -> bytes:
-    body = _order(n, rng) if stream == ORDERS else _payment(n, rng)
+    body = order_body(n, rng) if stream == ORDERS else payment_body(n, rng)
     if kind == "timeout_then_ok":
         body["simulate"] = {"timeout_first": rng.randint(1, 2)}
     elif kind == "timeout_exhausted":
@@ -90,20 +90,22 @@ def _body(stream: str, n: int, kind: str, rng: random.Random) -> bytes:
     return text
 
 
-def _order(n: int, rng: random.Random) -> dict[str, Any]:
+def order_body(n: int, rng: random.Random, *, digits: int = 6) -> dict[str, Any]:
+    """A valid order (the schema of :mod:`ecommerce_schema`), numbered ``n``."""
     lines = [(rng.choice(SKUS), rng.randint(1, 5)) for _ in range(rng.randint(1, 3))]
     return {
-        "order_id": f"o-{n:06d}",
+        "order_id": f"o-{n:0{digits}d}",
         "customer_id": f"c-{rng.randrange(1000):04d}",
         "items": [{"sku": sku, "qty": qty} for sku, qty in lines],
         "total_cents": sum(qty * 450 for _, qty in lines),
     }
 
 
-def _payment(n: int, rng: random.Random) -> dict[str, Any]:
+def payment_body(n: int, rng: random.Random, *, digits: int = 6) -> dict[str, Any]:
+    """A valid payment for one of the first ``n`` orders."""
     return {
-        "payment_id": f"p-{n:06d}",
-        "order_id": f"o-{rng.randrange(max(1, n)):06d}",
+        "payment_id": f"p-{n:0{digits}d}",
+        "order_id": f"o-{rng.randrange(max(1, n)):0{digits}d}",
         "amount_cents": rng.randint(100, 50_000),
         "currency": rng.choice(("EUR", "USD", "GBP")),
     }

@@ -26,9 +26,9 @@ import json
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from redrive.errors import ConfigError
+from redrive.examples.ecommerce_traffic import order_body, payment_body
 
 ORDERS = "ecommerce:orders"
 PAYMENTS = "ecommerce:payments"
@@ -60,7 +60,6 @@ DEFAULT_MIX: dict[str, float] = {
     "oversized": 0.002,
     "forged_meta": 0.013,
 }
-SKUS = ("tea", "coffee", "mug", "kettle", "filter", "grinder")
 FORGED = {
     b"redrive-attempt": b"99",
     b"redrive-reason": b"poison",
@@ -131,7 +130,7 @@ class TrafficGenerator:
 
     def _body(self, stream: str, n: int, kind: str) -> bytes:
         rng = self.rng
-        body = _order(n, rng) if stream == ORDERS else _payment(n, rng)
+        body = order_body(n, rng, digits=7) if stream == ORDERS else payment_body(n, rng, digits=7)
         if kind == "timeout_then_ok":
             body["simulate"] = {"timeout_first": rng.randint(1, 2)}
         elif kind == "timeout_exhausted":
@@ -151,22 +150,3 @@ class TrafficGenerator:
         if kind == "non_utf8":
             return b'{"order_id": "\xff\xfe' + text[:8] + b'"}'
         return text
-
-
-def _order(n: int, rng: random.Random) -> dict[str, Any]:
-    lines = [(rng.choice(SKUS), rng.randint(1, 5)) for _ in range(rng.randint(1, 3))]
-    return {
-        "order_id": f"o-{n:07d}",
-        "customer_id": f"c-{rng.randrange(1000):04d}",
-        "items": [{"sku": sku, "qty": qty} for sku, qty in lines],
-        "total_cents": sum(qty * 450 for _, qty in lines),
-    }
-
-
-def _payment(n: int, rng: random.Random) -> dict[str, Any]:
-    return {
-        "payment_id": f"p-{n:07d}",
-        "order_id": f"o-{rng.randrange(max(1, n)):07d}",
-        "amount_cents": rng.randint(100, 50_000),
-        "currency": rng.choice(("EUR", "USD", "GBP")),
-    }
