@@ -49,8 +49,8 @@ from redrive.dlq.replay import (
     plan,
     replay,
 )
-from redrive.dlq.retention import Retention, RetentionPass, apply_retention
 from redrive.dlq.stats import DlqStats, FingerprintStats, dlq_stats
+from redrive.store.retention import Retention, RetentionPass, apply_retention
 
 __all__ = [
     "CanaryResult",

@@ -23,8 +23,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from redrive.store import keys
+from redrive.store.keys import AUDIT_MAXLEN
 
-AUDIT_MAXLEN = 100_000
 OPERATOR_ENV = "REDRIVE_OPERATOR"
 FieldT = str | bytes | bytearray | memoryview | int | float
 

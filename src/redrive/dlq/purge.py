@@ -71,7 +71,7 @@ async def purge(
     try:
         for stream, ids in _batches(chosen):
             head = [*op.entry_fields(), "stream", stream]
-            args: list[Arg] = [audit.AUDIT_MAXLEN, len(head), *head, *ids]
+            args: list[Arg] = [keys.AUDIT_MAXLEN, len(head), *head, *ids]
             sha_keys = [keys.dlq(stream), keys.audit_trail(stream)]
             deleted += int(await scripts().purge(client, sha_keys, args))
     finally:

@@ -179,7 +179,7 @@ async def move(client: Redis, entry: DeadLetter, target: str, op: audit.Operatio
     origin = entry.meta.get("origin-id") or entry.id
     record = [*op.entry_fields(), "stream", entry.stream, "dlq-id", entry.id,
               "origin-id", origin, "reason", entry.reason, "target", target]  # fmt: skip
-    args: list[Arg] = [entry.id, audit.AUDIT_MAXLEN, len(fields), *fields, *record]
+    args: list[Arg] = [entry.id, keys.AUDIT_MAXLEN, len(fields), *fields, *record]
     sha_keys = [entry.key, target, keys.audit_trail(entry.stream)]
     new_id = await scripts().replay(client, sha_keys, args)
     if new_id is None:

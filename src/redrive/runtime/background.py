@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 
 from redrive.runtime import recovery
 from redrive.store.channel import TRANSPORT_ERRORS
+from redrive.store.retention import INTERVAL, Retention, apply_retention
 
 if TYPE_CHECKING:
     from redrive.runtime.consumer import Consumer
@@ -127,9 +128,6 @@ async def retention_loop(c: Consumer) -> None:
     Its own task, so trimming a large backlog never delays messages; the first pass waits
     a random part of the interval so that many workers do not trim in step.
     """
-    # Imported here: dlq/ builds on runtime/, and only this loop reaches back up to it.
-    from redrive.dlq.retention import INTERVAL, Retention, apply_retention
-
     policy = Retention(max_len=c.spec.dlq_maxlen, max_age=c.spec.dlq_max_age)
     wait = INTERVAL * c.rng.random()
     while not c.draining:

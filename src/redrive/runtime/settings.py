@@ -35,7 +35,7 @@ class HandlerSpec:
     ``max_deliveries`` dead-letters an entry delivered that often without an outcome (a
     crash loop). ``start_id`` is where a new group starts (``0``: the whole backlog).
     ``dlq_maxlen`` / ``dlq_max_age`` (seconds) bound the dead-letter stream; workers
-    trim it in the background and warn before entries age out (``redrive.dlq.retention``).
+    trim it in the background and warn before entries age out (``redrive.store.retention``).
     """
 
     stream: str

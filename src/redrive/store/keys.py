@@ -17,6 +17,7 @@ from redrive.errors import ConfigError
 PREFIX = "redrive:"
 STREAMS_INDEX = PREFIX + "streams"  # set of source streams that have consumers
 AUDIT = PREFIX + "audit"
+AUDIT_MAXLEN = 100_000  # approximate cap of the audit streams
 
 
 def hash_tag(stream: str) -> str:

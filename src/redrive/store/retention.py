@@ -13,15 +13,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from redrive.dlq.audit import AUDIT_MAXLEN
-from redrive.dlq.model import command as raw_command
 from redrive.errors import ConfigError
 from redrive.store import keys
+from redrive.store.keys import AUDIT_MAXLEN
 
-log = logging.getLogger("redrive.dlq.retention")
+log = logging.getLogger("redrive.dlq.retention")  # the operator's name for it
 
 TRIM_LIMIT = 1000
 INTERVAL = 10.0
@@ -72,7 +72,7 @@ async def apply_retention(
         evicted += await _evict(client, key, "(" + f"{now - age_ms}-0", TRIM_LIMIT)
         soon = now - age_ms + max(1, int(age_ms * WARN_FRACTION))
         expiring = len(
-            await raw_command(client, "XRANGE", key, "-", f"({soon}-0", "COUNT", TRIM_LIMIT)
+            await _command(client, "XRANGE", key, "-", f"({soon}-0", "COUNT", TRIM_LIMIT)
         )
     if policy.max_len is not None:
         excess = int(await client.xlen(key)) - policy.max_len
@@ -87,9 +87,14 @@ async def _evict(client: Redis, key: str, upto: str, count: int) -> int:
     # macro nodes of 100 entries, so a small DLQ would never age out) and bounded per
     # pass (an exact XTRIM of a large backlog would block Redis). An id replayed or purged
     # in between is simply not counted.
-    reply = await raw_command(client, "XRANGE", key, "-", upto, "COUNT", count)
+    reply = await _command(client, "XRANGE", key, "-", upto, "COUNT", count)
     ids = [entry_id for entry_id, _ in reply]
     return int(await client.xdel(key, *ids)) if ids else 0
+
+
+async def _command(client: Redis, *args: Any) -> Any:
+    # Raw XRANGE: the replies are only counted or their ids taken, never parsed.
+    return await cast(Any, client).execute_command(*args)
 
 
 async def _publish(
