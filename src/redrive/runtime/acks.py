@@ -95,13 +95,18 @@ async def flush(c: Consumer) -> None:
 
 async def flush_loop(c: Consumer) -> None:
     """Flush acks the reader did not piggyback within ``ack_linger`` seconds."""
+    failures = 0
     while not c.draining:
         await c.ack_wanted.wait()
         c.ack_wanted.clear()
+        c.ack_signalled = False
         await asyncio.sleep(c.opts.ack_linger)
         try:
             await flush(c)
+            failures = 0
         except TRANSPORT_ERRORS as exc:
-            log.warning("ack flush failed (%s); will retry", type(exc).__name__)
-            await asyncio.sleep(0.1)
+            failures += 1
+            if failures & (failures - 1) == 0:  # 1st, 2nd, 4th, 8th…: an outage, not a flood
+                log.warning("ack flush failed %d times (%s); retrying", failures, exc)
+            await asyncio.sleep(min(2.0, 0.05 * 2**failures))
             c.ack_wanted.set()

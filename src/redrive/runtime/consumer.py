@@ -79,8 +79,12 @@ class Consumer:
         self.closing = False
         self.draining = False
         self.need_own_pending = True
+        # Plain flags beside the events: the lanes test a bool per message instead of
+        # calling Event.set() (a method call per message is measurable on the hot path).
         self.capacity = asyncio.Event()
+        self.reader_waiting = False
         self.ack_wanted = asyncio.Event()
+        self.ack_signalled = False
         self.schedule_changed = asyncio.Event()
         self.lanes = dispatch.Lanes(self)
         self.channel = Channel(reader, self.keys.stream)  # cluster: the slot of S and its keys
@@ -212,7 +216,11 @@ class Consumer:
             if held <= low_water:
                 break
             self.capacity.clear()
-            await self.capacity.wait()
+            self.reader_waiting = True
+            try:
+                await self.capacity.wait()
+            finally:
+                self.reader_waiting = False
         count = spec.concurrency + 2 * spec.prefetch - held
         breaker = self.breaker
         if breaker is not None:

@@ -130,11 +130,14 @@ class Lanes:
                 c.stats.succeeded += 1
                 if breaker is not None:
                     breaker.success()
-                c.ack_wanted.set()
+                if not c.ack_signalled:
+                    c.ack_signalled = True
+                    c.ack_wanted.set()
             finally:
                 c.inflight -= 1
                 source.held.pop(entry_id, None)
-                c.capacity.set()
+                if c.reader_waiting:
+                    c.capacity.set()
                 if entry_id is c.suspect_entry:
                     await self.suspect_done(source, entry_id)
 
