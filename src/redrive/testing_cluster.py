@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redrive.errors import ConfigError, EmbeddedServerError
-from redrive.testing import RedisProcess
+from redrive.testing import RedisProcess, free_port
 
 SLOTS = 16384
 
@@ -95,7 +96,7 @@ class RedisClusterProcess:
     def start(self) -> RedisClusterProcess:
         """Start every node, form the cluster and wait until it is healthy."""
         for node in self.nodes:
-            node.start()
+            _start_node(node)
         for node in self.nodes[1:]:
             self._ask(self.nodes[0], "CLUSTER MEET", "127.0.0.1", str(node.port))
         self._assign_slots()
@@ -192,3 +193,41 @@ class RedisClusterProcess:
                 pass  # a node still loading or just promoted: ask again
             time.sleep(0.05)
         raise EmbeddedServerError(f"timed out after {self.ready_timeout}s waiting for {what}")
+
+
+#: Redis refuses a cluster port above this: its bus port (port + 10000) must fit in 16 bits.
+MAX_CLUSTER_PORT = 55535
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too.
+
+    The kernel's ephemeral range reaches 60999, so a plain free port is too high for a
+    cluster node about one time in five: the node would refuse to start.
+    """
+    for _ in range(200):
+        port = free_port()
+        if port <= MAX_CLUSTER_PORT and _free(port + 10000):
+            return port
+    raise EmbeddedServerError("no free port pair (port, port + 10000) below 55536")
+
+
+def _free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _start_node(node: RedisProcess, attempts: int = 5) -> None:
+    """Start ``node`` on a cluster-safe port, trying again if another process took it."""
+    for attempt in range(attempts):
+        node.port = cluster_port()
+        try:
+            node.start()
+            return
+        except EmbeddedServerError:
+            if attempt == attempts - 1:
+                raise
