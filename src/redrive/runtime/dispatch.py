@@ -72,14 +72,11 @@ class Lanes:
         self.waking = False
 
     async def lane(self) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot path, see below
-        """Run queued entries until the consumer closes and the queue is empty.
-
-        Deliberately one long frame: an extra coroutine call per message would cost
-        about as much as the rest of the per-message work.
-        """
+        """Run queued entries until shutdown. One long frame on purpose: an extra coroutine
+        call per message would cost about as much as the rest of the per-message work."""
         c = self.c
         queue = c.queue
-        fn, run_sync = self.handler()
+        fn = self.handler()
         max_bytes = c.spec.max_payload_bytes
         breaker = c.breaker
         timings = c.stats.timings  # None when metrics are off
@@ -114,15 +111,9 @@ class Lanes:
                 started = time.perf_counter()
                 try:
                     check_size(fields, max_bytes)
-                    if run_sync is None:
-                        await fn(msg)
-                    else:
-                        await run_sync(msg)
+                    await fn(msg)
                 except Exception as exc:  # every failure becomes a decision
-                    elapsed = time.perf_counter() - started
-                    if timings is not None:
-                        timings.duration.observe(elapsed)
-                    await moves.failed(c, source, msg, exc, elapsed)
+                    await moves.failed(c, source, msg, exc, time.perf_counter() - started)
                     continue
                 if timings is not None:
                     timings.success(started, msg.id)
@@ -228,21 +219,17 @@ class Lanes:
         if self.executor is not None:
             self.executor.shutdown(wait=False)
 
-    def handler(self) -> tuple[AsyncHandler, AsyncHandler | None]:
-        """(async handler, sync adapter or None), with the app's middleware applied.
+    def handler(self) -> AsyncHandler:
+        """The handler as one async callable, with the app's middleware applied.
 
-        Without middleware a ``def`` handler keeps its direct thread-pool path; with
-        middleware the chain is one async callable (the adapter innermost).
+        A ``def`` handler is wrapped to run in the thread pool (innermost, so middleware
+        always sees an async callable); an ``async def`` one is called directly.
         """
         spec = self.c.spec
-        if not self.c.middleware:
-            if spec.is_async:
-                return cast(AsyncHandler, spec.fn), None
-            return cast(AsyncHandler, spec.fn), self._call_sync
         fn = cast(AsyncHandler, spec.fn) if spec.is_async else self._call_sync
         for wrap in reversed(self.c.middleware):
             fn = wrap(spec, fn)
-        return fn, None
+        return fn
 
     async def _call_sync(self, msg: Message) -> Any:
         loop = asyncio.get_running_loop()

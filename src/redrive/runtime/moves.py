@@ -61,6 +61,8 @@ async def failed(
     c: Consumer, source: Source, msg: Message, exc: Exception, duration: float
 ) -> None:
     """Retry or dead-letter ``msg`` after its handler raised ``exc``."""
+    if c.stats.timings is not None:
+        c.stats.timings.duration.observe(duration)
     now_ms = int(time.time() * 1000)
     mono = time.monotonic()
     breaker = c.breaker
