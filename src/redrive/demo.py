@@ -7,8 +7,10 @@
 3. publish seeded traffic (:mod:`redrive.examples.ecommerce_traffic`): good orders and
    payments mixed with malformed JSON, missing fields, wrong types, timeouts and declines;
 4. wait (bounded) until every message is settled, reporting progress to an observer;
-5. stop the workers with SIGTERM (they drain and exit 0);
-6. reconcile (:mod:`redrive.reconcile`): produced = succeeded + dead + pending + **lost**,
+5. replay (:mod:`redrive.dlq`) the dead letters of the gateway outage — the timeouts that
+   exhausted their retries — now that the gateway is back, and wait again: they succeed;
+6. stop the workers with SIGTERM (they drain and exit 0);
+7. reconcile (:mod:`redrive.reconcile`): produced = succeeded + dead + pending + **lost**,
    and lost must be 0.
 
 Example::
@@ -19,12 +21,14 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
 
+from redrive import dlq
 from redrive.demo_workers import WorkerPool
 from redrive.errors import ConfigError, RedriveError
 from redrive.examples.ecommerce import STREAMS, ledger_key
@@ -51,6 +55,7 @@ class DemoConfig:
     workers: int = 2
     base_delay: float = 0.2
     deadline: float = 45.0
+    replay: bool = True
 
     def __post_init__(self) -> None:
         if self.total < 2:
@@ -105,6 +110,7 @@ class DemoReport:
     seconds: float
     settled: bool
     worker_exit_codes: tuple[int | None, ...] = field(default=())
+    replayed: int = 0
 
     @property
     def lost(self) -> int:
@@ -124,6 +130,7 @@ class DemoReport:
             "matches_plan": self.matches_plan,
             "seconds": round(self.seconds, 3),
             "worker_exit_codes": list(self.worker_exit_codes),
+            "replayed": self.replayed,
             "expected": self.expected,
             "streams": [s.to_json() for s in self.streams],
         }
@@ -144,8 +151,8 @@ def demo_keys(stream: str, group: str) -> list[str]:
 class DemoSession:
     """The steps of one demo run over one Redis connection.
 
-    ``run_demo`` calls them in order. Later stages reuse them: a replay stage will call
-    ``start_workers`` again, replay the dead letters, ``wait_settled`` and ``report``.
+    ``run_demo`` calls them in order; the replay stage reuses ``wait_settled`` after
+    ``replay_outage``.
     """
 
     def __init__(self, config: DemoConfig, observer: DemoObserver) -> None:
@@ -156,6 +163,7 @@ class DemoSession:
         self.produced: dict[str, list[str]] = {}
         self.pool = WorkerPool(config.redis_url, seed=config.seed, base_delay=config.base_delay)
         self.started = time.monotonic()
+        self.replayed = 0
 
     def close(self) -> None:
         """Kill workers still running (after an error) and close the connection."""
@@ -214,6 +222,30 @@ class DemoSession:
             quiet = quiet and idle and not retry and not due
         return progress, quiet
 
+    def replay_outage(self) -> int:
+        """Replay the dead letters the gateway outage left (timeouts past their retries).
+
+        The operator's move once the dependency is back: one filter, each entry moved
+        atomically to its group's retry stream with a fresh attempt budget.
+        """
+        self.observer.phase("replaying the gateway outage's dead letters")
+        flt = dlq.Filter(
+            streams=tuple(stream for stream, _ in STREAMS),
+            reason="max_retries_exceeded",
+            error_type="TimeoutError",
+        )
+        options = dlq.ReplayOptions(note="demo: the gateway is back", by="redrive demo")
+
+        async def run() -> int:
+            client = dlq.connect(self.config.redis_url)
+            try:
+                return len((await dlq.replay(client, flt, options)).moved)
+            finally:
+                await client.aclose()
+
+        self.replayed = asyncio.run(run())
+        return self.replayed
+
     def stop_workers(self) -> tuple[int | None, ...]:
         """SIGTERM every worker; they finish in-flight work, flush and exit 0."""
         self.observer.phase("stopping workers")
@@ -234,15 +266,24 @@ class DemoSession:
         )
         return DemoReport(
             streams=streams,
-            expected=_expected(self.plans),
+            expected=_expected(self.plans, replayed=self.config.replay),
+            replayed=self.replayed,
             seconds=time.monotonic() - self.started,
             settled=settled,
             worker_exit_codes=exit_codes,
         )
 
 
-def _expected(plans: list[StreamTraffic]) -> dict[str, dict[str, int]]:
-    return {p.stream: dict(sorted(p.expected().items())) for p in plans}
+def _expected(plans: list[StreamTraffic], *, replayed: bool) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for plan in plans:
+        expected = plan.expected()
+        if replayed:  # the outage's timeouts are replayed once the gateway is back
+            outage = plan.kinds.get("timeout_exhausted", 0)
+            expected["max_retries_exceeded"] -= outage
+            expected["succeeded"] += outage
+        out[plan.stream] = {k: v for k, v in sorted(expected.items()) if v}
+    return out
 
 
 def run_demo(config: DemoConfig, observer: DemoObserver | None = None) -> DemoReport:
@@ -253,11 +294,11 @@ def run_demo(config: DemoConfig, observer: DemoObserver | None = None) -> DemoRe
         session.start_workers()
         session.publish()
         settled = session.wait_settled()
+        if settled and config.replay:
+            session.replay_outage()
+            settled = session.wait_settled()
         exit_codes = session.stop_workers()
-        report = session.report(settled=settled, exit_codes=exit_codes)
-        # Hook: the replay stage goes here (replay the dead letters with the workers
-        # restarted, wait_settled, report again); the dashboard is an observer.
-        return report
+        return session.report(settled=settled, exit_codes=exit_codes)
     except (redis.RedisError, OSError) as exc:
         raise DemoError(describe_error(exc, config.redis_url)) from exc
     finally:

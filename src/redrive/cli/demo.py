@@ -69,7 +69,8 @@ def render(report: DemoReport, console: Console) -> None:
     console.print(table)
     plan = "match the plan" if report.matches_plan else "[yellow]differ from the plan[/]"
     verdict = "[bold green]lost: 0[/]" if report.lost == 0 else f"[bold red]lost: {report.lost}[/]"
-    console.print(f"{verdict} — outcomes {plan}; {report.seconds:.1f} s")
+    replay = f"{report.replayed} replayed after the outage; " if report.replayed else ""
+    console.print(f"{verdict} — outcomes {plan}; {replay}{report.seconds:.1f} s")
     if not report.settled:
         console.print("[yellow]the deadline passed before every message settled[/]")
 
@@ -105,6 +106,7 @@ def _lost(count: int) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--no-dashboard", is_flag=True, help="Progress bars instead of the live dashboard.")
+@click.option("--no-replay", is_flag=True, help="Skip replaying the gateway outage's dead letters.")
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -116,15 +118,16 @@ def demo(
     timeout: float,
     as_json: bool,
     no_dashboard: bool = False,
+    no_replay: bool = False,
 ) -> None:
-    """Run the e-commerce story: faults, retries, dead letters, then a reconciliation.
+    """Run the e-commerce story: faults, retries, dead letters, a replay, a reconciliation.
 
     Deletes and rewrites only its own keys (ecommerce:orders, ecommerce:payments and their
     retry, DLQ, stats and ledger keys). Exit code 0 when no message was lost, else 1.
     """
     obj: CliContext = ctx.obj
     url = ensure_url(obj.redis_url, obj.data_dir)
-    config = DemoConfig(url, total, seed, workers, base_delay, timeout)
+    config = DemoConfig(url, total, seed, workers, base_delay, timeout, replay=not no_replay)
     if as_json:
         report = run_demo(config)
         click.echo(json.dumps(report.to_json()))
