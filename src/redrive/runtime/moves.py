@@ -170,7 +170,10 @@ async def _call(c: Consumer, script: Script, keys: Sequence[str], args: Sequence
             return await script(c.client, keys, args)
         except TRANSPORT_ERRORS as exc:
             if attempt == MOVE_ATTEMPTS - 1:
-                log.error("%s failed (%s): entry left pending for recovery", script.name, exc)
+                # The entry stays pending under this consumer; have the reader re-read
+                # its own pending entries next, instead of waiting for a reclaim.
+                c.need_own_pending = True
+                log.error("%s failed (%s): entry left pending, re-read next", script.name, exc)
                 return None
             await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
     return None
