@@ -12,65 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import time
 
 import redis.asyncio as aioredis
 
-from redrive import App
-from redrive.runtime.settings import WorkerOptions
+# The same loops as throughput.py (this script's folder is on sys.path when it runs).
+from throughput import publish, raw_loop, redrive_loop
+
 from redrive.testing import RedisProcess
-
-BODY = '{"order_id": %d, "amount": 12.5, "sku": "ABC-123", "qty": 2}'
-
-
-async def publish(r: aioredis.Redis, stream: str, n: int) -> None:
-    await r.delete(stream, f"redrive:stats:{{{stream}}}:redrive")
-    pipe = r.pipeline(transaction=False)
-    for i in range(n):
-        pipe.xadd(stream, {"data": BODY % i})
-        if i % 1000 == 999:
-            await pipe.execute()
-    await pipe.execute()
-
-
-async def raw_loop(r: aioredis.Redis, stream: str, n: int) -> float:
-    """The plain loop: XREADGROUP COUNT 100, then one XACK for the batch."""
-    await r.xgroup_create(stream, "raw", id="0")
-    done = 0
-    start = time.perf_counter()
-    while done < n:
-        reply = await r.xreadgroup("raw", "c", {stream: ">"}, count=100, block=1000)
-        ids = [entry_id for _, entries in reply for entry_id, _ in entries]
-        if ids:
-            await r.xack(stream, "raw", *ids)
-        done += len(ids)
-    return n / (time.perf_counter() - start)
-
-
-async def redrive_loop(url: str, r: aioredis.Redis, stream: str, n: int, metrics: bool) -> float:
-    """redrive with a no-op handler until all ``n`` are handled and acked."""
-    app = App(url)
-    handled = 0
-    finished = asyncio.Event()
-
-    @app.handler(stream, group="redrive")
-    async def noop(msg: object) -> None:
-        nonlocal handled
-        handled += 1
-        if handled == n:
-            finished.set()
-
-    stop = asyncio.Event()
-    options = WorkerOptions(consumer="c", metrics=metrics)
-    start = time.perf_counter()
-    task = asyncio.create_task(app.serve(options=options, stop=stop))
-    await finished.wait()
-    while (await r.xpending(stream, "redrive"))["pending"]:
-        await asyncio.sleep(0.001)
-    elapsed = time.perf_counter() - start
-    stop.set()
-    await task
-    return n / elapsed
 
 
 async def main(messages: int, rounds: int) -> None:

@@ -24,7 +24,7 @@ BODY = '{"order_id": %d, "amount": 12.5, "sku": "ABC-123", "qty": 2}'
 
 
 async def publish(r: aioredis.Redis, stream: str, n: int) -> None:
-    await r.delete(stream)
+    await r.delete(stream, f"redrive:stats:{{{stream}}}:redrive")
     pipe = r.pipeline(transaction=False)
     for i in range(n):
         pipe.xadd(stream, {"data": BODY % i})
@@ -47,7 +47,9 @@ async def raw_loop(r: aioredis.Redis, stream: str, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-async def redrive_loop(url: str, r: aioredis.Redis, stream: str, n: int) -> float:
+async def redrive_loop(
+    url: str, r: aioredis.Redis, stream: str, n: int, metrics: bool = True
+) -> float:
     """redrive with a no-op async handler, until every message is handled and acked."""
     app = App(url)
     handled = 0
@@ -62,7 +64,8 @@ async def redrive_loop(url: str, r: aioredis.Redis, stream: str, n: int) -> floa
 
     stop = asyncio.Event()
     start = time.perf_counter()
-    task = asyncio.create_task(app.serve(options=WorkerOptions(consumer="c"), stop=stop))
+    options = WorkerOptions(consumer="c", metrics=metrics)
+    task = asyncio.create_task(app.serve(options=options, stop=stop))
     await finished.wait()
     while (await r.xpending(stream, "redrive"))["pending"]:
         await asyncio.sleep(0.001)
