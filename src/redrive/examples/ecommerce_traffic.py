@@ -72,7 +72,21 @@ def plan_traffic(total: int, seed: int) -> list[StreamTraffic]:
 
 
 def _body(stream: str, n: int, kind: str, rng: random.Random) -> bytes:
-    body = order_body(n, rng) if stream == ORDERS else payment_body(n, rng)
+    text = json.dumps(shaped_body(stream, n, kind, rng), separators=(",", ":")).encode()
+    if kind == "malformed_json":
+        return text[: len(text) // 2]  # cut mid-object, as a crashed producer would
+    return text
+
+
+def shaped_body(
+    stream: str, n: int, kind: str, rng: random.Random, *, digits: int = 6
+) -> dict[str, Any]:
+    """An order or payment shaped for ``kind``: simulated faults, a missing field, or a
+    wrong type (the simulator adds its own kinds on top)."""
+    if stream == ORDERS:
+        body = order_body(n, rng, digits=digits)
+    else:
+        body = payment_body(n, rng, digits=digits)
     if kind == "timeout_then_ok":
         body["simulate"] = {"timeout_first": rng.randint(1, 2)}
     elif kind == "timeout_exhausted":
@@ -84,10 +98,7 @@ def _body(stream: str, n: int, kind: str, rng: random.Random) -> bytes:
     elif kind == "wrong_type":
         amount = "total_cents" if stream == ORDERS else "amount_cents"
         body[amount] = f"{body[amount] / 100:.2f}"  # "12.50": a string, not cents
-    text = json.dumps(body, separators=(",", ":")).encode()
-    if kind == "malformed_json":
-        return text[: len(text) // 2]  # cut mid-object, as a crashed producer would
-    return text
+    return body
 
 
 def order_body(n: int, rng: random.Random, *, digits: int = 6) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from redrive.errors import ConfigError
-from redrive.examples.ecommerce_traffic import order_body, payment_body
+from redrive.examples.ecommerce_traffic import shaped_body
 
 ORDERS = "ecommerce:orders"
 PAYMENTS = "ecommerce:payments"
@@ -130,19 +130,8 @@ class TrafficGenerator:
 
     def _body(self, stream: str, n: int, kind: str) -> bytes:
         rng = self.rng
-        body = order_body(n, rng, digits=7) if stream == ORDERS else payment_body(n, rng, digits=7)
-        if kind == "timeout_then_ok":
-            body["simulate"] = {"timeout_first": rng.randint(1, 2)}
-        elif kind == "timeout_exhausted":
-            body["simulate"] = {"timeout_first": 10}
-        elif kind == "declined":
-            body["simulate"] = {"decline": True}
-        elif kind == "missing_field":
-            del body[rng.choice(sorted(k for k in body if k.endswith("_id")))]
-        elif kind == "wrong_type":
-            amount = "total_cents" if stream == ORDERS else "amount_cents"
-            body[amount] = f"{body[amount] / 100:.2f}"
-        elif kind == "oversized":
+        body = shaped_body(stream, n, kind, rng, digits=7)
+        if kind == "oversized":
             body["note"] = "x" * self.oversize_bytes
         text = json.dumps(body, separators=(",", ":")).encode()
         if kind == "malformed_json":
