@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from tests.chaos.harness import Scenario, Workers
 
@@ -15,16 +14,6 @@ from tests.chaos.harness import Scenario, Workers
 def scenario(redis_url: str, prefix: str) -> Scenario:
     """Private stream, group and ledger keys on this test's Redis."""
     return Scenario(prefix=prefix, url=redis_url)
-
-
-@pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    """A sync client (bytes replies) for producing and inspecting."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture

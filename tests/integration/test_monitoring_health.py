@@ -62,16 +62,6 @@ def hook() -> Iterator[Hook]:
         receiver.close()
 
 
-@pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    """A sync client (bytes replies)."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 def health(url: str, *args: str) -> Result:
     """Run ``redrive health`` in-process."""
     _register()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,16 +59,6 @@ async def publish_mix(r: redis.asyncio.Redis, stream: str) -> int:
     return sum(MIX.values())
 
 
-@pytest.fixture
-def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
-    """A sync client for the collector (as the CLI uses)."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 def families(text: str) -> dict[str, list[tuple[str, dict[str, str], float]]]:
     """Parsed exposition: family name -> samples (name, labels, value)."""
     return {
@@ -108,13 +97,13 @@ async def _hget(r: redis.asyncio.Redis, key: str, field: str, n: int) -> bool:
 
 
 async def test_exported_counters_match_the_mix_exactly(
-    redis_url: str, aredis: redis.asyncio.Redis, prefix: str, sync_redis: redis.Redis
+    redis_url: str, aredis: redis.asyncio.Redis, prefix: str, r: redis.Redis
 ) -> None:
     stream = f"{prefix}orders"
     await aredis.sadd(keys.STREAMS_INDEX, stream)
     try:
         await run_mix(redis_url, aredis, stream)
-        registry = registry_of(ClusterCollector(lambda: collect(sync_redis, [stream])))
+        registry = registry_of(ClusterCollector(lambda: collect(r, [stream])))
         text = generate_latest(registry).decode()
     finally:
         await aredis.srem(keys.STREAMS_INDEX, stream)
@@ -138,25 +127,25 @@ async def test_exported_counters_match_the_mix_exactly(
 
 
 async def test_window_error_rate_and_per_second_series(
-    redis_url: str, aredis: redis.asyncio.Redis, prefix: str, sync_redis: redis.Redis
+    redis_url: str, aredis: redis.asyncio.Redis, prefix: str, r: redis.Redis
 ) -> None:
     stream = f"{prefix}orders"
     await run_mix(redis_url, aredis, stream)
-    group = collect(sync_redis, [stream], window=60).streams[0].groups[0]
+    group = collect(r, [stream], window=60).streams[0].groups[0]
     assert group.window.error_rate == pytest.approx(FAILED / RUNS)
     assert sum(group.window.runs) == RUNS and sum(group.window.failures) == FAILED
     assert group.window.totals["dead:poison"] == MIX["poison"]
     assert group.window.breakers == {"c1": "none"}  # breaker=None in this app
     # DLQ growth: the 9 dead letters of the run, all inside the 60 s window, per minute.
-    assert collect(sync_redis, [stream], window=60).streams[0].dlq_growth_per_minute == 9
+    assert collect(r, [stream], window=60).streams[0].dlq_growth_per_minute == 9
 
 
 async def test_exposition_follows_naming_conventions(
-    redis_url: str, aredis: redis.asyncio.Redis, prefix: str, sync_redis: redis.Redis
+    redis_url: str, aredis: redis.asyncio.Redis, prefix: str, r: redis.Redis
 ) -> None:
     stream = f"{prefix}orders"
     await run_mix(redis_url, aredis, stream)
-    text = generate_latest(registry_of(ClusterCollector(lambda: collect(sync_redis, [stream]))))
+    text = generate_latest(registry_of(ClusterCollector(lambda: collect(r, [stream]))))
     parsed = list(text_string_to_metric_families(text.decode()))
     assert parsed, "no metrics"
     for family in parsed:
@@ -191,7 +180,7 @@ async def test_worker_collector_serves_its_own_consumers(
 
 
 async def test_monitor_once_shows_the_collected_numbers(
-    redis_url: str, aredis: redis.asyncio.Redis, prefix: str, sync_redis: redis.Redis
+    redis_url: str, aredis: redis.asyncio.Redis, prefix: str, r: redis.Redis
 ) -> None:
     stream = f"{prefix}orders"
     await run_mix(redis_url, aredis, stream)
@@ -202,7 +191,7 @@ async def test_monitor_once_shows_the_collected_numbers(
         env={"COLUMNS": "80"},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    snap = collect(sync_redis, [stream]).streams[0]
+    snap = collect(r, [stream]).streams[0]
     group = snap.groups[0]
     out = result.output
     assert max(len(line) for line in out.splitlines()) <= 80
