@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from redrive.core.breaker import BreakerPolicy, BreakerState, CircuitBreaker
+from redrive.core.breaker import BreakerPolicy, BreakerState, CircuitBreaker, Transition, Verdict
 from redrive.errors import ConfigError
 
 T0 = 1_000.0  # a monotonic clock reading; the breaker only sees differences
@@ -21,14 +21,20 @@ def breaker(**policy: float) -> CircuitBreaker:
         "window": 10,
         "min_calls": 4,
         "open_seconds": 5.0,
+        "probes": 1,
     }
     defaults.update(policy)
     return CircuitBreaker(BreakerPolicy(**defaults))  # type: ignore[arg-type]
 
 
+def dep(cb: CircuitBreaker, now: float, *, fresh: bool = True) -> None:
+    """A transient failure (the dependency timed out)."""
+    cb.record(Verdict.DEPENDENCY, fresh=fresh, now=now)
+
+
 def opened(at: float = T0, **policy: float) -> CircuitBreaker:
     cb = breaker(min_calls=1, **policy)
-    cb.failure(True, at)
+    dep(cb, at)
     assert cb.state is BreakerState.OPEN
     return cb
 
@@ -77,10 +83,10 @@ def test_it_does_not_open_before_min_calls_even_if_all_fail() -> None:
     cb = breaker(min_calls=5)
 
     for _ in range(4):
-        cb.failure(True, T0)
+        dep(cb, T0)
     assert cb.state is BreakerState.CLOSED
 
-    cb.failure(True, T0)
+    dep(cb, T0)
     assert cb.state is BreakerState.OPEN
 
 
@@ -89,10 +95,10 @@ def test_it_opens_when_the_failure_ratio_reaches_the_threshold() -> None:
 
     cb.success()
     cb.success()
-    cb.failure(True, T0)
+    dep(cb, T0)
     assert cb.state is BreakerState.CLOSED  # 1 of 3: below min_calls anyway
 
-    cb.failure(True, T0 + 1)
+    dep(cb, T0 + 1)
     assert cb.state is BreakerState.OPEN  # 2 of 4 = 0.5
 
 
@@ -102,7 +108,7 @@ def test_it_stays_closed_just_below_the_threshold() -> None:
     for _ in range(3):
         cb.success()
     for _ in range(2):
-        cb.failure(True, T0)  # 2 of 5 = 0.4
+        dep(cb, T0)  # 2 of 5 = 0.4
 
     assert cb.state is BreakerState.CLOSED
 
@@ -111,23 +117,23 @@ def test_non_transient_failures_count_as_health() -> None:
     cb = breaker(threshold=0.5, min_calls=4)
 
     for _ in range(6):
-        cb.failure(False, T0)  # the dependency answered; the message was bad
+        cb.record(Verdict.ANSWERED, fresh=True, now=T0)  # the message was bad
     for _ in range(5):
-        cb.failure(True, T0)  # 5 of 11 < 0.5
+        dep(cb, T0)  # 5 of 11 < 0.5
 
     assert cb.state is BreakerState.CLOSED
 
 
-def test_record_maps_outcomes_to_success_and_transient_failure() -> None:
+def test_record_maps_verdicts_to_success_and_transient_failure() -> None:
     cb = breaker(threshold=1.0, min_calls=2)
 
-    cb.record(False, T0)
-    cb.record(True, T0)
+    cb.record(Verdict.SUCCESS, fresh=True, now=T0)
+    dep(cb, T0)
     assert cb.state is BreakerState.CLOSED  # 1 of 2
 
     cb = breaker(threshold=1.0, min_calls=2)
-    cb.record(True, T0)
-    cb.record(True, T0)
+    dep(cb, T0)
+    dep(cb, T0)
     assert cb.state is BreakerState.OPEN
 
 
@@ -138,10 +144,10 @@ def test_a_long_healthy_history_does_not_mask_an_outage() -> None:
         cb.success()
 
     for _ in range(9):
-        cb.failure(True, T0)
+        dep(cb, T0)
     assert cb.state is BreakerState.CLOSED  # 9 of 20
 
-    cb.failure(True, T0)
+    dep(cb, T0)
     assert cb.state is BreakerState.OPEN  # 10 of 20
 
 
@@ -151,14 +157,14 @@ def test_the_previous_window_still_counts_after_a_rotation() -> None:
     cb = breaker(threshold=0.5, window=10, min_calls=10)
     for _ in range(8):
         cb.success()
-    cb.failure(True, T0)
-    cb.failure(True, T0)  # 2 of 10, and the window rotates
+    dep(cb, T0)
+    dep(cb, T0)  # 2 of 10, and the window rotates
 
     for _ in range(5):
-        cb.failure(True, T0)
+        dep(cb, T0)
     assert cb.state is BreakerState.CLOSED  # 7 of 15
 
-    cb.failure(True, T0)
+    dep(cb, T0)
     assert cb.state is BreakerState.OPEN  # 8 of 16
 
 
@@ -168,7 +174,7 @@ def test_a_ratio_exactly_at_the_threshold_opens_whatever_the_rounding() -> None:
     for _ in range(45):
         cb.success()
     for _ in range(55):
-        cb.failure(True, T0)
+        dep(cb, T0)
 
     assert cb.state is BreakerState.OPEN
 
@@ -187,7 +193,7 @@ def test_within_one_window_it_opens_exactly_when_the_ratio_is_reached(
     should_open = False
     fails = 0
     for calls, transient_failure in enumerate(outcomes, start=1):
-        cb.record(transient_failure, T0)
+        cb.record(Verdict.DEPENDENCY if transient_failure else Verdict.SUCCESS, fresh=True, now=T0)
         fails += transient_failure
         if transient_failure and calls >= min_calls:
             should_open = should_open or Fraction(fails, calls) >= threshold
@@ -269,13 +275,19 @@ def test_a_successful_probe_closes_the_breaker() -> None:
     assert cb.wait(T0 + 10) is None
 
 
-def test_a_probe_failing_for_a_bad_message_still_closes_the_breaker() -> None:
+def test_a_probe_that_proves_nothing_gives_its_slot_back() -> None:
+    # Bad input, a business error or an explicit Retry says nothing about the dependency
+    # (nor about a bad deploy): the breaker stays half-open and lets another probe go.
     cb = opened(at=T0)
-    cb.allowance(T0 + 10)
+    for verdict in (Verdict.ANSWERED, Verdict.NEUTRAL):
+        assert cb.allowance(T0 + 10) == 1
+        cb.take_probe()
+        assert cb.allowance(T0 + 10) == 0
 
-    cb.failure(False, T0 + 10)  # the dependency answered
+        cb.record(verdict, fresh=True, now=T0 + 10)
 
-    assert cb.state is BreakerState.CLOSED
+        assert cb.state is BreakerState.HALF_OPEN
+    assert cb.allowance(T0 + 10) == 1
 
 
 def test_a_failed_probe_reopens_for_a_full_open_period() -> None:
@@ -283,7 +295,7 @@ def test_a_failed_probe_reopens_for_a_full_open_period() -> None:
     cb.allowance(T0 + 5)
     cb.take_probe()
 
-    cb.failure(True, T0 + 7)
+    dep(cb, T0 + 7)
 
     assert cb.state is BreakerState.OPEN
     assert cb.allowance(T0 + 11.9) == 0
@@ -294,15 +306,15 @@ def test_a_failed_probe_reopens_for_a_full_open_period() -> None:
 def test_a_closed_breaker_starts_counting_afresh() -> None:
     cb = breaker(threshold=0.5, min_calls=4)
     for _ in range(4):
-        cb.failure(True, T0)
+        dep(cb, T0)
     cb.allowance(T0 + 5)
     cb.success()  # the probe closes it
 
     for _ in range(3):
-        cb.failure(True, T0 + 6)
+        dep(cb, T0 + 6)
     assert cb.state is BreakerState.CLOSED  # 3 calls: below min_calls again
 
-    cb.failure(True, T0 + 6)
+    dep(cb, T0 + 6)
     assert cb.state is BreakerState.OPEN
 
 
@@ -312,14 +324,14 @@ def test_the_whole_cycle_with_an_injected_clock() -> None:
     states: list[object] = []
 
     for _ in range(4):  # the dependency goes down
-        cb.failure(True, clock)
+        dep(cb, clock)
     states.append(cb.state)
     clock += 1.0
     states.append((cb.allowance(clock), cb.state))
     clock += 1.0
     states.append((cb.allowance(clock), cb.state))  # probe time
     cb.take_probe()
-    cb.failure(True, clock)  # still down
+    dep(cb, clock)  # still down
     states.append((cb.allowance(clock), cb.state))
     clock += 2.0
     states.append((cb.allowance(clock), cb.state))
@@ -335,3 +347,164 @@ def test_the_whole_cycle_with_an_injected_clock() -> None:
         (1, BreakerState.HALF_OPEN),
         (None, BreakerState.CLOSED),
     ]
+
+
+# --- what is judged: fresh messages, not the retry stream's selection -----------------------
+
+
+def test_retries_never_open_the_breaker() -> None:
+    # With 3% of keys failing, the retry stream carries nearly only failures: counting it
+    # would open the breaker although the dependency serves 97% of the traffic.
+    cb = breaker(threshold=0.5, min_calls=4)
+    for i in range(1_000):
+        if i % 33 == 0:
+            dep(cb, T0)  # a fresh message of a failing key
+        else:
+            cb.success()
+        dep(cb, T0, fresh=False)  # and a failing retry after every message
+
+    assert cb.state is BreakerState.CLOSED
+
+
+def test_a_real_outage_still_opens_it() -> None:
+    cb = breaker(threshold=0.5, window=50, min_calls=20)
+    for _ in range(500):
+        cb.success()
+
+    for _ in range(49):
+        dep(cb, T0, fresh=False)  # retries fail too, uncounted
+        dep(cb, T0)
+    assert cb.state is BreakerState.CLOSED  # 49 of 99 fresh outcomes
+
+    dep(cb, T0)
+    assert cb.state is BreakerState.OPEN  # 50 of 100
+    assert cb.cause == "dependency"
+
+
+@given(st.floats(min_value=0.0, max_value=0.45), st.integers(min_value=0, max_value=2**32))
+def test_a_failing_subset_below_the_threshold_never_opens_it(share: float, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    cb = breaker(threshold=0.5, window=50, min_calls=20)
+    # Keys fail by a hash: a fixed share of fresh messages, spread evenly.
+    for i in range(2_000):
+        if int((i + 1) * share) > int(i * share):
+            dep(cb, T0)
+            for _ in range(rng.randrange(4)):
+                dep(cb, T0, fresh=False)
+        else:
+            cb.success()
+
+    assert cb.state is BreakerState.CLOSED
+
+
+def test_explicit_retry_is_not_counted() -> None:
+    cb = breaker(threshold=0.5, min_calls=4)
+
+    for _ in range(100):
+        cb.record(Verdict.NEUTRAL, fresh=True, now=T0)
+    dep(cb, T0)
+    dep(cb, T0)
+    cb.success()
+    cb.success()
+
+    assert cb.state is BreakerState.CLOSED  # 2 of 4, NEUTRAL not in the ratio...
+    dep(cb, T0)
+    assert cb.state is BreakerState.OPEN  # ...3 of 5 opens it
+
+
+# --- a storm of handler failures (a bad deploy) ---------------------------------------------
+
+
+def test_a_storm_of_handler_failures_opens_it_with_its_own_cause() -> None:
+    cb = breaker(min_calls=10, storm_threshold=0.8)
+    for _ in range(10):
+        cb.record(Verdict.HANDLER, fresh=True, now=T0)
+
+    assert cb.state is BreakerState.OPEN
+    assert cb.cause == "handler"
+
+
+def test_bad_input_is_not_a_storm() -> None:
+    # A poison storm (35% undecodable bodies, or even all of them) is the messages' fault:
+    # they go to the DLQ and the handler keeps running.
+    cb = breaker(min_calls=10, storm_threshold=0.8)
+    for _ in range(100):
+        cb.record(Verdict.ANSWERED, fresh=True, now=T0)
+
+    assert cb.state is BreakerState.CLOSED
+
+
+def test_handler_failures_below_the_storm_threshold_keep_it_closed() -> None:
+    cb = breaker(window=100, min_calls=10, storm_threshold=0.8)
+    for i in range(1_000):
+        if int((i + 1) * 0.7) > int(i * 0.7):
+            cb.record(Verdict.HANDLER, fresh=True, now=T0)
+        else:
+            cb.success()
+
+    assert cb.state is BreakerState.CLOSED
+
+
+def test_the_storm_check_can_be_turned_off() -> None:
+    cb = breaker(min_calls=10, storm_threshold=None)  # type: ignore[arg-type]
+    for _ in range(100):
+        cb.record(Verdict.HANDLER, fresh=True, now=T0)
+
+    assert cb.state is BreakerState.CLOSED
+
+
+def test_a_bad_storm_threshold_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"storm_threshold=1\.5"):
+        BreakerPolicy(storm_threshold=1.5)
+
+
+# --- several probes -------------------------------------------------------------------------
+
+
+def test_it_reopens_only_when_every_probe_failed() -> None:
+    cb = opened(at=T0, probes=3)
+    assert cb.allowance(T0 + 5) == 3
+    for _ in range(3):
+        cb.take_probe()
+
+    dep(cb, T0 + 5)
+    dep(cb, T0 + 5)
+    assert cb.state is BreakerState.HALF_OPEN
+    dep(cb, T0 + 5)
+    assert cb.state is BreakerState.OPEN
+
+
+def test_one_good_probe_among_several_closes_it() -> None:
+    cb = opened(at=T0, probes=3)
+    cb.allowance(T0 + 5)
+
+    dep(cb, T0 + 5)
+    cb.success(fresh=False)  # any success proves the dependency answers
+
+    assert cb.state is BreakerState.CLOSED
+
+
+def test_every_transition_is_reported_with_its_evidence() -> None:
+    seen: list[Transition] = []
+    cb = CircuitBreaker(
+        BreakerPolicy(threshold=0.5, window=10, min_calls=4, open_seconds=1.0, probes=1),
+        seen.append,
+    )
+    cb.success()
+    for _ in range(3):
+        dep(cb, T0)  # 3 of 4
+    cb.allowance(T0 + 1)
+    dep(cb, T0 + 1)  # the probe fails
+    cb.allowance(T0 + 2)
+    cb.success()
+
+    assert [(t.before, t.after, t.cause) for t in seen] == [
+        (BreakerState.CLOSED, BreakerState.OPEN, "dependency"),
+        (BreakerState.OPEN, BreakerState.HALF_OPEN, "dependency"),
+        (BreakerState.HALF_OPEN, BreakerState.OPEN, "dependency"),
+        (BreakerState.OPEN, BreakerState.HALF_OPEN, "dependency"),
+        (BreakerState.HALF_OPEN, BreakerState.CLOSED, ""),
+    ]
+    assert (seen[0].failures, seen[0].calls, seen[0].ratio) == (3, 4, 0.75)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from redrive.core.breaker import Verdict
 from redrive.core.classify import ErrorClass, Rules
 from redrive.core.decision import (
     MAX_AGE_EXCEEDED,
@@ -21,6 +22,7 @@ from redrive.core.decision import (
     Action,
     Decision,
     decide_failure,
+    verdict_of,
 )
 from redrive.core.retry import RetryPolicy
 from redrive.errors import ConfigError, DecodeError, Reject, Retry, ValidationError
@@ -277,3 +279,58 @@ def test_a_parked_message_keeps_its_attempt(attempt: int, wait: float, exc: Exce
     assert decision == Decision(
         Action.RETRY, ErrorClass.TRANSIENT, delay=wait, next_attempt=attempt
     )
+
+
+# --- what the breaker hears, and what an open breaker parks ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "rules", "verdict"),
+    [
+        (TimeoutError(), Rules(), Verdict.DEPENDENCY),
+        (Retry(delay=1), Rules(), Verdict.NEUTRAL),
+        (TypeError("handle() takes 0 positional arguments"), Rules(), Verdict.HANDLER),
+        (KeyError("order_id"), Rules(), Verdict.HANDLER),
+        (ValidationError("amount < 0"), Rules(), Verdict.ANSWERED),
+        (DecodeError("not JSON"), Rules(), Verdict.ANSWERED),
+        (Reject("negative"), Rules(), Verdict.ANSWERED),
+        (json.JSONDecodeError("x", "{", 0), Rules(), Verdict.ANSWERED),
+        (RuntimeError("business rule"), Rules(), Verdict.ANSWERED),
+        (KeyError("order_id"), Rules(permanent=(KeyError,)), Verdict.ANSWERED),  # declared input
+    ],
+)
+def test_each_failure_gets_the_verdict_the_breaker_needs(
+    exc: BaseException, rules: Rules, verdict: Verdict
+) -> None:
+    assert verdict_of(exc, rules.classify(exc), rules) is verdict
+
+
+def test_an_open_breaker_parks_a_handler_failure_instead_of_dead_lettering_it() -> None:
+    decision = decide(TypeError("bad deploy"), attempt=2, breaker_wait=4.0)
+
+    assert decision.action is Action.RETRY
+    assert (decision.delay, decision.next_attempt) == (4.0, 2)  # no attempt used
+
+
+def test_an_open_breaker_still_dead_letters_bad_input_at_once() -> None:
+    for exc in (ValidationError("no order_id"), DecodeError("not JSON"), Reject("fraud")):
+        assert decide(exc, breaker_wait=4.0).action is Action.DEAD
+
+
+def test_a_processing_error_is_retried_as_usual_while_the_breaker_is_open() -> None:
+    decision = decide(RuntimeError("out of stock"), attempt=1, breaker_wait=4.0)
+
+    assert (decision.action, decision.next_attempt) == (Action.RETRY, 2)
+
+
+def test_retry_by_class_can_retry_permanent_errors() -> None:
+    # Once silently ignored: a policy for PERMANENT now retries non-input permanent errors.
+    by_class = {ErrorClass.PERMANENT: RetryPolicy(max_retries=1, base_delay=0.5, jitter="none")}
+
+    first = decide(KeyError("x"), attempt=1, by_class=by_class)
+    last = decide(KeyError("x"), attempt=2, by_class=by_class)
+    bad = decide(ValidationError("x"), attempt=1, by_class=by_class)
+
+    assert (first.action, first.delay) == (Action.RETRY, 0.5)
+    assert (last.action, last.reason) == (Action.DEAD, MAX_RETRIES_EXCEEDED)
+    assert (bad.action, bad.reason) == (Action.DEAD, PERMANENT_ERROR)

@@ -35,6 +35,15 @@ DEFAULT_TRANSIENT: ExcTypes = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
 )
+#: Permanent failures that blame the message, not the code: they go to the DLQ at once,
+#: whatever the breaker says, and never count as a storm of handler failures.
+BAD_INPUT: ExcTypes = (
+    DecodeError,
+    ValidationError,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+    Reject,
+)
 DEFAULT_PERMANENT: ExcTypes = (
     DecodeError,
     ValidationError,
@@ -98,6 +107,15 @@ class Rules:
             if found is not None:
                 return found
         return ErrorClass.PROCESSING
+
+    def is_bad_input(self, exc: BaseException) -> bool:
+        """Whether ``exc`` blames the message: decode and validation errors, ``Reject``,
+        and the types this handler lists as ``permanent`` itself.
+
+        Other permanent errors (``TypeError``, ``KeyError`` by default) may as well be a
+        bug in the handler: a storm of them pauses the handler (``BreakerPolicy``).
+        """
+        return isinstance(exc, (*BAD_INPUT, *self.permanent))
 
 
 DEFAULT_RULES = Rules()

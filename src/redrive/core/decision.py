@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from redrive.core.breaker import Verdict
 from redrive.core.classify import DEFAULT_RULES, ErrorClass, Rules
 from redrive.core.retry import RetryPolicy, UniformSource
 from redrive.errors import DecodeError, Retry
@@ -55,6 +56,17 @@ class Decision:
     next_attempt: int = 0
 
 
+def verdict_of(exc: BaseException, klass: ErrorClass, rules: Rules = DEFAULT_RULES) -> Verdict:
+    """What a failure says to the circuit breaker (see :mod:`redrive.core.breaker`)."""
+    if isinstance(exc, Retry):
+        return Verdict.NEUTRAL  # the handler's own choice, not evidence about anything
+    if klass is ErrorClass.TRANSIENT:
+        return Verdict.DEPENDENCY
+    if klass is ErrorClass.PERMANENT and not rules.is_bad_input(exc):
+        return Verdict.HANDLER
+    return Verdict.ANSWERED
+
+
 def decide_failure(
     exc: BaseException,
     *,
@@ -72,19 +84,29 @@ def decide_failure(
 
     ``attempt`` is 1 for the first delivery; ``breaker_wait`` is the seconds until the
     handler's open circuit breaker probes again (``None`` when it is closed).
+
+    While the breaker is not closed, a failure that may be the dependency's or the
+    deploy's fault (transient, or permanent but not bad input) is *parked*: re-scheduled
+    for the next probe without using an attempt, so an outage or a bad deploy never
+    empties the stream into the DLQ. Bad input still goes to the DLQ at once.
+    ``retry_by_class`` (``by_class``) may hold a policy for ``PERMANENT``: such failures
+    (other than bad input) are then retried by it instead of dead-lettered.
     """
     klass = rules.classify(exc)
     if isinstance(exc, DecodeError):
         return Decision(Action.DEAD, klass, reason=exc.reason)
-    if klass is ErrorClass.PERMANENT:
+    bad_input = klass is ErrorClass.PERMANENT and rules.is_bad_input(exc)
+    chosen = (by_class or {}).get(klass)
+    permanent = klass is ErrorClass.PERMANENT and chosen is None
+    if bad_input or (permanent and breaker_wait is None):
         return Decision(Action.DEAD, klass, reason=_permanent_reason(exc))
-    chosen = (by_class or {}).get(klass, policy)
-    if chosen.max_age is not None and now_ms - first_seen_ms > chosen.max_age * 1000:
+    age_limit = (chosen or policy).max_age
+    if age_limit is not None and now_ms - first_seen_ms > age_limit * 1000:
         return Decision(Action.DEAD, klass, reason=MAX_AGE_EXCEEDED)
-    if breaker_wait is not None and klass is ErrorClass.TRANSIENT:
-        # The dependency is down for everyone: park the message without burning an attempt.
+    if breaker_wait is not None and klass is not ErrorClass.PROCESSING:
         wait = max(breaker_wait, _requested_delay(exc) or 0.0)
         return Decision(Action.RETRY, klass, delay=wait, next_attempt=attempt)
+    chosen = chosen or policy
     if attempt - 1 >= chosen.max_retries:
         return Decision(Action.DEAD, klass, reason=MAX_RETRIES_EXCEEDED)
     delay = _requested_delay(exc)

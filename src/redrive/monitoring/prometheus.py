@@ -32,6 +32,8 @@ PLAIN_COUNTERS = (
     ("reclaimed", "redrive_messages_reclaimed", "Entries reclaimed from idle consumers."),
     ("trimmed", "redrive_payloads_lost", "Pending entries whose payload was trimmed."),
     ("breaker_parked", "redrive_breaker_parked", "Failures re-scheduled by an open breaker."),
+    ("breaker_opened", "redrive_breaker_opened", "Times the circuit breaker opened."),
+    ("breaker_closed", "redrive_breaker_closed", "Times the circuit breaker closed again."),
 )  # fmt: skip
 OUTCOMES = (("succeeded", "succeeded"), ("retried", "retried"), ("dead", "dead_lettered"))
 HISTOGRAM_NAMES = {

@@ -21,7 +21,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from redrive.core.breaker import CircuitBreaker
+from redrive.core.breaker import BreakerState, CircuitBreaker, Transition
 from redrive.runtime import acks, background, dispatch, recovery
 from redrive.runtime.settings import HandlerSpec, Middleware, WorkerOptions
 from redrive.runtime.source import Source
@@ -68,7 +68,7 @@ class Consumer:
         self.sources = (self.main, self.retry)
         self.scripts = scripts()
         self.rng = random.Random()
-        self.breaker = CircuitBreaker(spec.breaker) if spec.breaker else None
+        self.breaker = CircuitBreaker(spec.breaker, self.breaker_moved) if spec.breaker else None
         self.stats = Stats(spec.stream, spec.group, self.name, metrics=opts.metrics)
         self.stats.breaker = self.breaker
         self.queue: deque[Item] = deque()
@@ -94,6 +94,30 @@ class Consumer:
         self._tasks: list[asyncio.Task[None]] = []
         use_raw_replies(reader)
         use_raw_replies(client)
+
+    def breaker_moved(self, t: Transition) -> None:
+        """Log every change of the breaker at WARNING (a pause must be visible) and count it."""
+        extra = {"stream": self.main.key, "group": self.spec.group, "breaker": t.after.value}
+        if t.after is BreakerState.OPEN:
+            self.stats.breaker_opened += 1
+            what = "transient failures" if t.cause == "dependency" else "handler failures"
+            if t.before is BreakerState.HALF_OPEN:
+                why = f"{t.failures} probes failed ({what})"
+            else:
+                why = f"{what} in {t.failures} of the last {t.calls} fresh messages ({t.ratio:.0%})"
+            hint = "" if t.cause == "dependency" else "; a bad deploy? fix the handler"
+            log.warning(
+                "breaker of %s (%s) opened: %s; reading paused for %.1fs%s",
+                self.main.key, self.spec.group, why, self.spec.breaker.open_seconds,  # type: ignore[union-attr]
+                hint, extra=extra,
+            )  # fmt: skip
+        elif t.after is BreakerState.HALF_OPEN:
+            log.warning("breaker of %s (%s) half-open: probing", self.main.key, self.spec.group,
+                        extra=extra)  # fmt: skip
+        else:
+            self.stats.breaker_closed += 1
+            log.warning("breaker of %s (%s) closed: a probe succeeded, reading resumed",
+                        self.main.key, self.spec.group, extra=extra)  # fmt: skip
 
     # -- life cycle ---------------------------------------------------------------------
 

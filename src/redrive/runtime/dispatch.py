@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
@@ -35,6 +36,19 @@ YIELD_EVERY = 32
 STOP = cast("Item", ("stop",))
 ISOLATION_POLL = 0.005
 STARTS_TTL = 7 * 24 * 3600
+
+
+def take_fresh(queue: deque[Item]) -> Item:
+    """Remove and return the first entry of the source stream, else the head.
+
+    Probes come from fresh messages: the buffer's head is often retries, a selection of
+    messages that already failed, which would make every probe fail for a failing subset.
+    """
+    for i, item in enumerate(queue):
+        if not item[0].trusted:
+            del queue[i]
+            return item
+    return queue.popleft()
 
 
 class Lanes:
@@ -120,7 +134,7 @@ class Lanes:
                 source.acks.append(entry_id)
                 c.stats.succeeded += 1
                 if breaker is not None:
-                    breaker.success()
+                    breaker.success(not source.trusted)
                 if not c.ack_signalled:
                     c.ack_signalled = True
                     c.ack_wanted.set()
@@ -158,7 +172,7 @@ class Lanes:
             return None
         if breaker is not None:  # half-open: this entry is a probe
             breaker.take_probe()
-            item = c.queue.popleft()
+            item = take_fresh(c.queue)
             if c.queue:
                 self.wake()
             return item

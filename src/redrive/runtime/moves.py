@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from redrive.core.classify import ErrorClass
 from redrive.core.codec import stream_id_ms
 from redrive.core.decision import (
     MAX_DELIVERIES_EXCEEDED,
@@ -23,6 +22,7 @@ from redrive.core.decision import (
     Action,
     Decision,
     decide_failure,
+    verdict_of,
 )
 from redrive.core.message import Message
 from redrive.core.records import Failure, dead_record, retry_record
@@ -66,6 +66,11 @@ async def failed(
     now_ms = int(time.time() * 1000)
     mono = time.monotonic()
     breaker = c.breaker
+    rules = c.spec.rules
+    if breaker is not None:
+        # Recorded before deciding, so the failure that opens the breaker is parked too.
+        verdict = verdict_of(exc, rules.classify(exc), rules)
+        breaker.record(verdict, fresh=not source.trusted, now=mono)
     previous = msg.meta.get("delay-ms")
     decision = decide_failure(
         exc,
@@ -74,13 +79,11 @@ async def failed(
         rng=c.rng,
         now_ms=now_ms,
         first_seen_ms=_first_seen(msg),
-        rules=c.spec.rules,
+        rules=rules,
         by_class=dict(c.spec.retry_by_class),
         previous_delay=int(previous) / 1000 if previous and previous.isdigit() else None,
         breaker_wait=breaker.wait(mono) if breaker is not None else None,
     )
-    if breaker is not None:
-        breaker.record(decision.error_class is ErrorClass.TRANSIENT, mono)
     c.stats.failed += 1
     c.stats.failed_by_class[decision.error_class.value] += 1
     failure = describe(exc, consumer=c.name, duration=duration, now_ms=now_ms)

@@ -41,6 +41,8 @@ FIELDS = (
     "reclaimed",
     "trimmed",
     "breaker_parked",
+    "breaker_opened",
+    "breaker_closed",
 )
 
 #: How much per-second history the metrics stream keeps (ms), and its idle TTL (s).
@@ -74,6 +76,8 @@ class Stats:
         self.reclaimed = 0
         self.trimmed = 0
         self.breaker_parked = 0
+        self.breaker_opened = 0
+        self.breaker_closed = 0
         self.dead_by_reason: Counter[str] = Counter()
         self.failed_by_class: Counter[str] = Counter()
         self._published: dict[str, int] = {}
