@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from redrive.core.breaker import BreakerPolicy, BreakerState, CircuitBreaker, Transition, Verdict
+from redrive.core.breaker import (
+    BreakerPolicy,
+    BreakerState,
+    CircuitBreaker,
+    Transition,
+    Verdict,
+    surely_above,
+)
 from redrive.errors import ConfigError
 
 T0 = 1_000.0  # a monotonic clock reading; the breaker only sees differences
@@ -22,6 +29,8 @@ def breaker(**policy: float) -> CircuitBreaker:
         "min_calls": 4,
         "open_seconds": 5.0,
         "probes": 1,
+        "certainty": 0.0,  # the plain ratio: exact edges; noise is tested on its own below
+        "streak": None,  # and no streak rule (tested on its own below)
     }
     defaults.update(policy)
     return CircuitBreaker(BreakerPolicy(**defaults))  # type: ignore[arg-type]
@@ -367,17 +376,17 @@ def test_retries_never_open_the_breaker() -> None:
 
 
 def test_a_real_outage_still_opens_it() -> None:
-    cb = breaker(threshold=0.5, window=50, min_calls=20)
+    cb = CircuitBreaker(BreakerPolicy())  # the defaults
     for _ in range(500):
         cb.success()
 
-    for _ in range(49):
+    for _ in range(19):
         dep(cb, T0, fresh=False)  # retries fail too, uncounted
         dep(cb, T0)
-    assert cb.state is BreakerState.CLOSED  # 49 of 99 fresh outcomes
+    assert cb.state is BreakerState.CLOSED  # 19 of 69 fresh outcomes
 
     dep(cb, T0)
-    assert cb.state is BreakerState.OPEN  # 50 of 100
+    assert cb.state is BreakerState.OPEN  # 20 in a row: the streak rule
     assert cb.cause == "dependency"
 
 
@@ -489,7 +498,9 @@ def test_one_good_probe_among_several_closes_it() -> None:
 def test_every_transition_is_reported_with_its_evidence() -> None:
     seen: list[Transition] = []
     cb = CircuitBreaker(
-        BreakerPolicy(threshold=0.5, window=10, min_calls=4, open_seconds=1.0, probes=1),
+        BreakerPolicy(
+            threshold=0.5, window=10, min_calls=4, open_seconds=1.0, probes=1, certainty=0
+        ),
         seen.append,
     )
     cb.success()
@@ -508,3 +519,79 @@ def test_every_transition_is_reported_with_its_evidence() -> None:
         (BreakerState.HALF_OPEN, BreakerState.CLOSED, ""),
     ]
     assert (seen[0].failures, seen[0].calls, seen[0].ratio) == (3, 4, 0.75)
+
+
+# --- noise: a ratio must clear sampling noise before it counts ------------------------------
+
+
+def test_twenty_calls_at_half_failures_are_noise_but_all_failing_is_an_outage() -> None:
+    assert not surely_above(10, 20, 0.5, 3.0)  # 40% keys failing shows this 1 time in 4
+    assert not surely_above(16, 20, 0.5, 3.0)
+    assert surely_above(17, 20, 0.5, 3.0)
+    assert surely_above(20, 20, 0.5, 3.0)
+    assert surely_above(65, 100, 0.5, 3.0)
+    assert surely_above(10, 20, 0.5, 0.0)  # certainty 0: the plain ratio
+
+
+def test_with_the_default_certainty_a_40_percent_subset_does_not_open_it_by_chance() -> None:
+    import random
+
+    opened_runs = 0
+    for seed in range(200):
+        rng = random.Random(seed)
+        cb = CircuitBreaker(BreakerPolicy())  # defaults: 0.5, window 50, min 20, z = 3
+        for _ in range(2_000):
+            if rng.random() < 0.4:
+                dep(cb, T0)
+            else:
+                cb.success()
+        opened_runs += cb.state is not BreakerState.CLOSED
+
+    assert opened_runs == 0
+
+
+def test_with_the_default_certainty_an_outage_opens_it_within_min_calls() -> None:
+    cb = CircuitBreaker(BreakerPolicy())
+    for _ in range(19):
+        dep(cb, T0)
+    assert cb.state is BreakerState.CLOSED
+
+    dep(cb, T0)
+    assert cb.state is BreakerState.OPEN
+
+
+def test_a_streak_opens_it_after_a_long_healthy_history() -> None:
+    cb = CircuitBreaker(BreakerPolicy(streak=10))
+    for _ in range(10_000):
+        cb.success()
+    for _ in range(9):
+        dep(cb, T0)
+    cb.record(Verdict.ANSWERED, fresh=True, now=T0)  # the dependency answered: streak broken
+    for _ in range(9):
+        dep(cb, T0)
+    assert cb.state is BreakerState.CLOSED
+
+    dep(cb, T0)
+    assert cb.state is BreakerState.OPEN
+    assert cb.cause == "dependency"
+
+
+def test_a_streak_of_handler_failures_is_a_storm() -> None:
+    cb = CircuitBreaker(BreakerPolicy(streak=10))
+    for _ in range(1_000):
+        cb.success()
+    for _ in range(10):
+        cb.record(Verdict.HANDLER, fresh=True, now=T0)
+
+    assert (cb.state, cb.cause) == (BreakerState.OPEN, "handler")
+
+
+def test_retries_and_explicit_retry_do_not_break_or_extend_a_streak() -> None:
+    cb = CircuitBreaker(BreakerPolicy(streak=5))
+    for _ in range(4):
+        dep(cb, T0)
+        cb.success(fresh=False)  # a retry of some other key succeeding says nothing here
+        cb.record(Verdict.NEUTRAL, fresh=True, now=T0)
+    assert cb.state is BreakerState.CLOSED
+    dep(cb, T0)
+    assert cb.state is BreakerState.OPEN

@@ -262,3 +262,20 @@ def test_the_history_lands_in_the_record() -> None:
     items = json.loads(metadata(record)["redrive-history"])
 
     assert [item["a"] for item in items] == [2]
+
+
+@given(st.lists(st.text(max_size=30), min_size=1, max_size=3 * MAX_HISTORY))
+def test_history_grown_one_failure_at_a_time_is_the_capped_list(messages: list[str]) -> None:
+    # Appended as text while under the cap: the result must be what parsing would give,
+    # even when an error message itself contains '{"a":' or quotes.
+    raw = ""
+    for attempt, text in enumerate(messages, start=1):
+        meta = {"history": raw} if raw else None
+        raw = history(message(attempt=attempt, meta=meta), failure(message=f'{{"a":{text}"'))
+
+    items = json.loads(raw)
+    attempts = [item["a"] for item in items]
+    assert len(items) == min(len(messages), MAX_HISTORY)
+    assert attempts[0] == 1
+    assert attempts[-1] == len(messages)
+    assert items[-1]["m"] == f'{{"a":{messages[-1]}"'[:MAX_HISTORY_MESSAGE]

@@ -8,10 +8,13 @@ What it counts (docs/concepts.md, "Circuit breaker"):
   the dependency serves 97% of the traffic. Explicit ``Retry`` is the handler's own
   choice and is not counted at all.
 - Two ratios over the last ``window`` to ``2 * window`` fresh outcomes, once at least
-  ``min_calls`` are counted: transient failures ≥ ``threshold`` (the dependency is down)
-  and, with ``storm_threshold`` set, *handler failures* ≥ ``storm_threshold`` (permanent
-  errors that are not bad input: a ``TypeError`` on every message is a bad deploy, not
-  bad data). Either opens the breaker; :attr:`CircuitBreaker.cause` says which.
+  ``min_calls`` are counted: transient failures above ``threshold`` (the dependency is
+  down) and, with ``storm_threshold`` set, *handler failures* above ``storm_threshold``
+  (permanent errors that are not bad input: a ``TypeError`` on every message is a bad
+  deploy, not bad data). "Above" means beyond sampling noise (:func:`surely_above`), so
+  a failing subset near the threshold does not open it by chance. ``streak`` fresh
+  failures in a row (``streak``) open it too, so an outage after a long healthy history shows at
+  once. Either opens the breaker; :attr:`CircuitBreaker.cause` says which.
 - Open: nothing new is read for ``open_seconds``; failures of work already started are
   parked by the caller (re-scheduled without using an attempt). Then half-open:
   ``probes`` messages may run (the caller prefers fresh ones); the first success closes
@@ -63,6 +66,9 @@ class BreakerPolicy:
         BreakerPolicy(threshold=0.5, window=50, min_calls=20, open_seconds=10)
 
     ``storm_threshold=None`` turns off the pause on a storm of handler failures.
+    ``certainty`` is how many standard deviations of sampling noise a ratio must clear
+    before it counts as above its threshold (0: the plain ratio; see :func:`surely_above`).
+    ``streak`` fresh failures in a row open it whatever the ratio (``None``: never).
     """
 
     threshold: float = 0.5
@@ -71,6 +77,8 @@ class BreakerPolicy:
     open_seconds: float = 5.0
     probes: int = 3
     storm_threshold: float | None = 0.8
+    certainty: float = 3.0
+    streak: int | None = 20
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold <= 1:
@@ -86,6 +94,10 @@ class BreakerPolicy:
             )
         if not (isinstance(self.open_seconds, int | float) and 0 < self.open_seconds < math.inf):
             raise ConfigError(f"open_seconds={self.open_seconds!r}: use a finite number > 0")
+        if not 0 <= self.certainty <= 10:
+            raise ConfigError(f"certainty={self.certainty!r}: use 0 (plain ratio) to 10")
+        if self.streak is not None and (not isinstance(self.streak, int) or self.streak < 2):
+            raise ConfigError(f"streak={self.streak!r}: use an integer >= 2, or None")
         if not isinstance(self.probes, int) or self.probes < 1:
             raise ConfigError(f"probes={self.probes!r}: use an integer >= 1")
 
@@ -113,6 +125,24 @@ class Transition:
 Listener = Callable[[Transition], None]
 
 
+def surely_above(failures: int, calls: int, threshold: float, z: float) -> bool:
+    """Whether ``failures / calls`` is above ``threshold`` beyond sampling noise.
+
+    The Wilson score lower bound, ``z`` standard deviations below the ratio (``z=0``: the
+    plain ratio). With 40% of keys failing, a window of 20 fresh messages holds 10
+    failures one time in four, and a plain ratio would open the breaker on that noise; at
+    ``z=3`` the bound needs 17 of 20 (or 65 of 100) before it calls 50%. A real outage
+    (every call failing) still opens at once: ``n / (n + z²)`` is 0.69 for 20 calls.
+    """
+    if calls <= 0:
+        return False
+    p = failures / calls
+    z2n = z * z / calls
+    centre = p + z2n / 2
+    spread = z * math.sqrt(p * (1 - p) / calls + z2n / (4 * calls))
+    return (centre - spread) / (1 + z2n) >= threshold
+
+
 class CircuitBreaker:
     """State machine of one handler's breaker. Times are seconds on a monotonic clock.
 
@@ -122,7 +152,7 @@ class CircuitBreaker:
     """
 
     __slots__ = ("_calls", "_dep", "_half_fails", "_handler", "_opened_at", "_prev",
-                 "_probes_left", "cause", "listener", "policy", "state")  # fmt: skip
+                 "_probes_left", "_streak", "cause", "listener", "policy", "state")  # fmt: skip
 
     def __init__(self, policy: BreakerPolicy, listener: Listener | None = None) -> None:
         self.policy = policy
@@ -134,6 +164,8 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probes_left = 0
         self._half_fails = 0
+        # Consecutive fresh failures of one verdict (a sign), whatever the history.
+        self._streak = 0
 
     def success(self, fresh: bool = True) -> None:
         """Record a success (closes a half-open breaker, whatever the message)."""
@@ -143,6 +175,7 @@ class CircuitBreaker:
             return
         if fresh:
             self._calls += 1
+            self._streak = 0
             if self._calls >= self.policy.window:
                 self._rotate()
 
@@ -183,19 +216,52 @@ class CircuitBreaker:
         self._calls += 1
         self._dep += verdict is Verdict.DEPENDENCY
         self._handler += verdict is Verdict.HANDLER
+        # +n for n dependency failures in a row, -n for handler failures, 0 otherwise.
+        if verdict is Verdict.DEPENDENCY:
+            self._streak = self._streak + 1 if self._streak > 0 else 1
+        elif verdict is Verdict.HANDLER:
+            self._streak = self._streak - 1 if self._streak < 0 else -1
+        else:
+            self._streak = 0
+        if self._opened_by_streak(now):
+            return
         calls = self._calls + self._prev[0]
         if calls >= self.policy.min_calls:
             dep = self._dep + self._prev[1]
             handler = self._handler + self._prev[2]
             storm = self.policy.storm_threshold
-            if dep / calls >= self.policy.threshold:
+            if verdict is Verdict.DEPENDENCY and surely_above(
+                dep, calls, self.policy.threshold, self.policy.certainty
+            ):
                 self._open(now, "dependency", dep, calls)
                 return
-            if storm is not None and handler / calls >= storm:
+            if (
+                verdict is Verdict.HANDLER
+                and storm is not None
+                and surely_above(handler, calls, storm, self.policy.certainty)
+            ):
                 self._open(now, "handler", handler, calls)
                 return
         if self._calls >= self.policy.window:
             self._rotate()
+
+    def _opened_by_streak(self, now: float) -> bool:
+        """``streak`` fresh failures in a row open it at once, whatever came before.
+
+        An outage shows at once this way even after a long healthy history (the ratio
+        would wait for the window to turn over); a failing subset of share ``s`` makes
+        such a streak with odds ``s ** streak`` (40%, 20 calls: one in 10⁸).
+        """
+        n = self.policy.streak
+        if n is None:
+            return False
+        if self._streak >= n:
+            self._open(now, "dependency", self._streak, self._streak)
+            return True
+        if self.policy.storm_threshold is not None and -self._streak >= n:
+            self._open(now, "handler", -self._streak, -self._streak)
+            return True
+        return False
 
     def _probe_result(self, verdict: Verdict, now: float) -> None:
         if verdict in (Verdict.DEPENDENCY, Verdict.HANDLER):
@@ -218,6 +284,7 @@ class CircuitBreaker:
 
     def _open(self, now: float, cause: str, failures: int, calls: int) -> None:
         self.cause = cause
+        self._streak = 0
         self._opened_at = now
         self._probes_left = 0
         self._move(BreakerState.OPEN, failures, calls)

@@ -52,8 +52,16 @@ def history(msg: Message, failure: Failure) -> str:
     When capped, the first attempt is kept (it shows how the trouble began) and the
     oldest of the rest are dropped.
     """
-    items: list[object] = []
     raw = msg.meta.get("history")
+    item = json.dumps(failure.history_item(msg.attempt), separators=(",", ":"), ensure_ascii=False)
+    # Appended as text while under the cap (no parse, no re-encode: retries are frequent).
+    # Item objects start with '{"a":' and a quote inside a message is escaped, so the
+    # count is exact for the lists redrive writes.
+    if raw and raw.startswith("[{") and raw.endswith("}]") and raw.count('{"a":') < MAX_HISTORY:
+        return f"{raw[:-1]},{item}]"
+    if not raw:
+        return f"[{item}]"
+    items: list[object] = []
     if raw:
         try:
             loaded = json.loads(raw)

@@ -57,7 +57,10 @@ async def promote_loop(c: Consumer) -> None:
         wait = interval
         if next_ms is not None:
             wait = min(interval, max(0.0, (float(next_ms) - time.time() * 1000) / 1000))
+        # A retry scheduled here wakes the loop only if it is due before this wake-up.
+        c.promote_at_ms = time.time() * 1000 + wait * 1000
         await _pause(c.schedule_changed, wait)
+        c.promote_at_ms = 0.0
 
 
 async def reclaim_loop(c: Consumer) -> None:

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from redrive.core.breaker import BreakerState, CircuitBreaker, Transition
-from redrive.runtime import acks, background, dispatch, recovery
+from redrive.runtime import acks, background, dispatch, groups, recovery
 from redrive.runtime.settings import HandlerSpec, Middleware, WorkerOptions
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
@@ -79,6 +79,8 @@ class Consumer:
         self.closing = False
         self.draining = False
         self.need_own_pending = True
+        self.outbox: list[acks.Move] = []  # failure moves waiting for the next round trip
+        self.run_id: str | None = None  # the server's: tells a restart from a deleted group
         # Plain flags beside the events: the lanes test a bool per message instead of
         # calling Event.set() (a method call per message is measurable on the hot path).
         self.capacity = asyncio.Event()
@@ -86,6 +88,7 @@ class Consumer:
         self.ack_wanted = asyncio.Event()
         self.ack_signalled = False
         self.schedule_changed = asyncio.Event()
+        self.promote_at_ms = 0.0  # when the sleeping scheduler wakes next (0: awake)
         self.lanes = dispatch.Lanes(self)
         self.channel = Channel(reader, self.keys.stream)  # cluster: the slot of S and its keys
         self.ack_channel = Channel(client, self.keys.stream)
@@ -124,32 +127,17 @@ class Consumer:
     async def start(self) -> None:
         """Create groups, load scripts and register the stream in the index."""
         await self.scripts.load_all(self.client)
+        self.run_id = await groups.run_id(self)
         await self.ensure_groups(warn=False)
         await self.client.sadd(STREAMS_INDEX, self.spec.stream)
 
     async def ensure_groups(self, *, warn: bool) -> None:
-        """Create the group on both streams if missing (MKSTREAM).
+        """Create the groups if missing (after a restart without persistence: NOGROUP)."""
+        await groups.ensure(self, warn=warn)
 
-        After a Redis restart without persistence the group is gone (NOGROUP): it is
-        recreated at ``spec.start_id`` (the backlog), never silently at ``$``.
-        """
-        for source, start in ((self.main, self.spec.start_id), (self.retry, "0")):
-            try:
-                await self.client.xgroup_create(
-                    source.key, self.spec.group, id=start, mkstream=True
-                )
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-                continue
-            if warn:
-                log.warning(
-                    "group %s was missing on %s: recreated at id %s",
-                    self.spec.group,
-                    source.key,
-                    start,
-                    extra={"stream": source.key, "group": self.spec.group},
-                )
+    async def on_response_error(self, exc: Exception) -> None:
+        """An error reply: NOGROUP recreates the groups, anything else is raised."""
+        await groups.on_error_reply(self, exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then shut down gracefully."""
@@ -158,10 +146,10 @@ class Consumer:
         self._tasks = [
             spawn(self.read_loop(), name=f"read {self.main.key}"),
             *[spawn(self.lanes.lane(), name=f"lane {i}") for i in range(self.spec.concurrency)],
-            spawn(acks.flush_loop(self), name="acks"),
+            spawn(groups.guarded(self, acks.flush_loop), name="acks"),
             spawn(background.promote_loop(self), name="scheduler"),
-            spawn(background.reclaim_loop(self), name="reclaim"),
-            spawn(background.lease_loop(self), name="lease"),
+            spawn(groups.guarded(self, background.reclaim_loop), name="reclaim"),
+            spawn(groups.guarded(self, background.lease_loop), name="lease"),
             spawn(background.stats_loop(self), name="stats"),
             spawn(background.retention_loop(self), name="dlq retention"),
         ]
@@ -266,7 +254,7 @@ class Consumer:
         try:
             results = await self.channel.roundtrip(commands, self.read_deadline)
         except BaseException:
-            acks.give_back(batch)
+            acks.give_back(self, batch)
             raise
         await acks.settle(self, batch, results[:-1])
         reply = results[-1]

@@ -1,18 +1,16 @@
 """Failure outcomes: decide (pure core), then move the entry with one fenced Lua call.
 
-A move that meets a transport error is retried with backoff; if Redis stays away the
-entry is left pending under this consumer, where the own-pending re-read or another
-consumer's reclaim finds it. Nothing is dropped on the floor.
+The call is queued (``acks.Move``) and goes out with the next round trip, beside the
+acks; one whose reply is lost is sent again. Until it lands the entry stays pending
+under this consumer, so a crash re-delivers it. Nothing is dropped on the floor.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redrive.core.codec import stream_id_ms
@@ -26,7 +24,7 @@ from redrive.core.decision import (
 )
 from redrive.core.message import Message
 from redrive.core.records import Failure, dead_record, retry_record
-from redrive.store.channel import TRANSPORT_ERRORS
+from redrive.runtime import acks
 from redrive.store.scripts import Arg, Script
 
 if TYPE_CHECKING:
@@ -35,11 +33,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("redrive.moves")
 
-MOVE_ATTEMPTS = 8
 
+def describe(
+    exc: BaseException,
+    *,
+    consumer: str,
+    duration: float,
+    now_ms: int,
+    error_class: str = "",
+    with_traceback: bool = True,
+) -> Failure:
+    """A :class:`Failure` record of ``exc``.
 
-def describe(exc: BaseException, *, consumer: str, duration: float, now_ms: int) -> Failure:
-    """A :class:`Failure` record of ``exc``."""
+    Only dead letters keep a traceback (retry records do not), and formatting one costs
+    more than the rest of a failure's handling: a retry skips it (``with_traceback``).
+    """
     klass = type(exc)
     name = (
         klass.__qualname__
@@ -48,13 +56,44 @@ def describe(exc: BaseException, *, consumer: str, duration: float, now_ms: int)
     )
     return Failure(
         error_type=name,
-        error_class="",
+        error_class=error_class,
         message=str(exc) or repr(exc),
-        traceback="".join(traceback.format_exception(exc)),
+        traceback=traceback_text(exc) if with_traceback else "",
         at_ms=now_ms,
         consumer=consumer,
         duration_ms=duration * 1000,
     )
+
+
+_TRACEBACKS: dict[tuple[Any, ...], str] = {}
+_TRACEBACKS_MAX = 256
+
+
+def traceback_text(exc: BaseException) -> str:
+    """``exc``'s formatted traceback, cached by where it was raised and what it says.
+
+    A failing subset raises the same error at the same place thousands of times, and
+    formatting a traceback (Python 3.11 compiles each line for its carets) costs more than
+    the rest of a dead letter; a chained exception is formatted afresh.
+    """
+    if exc.__cause__ is not None or exc.__context__ is not None:
+        return "".join(traceback.format_exception(exc))
+    where = []
+    tb = exc.__traceback__
+    while tb is not None:
+        where.append((tb.tb_frame.f_code, tb.tb_lineno))
+        tb = tb.tb_next
+    try:
+        key = (type(exc), str(exc), tuple(where))
+        text = _TRACEBACKS.get(key)
+    except Exception:  # a str() that fails or an unhashable part: no caching
+        return "".join(traceback.format_exception(exc))
+    if text is None:
+        text = "".join(traceback.format_exception(exc))
+        if len(_TRACEBACKS) >= _TRACEBACKS_MAX:
+            _TRACEBACKS.clear()
+        _TRACEBACKS[key] = text
+    return text
 
 
 async def failed(
@@ -86,8 +125,14 @@ async def failed(
     )
     c.stats.failed += 1
     c.stats.failed_by_class[decision.error_class.value] += 1
-    failure = describe(exc, consumer=c.name, duration=duration, now_ms=now_ms)
-    failure = replace(failure, error_class=decision.error_class.value)
+    failure = describe(
+        exc,
+        consumer=c.name,
+        duration=duration,
+        now_ms=now_ms,
+        error_class=decision.error_class.value,
+        with_traceback=decision.action is not Action.RETRY,
+    )
     if decision.action is Action.RETRY:
         await _schedule(c, source, msg, failure, decision, now_ms)
     else:
@@ -108,13 +153,17 @@ async def _schedule(
         delay_ms=delay_ms,
     )
     args: list[Arg] = [c.spec.group, c.name, msg.entry_id, due_ms, source.delete, *fields]
-    result = await _call(c, c.scripts.schedule_retry, [source.key, c.keys.due], args)
-    if result == 1:
-        c.stats.retried += 1
-        if d.next_attempt == msg.attempt:
-            c.stats.breaker_parked += 1
-        c.schedule_changed.set()
-    _log(c, msg, "retry", result, error=failure, delay=d.delay, next_attempt=d.next_attempt)
+
+    def done(result: Any) -> None:
+        if result == 1:
+            c.stats.retried += 1
+            if d.next_attempt == msg.attempt:
+                c.stats.breaker_parked += 1
+            if not c.promote_at_ms or due_ms < c.promote_at_ms:  # else it wakes in time
+                c.schedule_changed.set()
+        _log(c, msg, "retry", result, error=failure, delay=d.delay, next_attempt=d.next_attempt)
+
+    _send(c, c.scripts.schedule_retry, [source.key, c.keys.due], args, source, msg.entry_id, done)
 
 
 async def dead_letter(
@@ -125,12 +174,15 @@ async def dead_letter(
     # No MAXLEN here: dlq_maxlen is applied by the retention loop, which warns before it
     # evicts and keeps an audit; trimming on every write would drop dead letters silently.
     args: list[Arg] = [c.spec.group, c.name, msg.entry_id, source.delete, 0, *fields]
-    result = await _call(c, c.scripts.dead_letter, [source.key, c.keys.dlq], args)
-    code = result[0] if isinstance(result, list) else result
-    if code == 1:
-        c.stats.dead += 1
-        c.stats.dead_by_reason[reason] += 1
-    _log(c, msg, "dead", code, error=failure, reason=reason)
+
+    def done(result: Any) -> None:
+        code = result[0] if isinstance(result, list) else result
+        if code == 1:
+            c.stats.dead += 1
+            c.stats.dead_by_reason[reason] += 1
+        _log(c, msg, "dead", code, error=failure, reason=reason)
+
+    _send(c, c.scripts.dead_letter, [source.key, c.keys.dlq], args, source, msg.entry_id, done)
 
 
 async def exceeded(
@@ -167,19 +219,22 @@ async def trimmed(c: Consumer, source: Source, entry_id: bytes) -> None:
     await dead_letter(c, source, msg, failure, PAYLOAD_TRIMMED)
 
 
-async def _call(c: Consumer, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-    for attempt in range(MOVE_ATTEMPTS):
-        try:
-            return await script(c.client, keys, args)
-        except TRANSPORT_ERRORS as exc:
-            if attempt == MOVE_ATTEMPTS - 1:
-                # The entry stays pending under this consumer; have the reader re-read
-                # its own pending entries next, instead of waiting for a reclaim.
-                c.need_own_pending = True
-                log.error("%s failed (%s): entry left pending, re-read next", script.name, exc)
-                return None
-            await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
-    return None
+def _send(
+    c: Consumer,
+    script: Script,
+    keys: Sequence[str],
+    args: Sequence[Arg],
+    source: Source,
+    entry_id: str,
+    done: Callable[[Any], None],
+) -> None:
+    """Queue a fenced move for the next round trip (the reader's or the flush loop's).
+
+    Until it is sent the entry stays pending under this consumer: a crash re-delivers it,
+    a reconnect does not run it again (``acks.settling``), a lost reply sends it again.
+    """
+    c.outbox.append(acks.Move(script, keys, args, source, entry_id.encode(), done))
+    acks.wanted(c)
 
 
 def _first_seen(msg: Message) -> int:
@@ -194,6 +249,8 @@ def _first_seen(msg: Message) -> int:
 
 
 def _log(c: Consumer, msg: Message, decision: str, code: Any, **info: Any) -> None:
+    if code == 1 and not log.isEnabledFor(logging.INFO):
+        return  # the common case: skip building the record's extra fields
     failure: Failure = info.pop("error")
     extra = {
         "stream": msg.stream,

@@ -21,7 +21,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from redrive.runtime import moves
+from redrive.runtime import acks, moves
 
 if TYPE_CHECKING:
     from redrive.runtime.consumer import Consumer
@@ -57,10 +57,13 @@ async def _admit(
 ) -> int:
     """Queue entries still under the delivery limit; dead-letter or record the rest."""
     queued = 0
+    settling = acks.settling(c, source)
     for entry_id, flat in entries:
         fields = flat
         if entry_id in source.held:
             continue  # still being handled in this process (a reconnect, not a crash)
+        if entry_id in settling:
+            continue  # handled here, its ack or move goes out next: never run it again
         before = counts.get(entry_id, 1) - 1  # deliveries before this one, none with an outcome
         if fields is None:
             await moves.trimmed(c, source, entry_id)

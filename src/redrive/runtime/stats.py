@@ -43,6 +43,7 @@ FIELDS = (
     "breaker_parked",
     "breaker_opened",
     "breaker_closed",
+    "groups_recreated",
 )
 
 #: How much per-second history the metrics stream keeps (ms), and its idle TTL (s).
@@ -78,6 +79,7 @@ class Stats:
         self.breaker_parked = 0
         self.breaker_opened = 0
         self.breaker_closed = 0
+        self.groups_recreated = 0
         self.dead_by_reason: Counter[str] = Counter()
         self.failed_by_class: Counter[str] = Counter()
         self._published: dict[str, int] = {}

