@@ -76,6 +76,8 @@ async def test_listed_ids_are_whole_and_feed_the_next_command(
     for ref in (row[0] for row in rows):
         code, shown, err = await cli(redis_url, "dlq", "show", ref, "--json")
         assert code == 0 and json.loads(shown)["ref"] == ref, err
+    code, out, _ = await cli(redis_url, "dlq", "stats", b, "--json")
+    assert [f["sample_ref"] for f in json.loads(out)["fingerprints"]] == [f"{b}@{SAME_ID}"]
     code, out, _ = await cli(redis_url, "dlq", "show", f"{a}@{SAME_ID}")
     attempts = [line.split("\t") for line in out.splitlines() if line.startswith("4\t")]
     assert attempts and ISO_SECONDS.match(attempts[0][1]), out

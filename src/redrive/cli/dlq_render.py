@@ -106,7 +106,7 @@ def _replay_json(report: lib.ReplayReport, verb: str) -> None:
         rows = [{"ref": e.ref, "id": e.id, "stream": e.stream, "target": t, "action": verb}
                 for e, t in report.planned]  # fmt: skip
     else:
-        rows = [{"ref": f"{m.stream}@{m.dlq_id}", "id": m.dlq_id, "stream": m.stream,
+        rows = [{"ref": m.ref, "id": m.dlq_id, "stream": m.stream,
                  "target": m.target, "target_id": m.target_id, "action": verb}
                 for m in report.moved]  # fmt: skip
     rows += [{"ref": e.ref, "id": e.id, "stream": e.stream, "action": "refused", "why": why}

@@ -83,6 +83,11 @@ class Moved:
     target: str
     target_id: str
 
+    @property
+    def ref(self) -> str:
+        """``STREAM@ID`` of the dead letter it was."""
+        return f"{self.stream}@{self.dlq_id}"
+
 
 @dataclass(slots=True)
 class ReplayReport:
@@ -91,7 +96,7 @@ class ReplayReport:
     planned: list[tuple[DeadLetter, str]] = field(default_factory=list)
     refused: list[tuple[DeadLetter, str]] = field(default_factory=list)
     moved: list[Moved] = field(default_factory=list)
-    gone: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # STREAM@ID of entries someone else moved
     canary: canary.CanaryResult | None = None
     stopped: str = ""
     dry_run: bool = False
@@ -279,7 +284,7 @@ async def _run(
                 return
             new_id = await move(client, entry, target, op)
             if new_id is None:
-                report.gone.append(entry.id)
+                report.gone.append(entry.ref)
             else:
                 report.moved.append(Moved(entry.stream, entry.id, target, new_id))
                 watch.append(_canary(entry, options, new_id))
