@@ -53,6 +53,12 @@ async def test_an_id_in_two_dlqs_is_refused_until_its_stream_is_named(
 
     code, out, _ = await cli(redis_url, "dlq", "show", f"{a}@{SAME_ID}", "--json")
     assert code == 0 and json.loads(out)["ref"] == f"{a}@{SAME_ID}"
+    code, out, _ = await cli(redis_url, "dlq", "show", SAME_ID, "--stream", b, "--json")
+    assert code == 0 and json.loads(out)["ref"] == f"{b}@{SAME_ID}", "or name the stream"
+    code, out, _ = await cli(redis_url, "dlq", "list", a, "--id", SAME_ID, "--json")
+    assert code == 0 and [json.loads(line)["ref"] for line in out.splitlines()] == [
+        f"{a}@{SAME_ID}"
+    ]
     code, out, err = await cli(redis_url, "dlq", "delete", "--id", f"{a}@{SAME_ID}", "--yes")
     assert code == 0 and out.strip() == f"deleted 1 dead letter ({a}: 1)", (out, err)
     assert (await aredis.xlen(keys.dlq(a)), await aredis.xlen(keys.dlq(b))) == (0, 1)
