@@ -152,6 +152,7 @@ async def test_export_never_clobbers_an_archive(
     code, _, err = await cli(redis_url, "dlq", "export", stream, "-o", str(archive), "--force")
     assert code == 0 and "exported 2 dead letters" in err
     assert len(archive.read_text().splitlines()) == 2
+    assert archive.stat().st_mode & 0o777 == 0o600, "payloads: the owner's only"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dlq.jsonl"], "no temp file left"
     missing = tmp_path / "no" / "such" / "dir" / "x.jsonl"
     code, out, err = await cli(redis_url, "dlq", "export", stream, "-o", str(missing))

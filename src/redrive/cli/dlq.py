@@ -325,6 +325,8 @@ def export(obj: CliContext, /, output: Path | None, force: bool, **params: Any) 
     when nothing matched (exit 1).
     """
     flt = build_filter(params)
+    if output == Path("-"):
+        output = None  # "-o -": stdout, as click's own file options read it
     if output is not None:
         lib.check_output(output, force=force)  # before any I/O: fail fast, change nothing
     lines = list(_run(obj, lambda c: lib.export_lines(c, flt)))

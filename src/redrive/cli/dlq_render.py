@@ -85,7 +85,16 @@ def print_replay(report: lib.ReplayReport, as_json: bool) -> None:
     verb = "would replay" if report.dry_run else "replayed"
     if as_json:
         _replay_json(report, verb)
-        return
+    else:
+        _replay_lines(report, verb)
+    if report.interrupted:  # on stderr in both modes: the operator is watching
+        click.echo(f"interrupted: replayed {len(report.moved)}, {report.left} left in the DLQ",
+                   err=True)  # fmt: skip
+    elif report.stopped and not as_json:
+        click.echo(f"stopped: {report.stopped}", err=True)
+
+
+def _replay_lines(report: lib.ReplayReport, verb: str) -> None:
     if report.dry_run:
         for entry, target in report.planned:
             click.echo(f"would replay {entry.ref} -> {target}")
@@ -94,11 +103,6 @@ def print_replay(report: lib.ReplayReport, as_json: bool) -> None:
     count = len(report.planned) if report.dry_run else len(report.moved)
     click.echo(f"{verb} {count}, refused {len(report.refused)}"
                + (f", already gone {len(report.gone)}" if report.gone else ""))  # fmt: skip
-    if report.interrupted:
-        click.echo(f"interrupted: replayed {len(report.moved)}, {report.left} left in the DLQ",
-                   err=True)  # fmt: skip
-    elif report.stopped:
-        click.echo(f"stopped: {report.stopped}", err=True)
 
 
 def _replay_json(report: lib.ReplayReport, verb: str) -> None:

@@ -216,7 +216,8 @@ def read_text(stream: IO[bytes], name: str) -> list[str]:
 def write_lines(path: Path, lines: Iterable[str], *, force: bool = False) -> int:
     """Write ``lines`` to ``path`` all or nothing: a temporary file in the same directory,
     fsynced, then renamed over ``path``. An existing ``path`` is refused unless ``force``;
-    on any error ``path`` is untouched. Returns the number of lines written.
+    on any error ``path`` is untouched. The file is the owner's only (0600, as
+    ``mkstemp`` creates it): dead letters hold payloads. Returns the number of lines written.
     """
     check_output(path, force=force)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
