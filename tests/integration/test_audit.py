@@ -4,6 +4,7 @@ and a pending entry whose payload was trimmed is reported as the loss it is."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -106,3 +107,16 @@ def test_audit_prints_whole_headers_and_refs_when_piped(
     ]  # fmt: skip
     assert row.split("\t") == [k.stream, "g", "5", "1", "1", "1", "1", "1", "0", "1"]
     assert problems == [f"trimmed {k.stream}@{placed['trimmed']}: pending, payload gone (lost)"]
+
+
+def test_audit_with_redis_down_is_one_line_exit_2() -> None:
+    with socket.socket() as s:  # a port nobody listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for url in (f"redis://127.0.0.1:{port}/0", f"redis+cluster://127.0.0.1:{port}"):
+        done = subprocess.run(
+            [sys.executable, "-m", "redrive.cli", "--redis-url", url, "audit", "orders"],
+            capture_output=True, timeout=30, check=False, text=True,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("Error: cannot connect") and done.stderr.count("\n") == 1

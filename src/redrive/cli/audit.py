@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import click
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from rich.text import Text
 
 from redrive.audit import GroupAudit, audit_stream
@@ -57,13 +57,14 @@ def audit(ctx: click.Context, stream: str, group: str | None, as_json: bool) -> 
     """
     obj: CliContext = ctx.obj
     url = ensure_url(obj.redis_url, obj.data_dir)
-    client = sync_client(url)
     try:
-        audits = audit_stream(client, stream, group)
-    except RedisError as exc:
+        client = sync_client(url)  # a cluster client connects here already
+        try:
+            audits = audit_stream(client, stream, group)
+        finally:
+            client.close()
+    except (RedisError, RedisClusterException, OSError) as exc:
         raise StoreError(describe_error(exc, url)) from exc
-    finally:
-        client.close()
     if not audits:
         raise ConfigError(f"stream {stream!r} has no consumer group to audit")
     if as_json:

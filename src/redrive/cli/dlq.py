@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -45,13 +45,14 @@ def _run(obj: CliContext, /, work: Callable[[Redis], Awaitable[T]]) -> T:
     url = ensure_url(obj.redis_url, obj.data_dir)
 
     async def main() -> T:
-        client = lib.connect(url)
         try:
-            return await work(client)
-        except (RedisError, OSError) as exc:
+            client = lib.connect(url)
+            try:
+                return await work(client)
+            finally:
+                await client.aclose()
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise StoreError(describe_error(exc, url)) from exc
-        finally:
-            await client.aclose()
 
     return asyncio.run(main())
 
