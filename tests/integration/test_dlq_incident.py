@@ -3,9 +3,12 @@ reported that did not happen, output that can be copied into the next command.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -90,20 +93,46 @@ async def test_listed_ids_are_whole_and_feed_the_next_command(
 
 
 async def test_a_terminal_table_never_cuts_an_id_or_a_time(
-    redis_url: str, prefix: str, aredis: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, prefix: str, aredis: redis.asyncio.Redis
 ) -> None:
     stream = f"{prefix}a-rather-long-stream-name:orders"
     ids = await seed(aredis, stream, 2, message="timeout after 3012 ms " * 5)
-    monkeypatch.setenv("FORCE_COLOR", "1")  # rich then draws tables as on a terminal
-    monkeypatch.setenv("COLUMNS", "60")
-    code, out, _ = await cli(redis_url, "dlq", "list", stream)
-    text = re.sub(r"\x1b\[[0-9;]*m", "", out)
+    code, text = await asyncio.to_thread(_on_a_terminal, redis_url, "dlq", "list", stream)
     assert code == 0 and "┃" in text, "a rich table, not the pipe format"
     for entry_id in ids:
         assert f"{stream}@{entry_id}" in text
     assert "2023-11-14T22:13:20Z" in text and "…" not in text
-    code, out, _ = await cli(redis_url, "dlq", "show", f"{stream}@{ids[0]}")
-    assert "2023-11-14T22:13:20Z" in re.sub(r"\x1b\[[0-9;]*m", "", out), "attempts keep seconds"
+    code, text = await asyncio.to_thread(
+        _on_a_terminal, redis_url, "dlq", "show", f"{stream}@{ids[0]}"
+    )
+    assert code == 0 and "2023-11-14T22:13:20Z" in text, "attempts keep their seconds"
+
+
+def _on_a_terminal(url: str, *argv: str) -> tuple[int, str]:
+    """Run ``redrive ARGV`` with a 60-column pseudo-terminal as stdout; (exit code, text)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: stdout is the terminal
+        try:
+            env = {**os.environ, "COLUMNS": "60", "LINES": "40"}
+            os.execve(sys.executable, [sys.executable, "-m", "redrive.cli", "--redis-url", url,
+                                       *argv], env)  # fmt: skip
+        finally:
+            os._exit(127)  # never run the rest of the test suite in the child
+    out = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.decode())
 
 
 async def test_importing_twice_imports_once_unless_duplicates_are_allowed(

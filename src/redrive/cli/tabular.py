@@ -10,6 +10,7 @@ as ``\\t`` and ``\\n``), first line the header, so ``cut -f1`` works.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,8 +33,11 @@ class Col:
 
 
 def stdout_is_terminal() -> bool:
-    """Whether stdout is a terminal (rich's view: honours FORCE_COLOR/TTY overrides)."""
-    return Console().is_terminal
+    """Whether stdout is a terminal (really: FORCE_COLOR in a CI does not make a pipe one)."""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stdout
+        return False
 
 
 def plain(cell: Cell) -> str:
