@@ -29,6 +29,7 @@ from typing import Any, cast
 
 import redis
 
+from redrive.errors import ConfigError
 from redrive.reconcile import entries, unpack_strings
 from redrive.store.keys import StreamKeys
 
@@ -84,9 +85,22 @@ def groups_of(client: redis.Redis, stream: str) -> list[str]:
 
 
 def audit_stream(client: redis.Redis, stream: str, group: str | None = None) -> list[GroupAudit]:
-    """Audit ``stream`` for ``group``, or for every group it has."""
-    names = [group] if group is not None else groups_of(client, stream)
-    return [audit_group(client, StreamKeys.of(stream, name)) for name in names]
+    """Audit ``stream`` for ``group``, or for every group it has.
+
+    Raises :class:`~redrive.errors.ConfigError` when ``group`` is not a group of
+    ``stream`` (an audit of a group that does not exist would count every entry unread).
+    """
+    names = groups_of(client, stream)
+    if group is None:
+        return [audit_group(client, StreamKeys.of(stream, name)) for name in names]
+    if group not in names:
+        if not client.exists(stream):
+            raise ConfigError(f"stream {stream!r} does not exist: check the name (-g {group})")
+        known = ", ".join(names) or "none"
+        raise ConfigError(
+            f"stream {stream!r} has no consumer group {group!r} (its groups: {known})"
+        )
+    return [audit_group(client, StreamKeys.of(stream, group))]
 
 
 def audit_group(client: redis.Redis, k: StreamKeys) -> GroupAudit:

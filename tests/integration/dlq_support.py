@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 import redis.asyncio
+import redis.exceptions
 
 from redrive.core.message import Message
 from redrive.core.records import Failure, dead_record
@@ -43,15 +44,29 @@ def record(
 
 
 async def seed(
-    r: redis.asyncio.Redis, stream: str, n: int, *, start: int = 0, **kw: object
+    r: redis.asyncio.Redis,
+    stream: str,
+    n: int,
+    *,
+    start: int = 0,
+    with_group: bool = True,
+    **kw: object,
 ) -> list[str]:
-    """Add ``n`` dead letters to ``dlq:{stream}`` (origin ids ``1-<i>``); their DLQ ids."""
+    """Add ``n`` dead letters to ``dlq:{stream}`` (origin ids ``1-<i>``); their DLQ ids.
+
+    The group that failed them (``group``, default ``orders``) is created on ``stream``
+    as a worker would have (replay refuses a group that does not exist) unless
+    ``with_group=False``.
+    """
     pipe = r.pipeline(transaction=False)
     for i in range(start, start + n):
         flat = record(stream, f"1-{i}", **kw)  # type: ignore[arg-type]
         pipe.execute_command("XADD", keys.dlq(stream), "*", *flat)
     pipe.sadd(keys.STREAMS_INDEX, stream)
     replies = await pipe.execute()
+    if with_group:
+        with contextlib.suppress(redis.exceptions.ResponseError):  # BUSYGROUP: seeded before
+            await r.xgroup_create(stream, str(kw.get("group", "orders")), id="0", mkstream=True)
     return [i.decode() for i in replies[:-1]]
 
 

@@ -4,6 +4,7 @@ and a pending entry whose payload was trimmed is reported as the loss it is."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -75,3 +76,47 @@ def test_audit_of_a_stream_without_groups_is_a_usage_error(redis_url: str, prefi
     )  # fmt: skip
     assert done.returncode == 2
     assert b"no consumer group" in done.stderr
+
+
+def test_audit_of_a_group_that_does_not_exist_exits_2_and_names_the_groups(
+    redis_url: str, prefix: str, r: redis.Redis
+) -> None:
+    k = StreamKeys.of(f"{prefix}orders", "g")
+    _arrange(r, k)
+    base = [sys.executable, "-m", "redrive.cli", "--redis-url", redis_url, "audit", k.stream]
+    for flag in ("-g", "--group"):
+        done = subprocess.run([*base, flag, "gone"], capture_output=True, timeout=30, check=False)
+        assert done.returncode == 2 and done.stdout == b"", done.stdout
+        assert done.stderr.decode().strip() == (
+            f"Error: stream '{k.stream}' has no consumer group 'gone' (its groups: g)"
+        )
+
+
+def test_audit_prints_whole_headers_and_refs_when_piped(
+    redis_url: str, prefix: str, r: redis.Redis
+) -> None:
+    k = StreamKeys.of(f"{prefix}orders", "g")
+    placed = _arrange(r, k)
+    argv = [sys.executable, "-m", "redrive.cli", "--redis-url", redis_url, "audit", k.stream]
+    done = subprocess.run(argv, capture_output=True, timeout=30, check=False, text=True)
+    header, row, *problems = done.stdout.splitlines()
+    assert done.returncode == 1
+    assert header.split("\t") == [
+        "stream", "group", "entries", "acked", "pending", "unread", "retrying", "dead",
+        "double-booked", "trimmed pending",
+    ]  # fmt: skip
+    assert row.split("\t") == [k.stream, "g", "5", "1", "1", "1", "1", "1", "0", "1"]
+    assert problems == [f"trimmed {k.stream}@{placed['trimmed']}: pending, payload gone (lost)"]
+
+
+def test_audit_with_redis_down_is_one_line_exit_2() -> None:
+    with socket.socket() as s:  # a port nobody listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for url in (f"redis://127.0.0.1:{port}/0", f"redis+cluster://127.0.0.1:{port}"):
+        done = subprocess.run(
+            [sys.executable, "-m", "redrive.cli", "--redis-url", url, "audit", "orders"],
+            capture_output=True, timeout=30, check=False, text=True,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("Error: cannot connect") and done.stderr.count("\n") == 1

@@ -36,8 +36,9 @@ async def test_list_filters_pages_and_prints_json_lines(
     assert [r["origin_id"] for r in page1 + page2] == [f"1-{i}" for i in range(5)]
     code, out, _ = await cli(redis_url, "dlq", "list", stream, "--grep", "bad amount", "--json")
     assert [json.loads(line)["reason"] for line in out.splitlines()] == ["permanent_error"] * 2
-    code, out, _ = await cli(redis_url, "dlq", "list", stream, "--json", "--since", "2h")
-    assert code == 0 and out == "", "the seeded letters died in 2023"
+    code, out, err = await cli(redis_url, "dlq", "list", stream, "--json", "--since", "2h")
+    assert code == 1 and out == "", "the seeded letters died in 2023: nothing matched"
+    assert "nothing matched" in err
 
 
 async def test_show_prints_fields_history_traceback_and_redacts(

@@ -61,3 +61,18 @@ def test_a_corrupt_line_names_its_number() -> None:
         parse_file([good, "", '{"v":1,"stream":"orders"'])
     with pytest.raises(ImportFileError, match="reserves"):
         parse_file(['{"v":1,"stream":"dlq:x","id":"1-0","fields":[["a","b"]]}'])
+
+
+def test_dead_letters_are_named_stream_at_id() -> None:
+    from redrive.dlq.model import split_ref
+
+    assert split_ref("1700000000000-3") == (None, "1700000000000-3")
+    assert split_ref("ecommerce:orders@1700000000000-3") == ("ecommerce:orders", "1700000000000-3")
+    assert split_ref("team@corp:orders@5") == ("team@corp:orders", "5-0"), "the last @ splits"
+    for bad in ("@1-0", "orders@", "orders@latest", "dlq:{x}@1-0"):
+        with pytest.raises(ConfigError):
+            split_ref(bad)
+    with pytest.raises(ConfigError, match="not among the STREAMs given"):
+        Filter(streams=("a",), ids=("b@1-0",))
+    with pytest.raises(ConfigError, match="use one of poison, permanent_error"):
+        Filter(reason="bogus")

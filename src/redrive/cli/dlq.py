@@ -1,12 +1,14 @@
 """``redrive dlq list|show|stats|replay|purge|delete|export|import`` — thin over redrive.dlq.
 
-Exit codes: 0 done, 1 nothing matched (or a canary died), 2 bad input or Redis error.
+Exit codes: 0 done, 1 nothing matched (or a canary died), 2 bad input or Redis error,
+130 a replay interrupted with Ctrl-C. Rendering lives in :mod:`redrive.cli.dlq_render`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -15,12 +17,20 @@ from typing import Any, TypeVar
 
 import click
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-from rich.table import Table
 
 from redrive import dlq as lib
+from redrive.cli.dlq_render import (
+    emit_json,
+    letters,
+    print_detail,
+    print_import,
+    print_list,
+    print_replay,
+    print_stats,
+)
 from redrive.cli.main import CliContext
 from redrive.dlq import view
 from redrive.errors import ConfigError, StoreError
@@ -35,19 +45,16 @@ def _run(obj: CliContext, /, work: Callable[[Redis], Awaitable[T]]) -> T:
     url = ensure_url(obj.redis_url, obj.data_dir)
 
     async def main() -> T:
-        client = lib.connect(url)
         try:
-            return await work(client)
-        except (RedisError, OSError) as exc:
+            client = lib.connect(url)
+            try:
+                return await work(client)
+            finally:
+                await client.aclose()
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise StoreError(describe_error(exc, url)) from exc
-        finally:
-            await client.aclose()
 
     return asyncio.run(main())
-
-
-def _emit(obj: dict[str, Any]) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False, default=str))
 
 
 def _nothing(what: str) -> None:
@@ -55,16 +62,20 @@ def _nothing(what: str) -> None:
     sys.exit(1)
 
 
+ID_HELP = "A dead letter: STREAM@ID, or an ID found in one DLQ only (repeat)."
+
+
 def filter_options(fn: F) -> F:
     """The selection options shared by list, stats, replay, purge and export."""
     options = [
         click.argument("streams", nargs=-1, metavar="[STREAM]..."),
-        click.option("--id", "ids", multiple=True, metavar="ID", help="A dead-letter id (repeat)."),
-        click.option("--reason", help="e.g. poison, max_retries_exceeded."),
+        click.option("--id", "ids", multiple=True, metavar="[STREAM@]ID", help=ID_HELP),
+        click.option("--reason", help=f"One of {', '.join(lib.query.REASONS)}."),
         click.option("--error-type", help="Exception type, e.g. TimeoutError."),
-        click.option("--group", help="The consumer group that failed it."),
+        click.option("--group", "-g", help="The consumer group that failed it."),
         click.option("--since", metavar="TIME", help=f"Died at or after: {lib.query.TIME_HELP}."),
         click.option("--until", metavar="TIME", help="Died at or before (same forms)."),
+        click.option("--older-than", metavar="DURATION", help="Died longer ago (7d, 12h)."),
         click.option("--grep", metavar="REGEX", help="Search the error message."),
         click.option("--fingerprint", metavar="FP", help="Error fingerprint (from stats)."),
     ]
@@ -73,11 +84,14 @@ def filter_options(fn: F) -> F:
     return fn
 
 
-def build_filter(params: dict[str, Any], *, until_ms: int | None = None) -> lib.Filter:
+def build_filter(params: dict[str, Any]) -> lib.Filter:
     """A :class:`~redrive.dlq.Filter` from the shared options (checked before any I/O)."""
     now = int(time.time() * 1000)
-    since = params.pop("since", None)
-    until = params.pop("until", None)
+    since, until = params.pop("since", None), params.pop("until", None)
+    older_than = params.pop("older_than", None)
+    bounds = [lib.parse_time(until, now, "--until")] if until else []
+    if older_than:
+        bounds.append(now - lib.parse_duration(older_than, "--older-than"))
     return lib.Filter(
         streams=tuple(params.pop("streams", ())),
         ids=tuple(params.pop("ids", ())),
@@ -87,7 +101,7 @@ def build_filter(params: dict[str, Any], *, until_ms: int | None = None) -> lib.
         grep=params.pop("grep", None),
         fingerprint=params.pop("fingerprint", None),
         since_ms=lib.parse_time(since, now, "--since") if since else None,
-        until_ms=lib.parse_time(until, now, "--until") if until else until_ms,
+        until_ms=min(bounds) if bounds else None,
     )
 
 
@@ -97,7 +111,11 @@ def _redact(text: str | None) -> tuple[str, ...]:
 
 @click.group()
 def dlq() -> None:
-    """Browse, group, replay, purge and archive dead letters (dlq:{STREAM})."""
+    """Browse, group, replay, purge and archive dead letters (dlq:{STREAM}).
+
+    Dead letters are named STREAM@ID (ids repeat across streams); tables print that
+    form, and every --id and `show` accept it. Exit 1 when nothing matched.
+    """
 
 
 @dlq.command("list")
@@ -110,69 +128,47 @@ def dlq() -> None:
 @click.pass_obj
 def list_(obj: CliContext, /, limit: int, cursor: str | None, redact: str | None,
           show_payload: bool, as_json: bool, **params: Any) -> None:  # fmt: skip
-    """List dead letters of every STREAM (default: all), oldest first."""
+    """List dead letters of every STREAM (default: all), oldest first.
+
+    A table on a terminal, tab-separated lines when piped, JSON lines with --json.
+    """
     flt = build_filter(params)
     page = _run(obj, lambda c: lib.list_dead_letters(c, flt, limit=limit, cursor=cursor))
+    if not page.entries:
+        _nothing("list")
     rows = [
         view.summary(e, redact=_redact(redact), show_payload=show_payload) for e in page.entries
     ]
     if as_json:
         for row in rows:
-            _emit(row)
+            emit_json(row)
         return
-    table = Table("id", "stream", "died", "group", "reason", "error", "att", "rep", "payload")
-    for r in rows:
-        error = f"{r['error_type']}: {r['error_message'][:60]}"
-        table.add_row(r["id"], r["stream"], r["dead_at"], r["group"], r["reason"], error,
-                      str(r["attempts"]), str(r["replays"]), r["payload"])  # fmt: skip
-    Console().print(table)
+    print_list(rows)
     if page.cursor:
-        click.echo(f"more: --cursor {page.cursor}")
+        click.echo(f"more: --cursor {page.cursor}", err=True)
 
 
 @dlq.command()
-@click.argument("entry_id", metavar="ID")
+@click.argument("ref", metavar="[STREAM@]ID")
 @click.option("--stream", "streams", multiple=True, help="Look only in this stream's DLQ.")
 @click.option("--redact", metavar="NAMES", help="Mask these payload fields: card,email.")
 @click.option("--show-payload", is_flag=True, help="Whole payload, unmasked.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_obj
-def show(obj: CliContext, /, entry_id: str, streams: tuple[str, ...], redact: str | None,
+def show(obj: CliContext, /, ref: str, streams: tuple[str, ...], redact: str | None,
          show_payload: bool, as_json: bool) -> None:  # fmt: skip
-    """Every field of one dead letter, its attempt history and its traceback."""
-    lib.Filter(streams=streams, ids=(entry_id,))  # checks the names before any I/O
-    found = _run(obj, lambda c: lib.find(c, entry_id, streams))
-    if not found:
-        raise lib.UnknownIdError(f"unknown dead-letter id: {entry_id}")
-    for entry in found:
-        out = view.detail(entry, redact=_redact(redact), show_payload=show_payload)
-        if as_json:
-            _emit(out)
-            continue
-        _print_detail(out)
+    """Every field of one dead letter, its attempt history and its traceback.
 
-
-def _print_detail(out: dict[str, Any]) -> None:
-    console = Console()
-    console.print(f"[bold]{out['stream']} {out['id']}[/] died {out['dead_at']} ({out['reason']})")
-    fields = Table("field", "value", show_header=False)
-    for name, value in out["fields"]:
-        fields.add_row(str(name), json.dumps(value) if isinstance(value, dict) else str(value))
-    console.print(fields)
-    history = Table("#", "at", "consumer", "error", "message", "ms", title="attempts")
-    for item in out["history"]:
-        if "replay" in item:
-            note = f"replayed by {item.get('by', '?')} from {item.get('from', '?')}"
-            history.add_row(f"R{item['replay']}", view.iso(int(item.get("t", 0))), "", "",
-                            f"{note} {item.get('note', '')}".strip(), "")  # fmt: skip
-            continue
-        history.add_row(str(item.get("a", "")), view.iso(int(item.get("t", 0))),
-                        str(item.get("c", "")), str(item.get("e", "")), str(item.get("m", "")),
-                        str(item.get("d", "")))  # fmt: skip
-    console.print(history)
-    if out["traceback"]:
-        console.print("traceback:", style="bold")
-        click.echo(out["traceback"])
+    A bare ID found in several DLQs is refused with the candidates listed: pass
+    STREAM@ID or --stream.
+    """
+    flt = lib.Filter(streams=streams, ids=(ref,))  # checks the names before any I/O
+    [entry] = _run(obj, lambda c: lib.by_ids(c, flt))
+    out = view.detail(entry, redact=_redact(redact), show_payload=show_payload)
+    if as_json:
+        emit_json(out)
+    else:
+        print_detail(out)
 
 
 @dlq.command()
@@ -185,21 +181,11 @@ def stats(obj: CliContext, /, top: int, as_json: bool, **params: Any) -> None:
     flt = build_filter(params)
     result = _run(obj, lambda c: lib.dlq_stats(c, flt))
     if as_json:
-        _emit(result.to_json())
-        return
-    console = Console()
-    console.print(f"[bold]{result.total}[/] dead letters")
-    for title, counts in (("stream", result.streams), ("reason", result.reasons),
-                          ("error type", result.error_types)):  # fmt: skip
-        table = Table(title, "count")
-        for name, count in counts.most_common(top):
-            table.add_row(name, str(count))
-        console.print(table)
-    fps = Table("fingerprint", "count", "error", "first seen", "last seen", title="fingerprints")
-    for fp in result.top_fingerprints()[:top]:
-        fps.add_row(fp.fingerprint, str(fp.count), f"{fp.error_type}: {fp.message[:60]}",
-                    view.iso(fp.first_ms), view.iso(fp.last_ms))  # fmt: skip
-    console.print(fps)
+        emit_json(result.to_json())
+    else:
+        print_stats(result, top)
+    if not result.total:
+        _nothing("count")
 
 
 @dlq.command()
@@ -223,10 +209,14 @@ def replay(obj: CliContext, /, everything: bool, to: str | None, note: str, forc
            canary_timeout: float, as_json: bool, **params: Any) -> None:  # fmt: skip
     """Replay dead letters: by --id, a filter, --fingerprint or --all.
 
+    Refused (exit 2, nothing moved) when the group that failed them no longer exists,
+    unless --to names a stream. Ctrl-C stops between two entries (exit 130); the rest
+    stay in the DLQ.
+
     \b
     Examples:
       redrive dlq replay ecommerce:orders --error-type TimeoutError --rate 50 --canary 5
-      redrive dlq replay --id 1700000000000-0 --note "fixed in v1.4.2"
+      redrive dlq replay --id ecommerce:orders@1700000000000-0 --note "fixed in v1.4.2"
     """
     options = lib.ReplayOptions(
         to=to, note=note, force=force, max_replays=max_replays, dry_run=dry_run,
@@ -234,13 +224,36 @@ def replay(obj: CliContext, /, everything: bool, to: str | None, note: str, forc
         canary_timeout=canary_timeout, everything=everything,
     )  # fmt: skip
     flt = build_filter(params)
-    with _progress(as_json or dry_run) as progress:
-        report = _run(obj, lambda c: lib.replay(c, flt, options, progress))
+    with _Bar(as_json or dry_run) as progress:
+        report = _run(obj, lambda c: _replay_until_ctrl_c(c, flt, options, progress))
     if not report.planned and not report.refused:
         _nothing("replay")
-    _render_replay(report, as_json)
+    print_replay(report, as_json)
+    if report.interrupted:
+        sys.exit(130)
     if report.stopped or not report.planned:
         sys.exit(1)
+
+
+async def _replay_until_ctrl_c(
+    client: Redis, flt: lib.Filter, options: lib.ReplayOptions, progress: Any
+) -> lib.ReplayReport:
+    """The first Ctrl-C stops the replay between two entries (and is recorded in the
+    audit); a second one aborts at once (the default handler is back)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def first_ctrl_c() -> None:
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)
+
+    # Not in the main thread (tests) or no signals here: Ctrl-C aborts as it always did.
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, first_ctrl_c)
+    try:
+        return await lib.replay(client, flt, options, progress, stop=stop)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 class _Bar:
@@ -270,61 +283,30 @@ class _Bar:
             self.progress.stop()
 
 
-def _progress(quiet: bool) -> _Bar:
-    return _Bar(quiet)
-
-
-def _render_replay(report: lib.ReplayReport, as_json: bool) -> None:
-    verb = "would replay" if report.dry_run else "replayed"
-    if as_json:
-        rows = [{"id": e.id, "stream": e.stream, "target": t, "action": verb}
-                for e, t in report.planned] if report.dry_run else [
-                {"id": m.dlq_id, "stream": m.stream, "target": m.target,
-                 "target_id": m.target_id, "action": verb} for m in report.moved]  # fmt: skip
-        rows += [{"id": e.id, "stream": e.stream, "action": "refused", "why": why}
-                 for e, why in report.refused]  # fmt: skip
-        for row in rows:
-            _emit(row)
-        _emit({"summary": verb, "count": len(rows) - len(report.refused),
-               "refused": len(report.refused), "gone": len(report.gone),
-               "stopped": report.stopped or None, "op": report.op or None})  # fmt: skip
-        return
-    if report.dry_run:
-        for entry, target in report.planned:
-            click.echo(f"would replay {entry.stream} {entry.id} -> {target}")
-    for entry, why in report.refused:
-        click.echo(f"refused {entry.stream} {entry.id}: {why}")
-    count = len(report.planned) if report.dry_run else len(report.moved)
-    click.echo(f"{verb} {count}, refused {len(report.refused)}"
-               + (f", already gone {len(report.gone)}" if report.gone else ""))  # fmt: skip
-    if report.stopped:
-        click.echo(f"stopped: {report.stopped}", err=True)
-
-
 @dlq.command()
 @filter_options
 @click.option("--all", "everything", is_flag=True, help="Every entry of the STREAMs given.")
-@click.option("--older-than", metavar="DURATION", help="Died longer ago than this (7d, 12h).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--note", default="", help="Why, for the audit stream.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: what was deleted.")
 @click.pass_obj
-def purge(obj: CliContext, /, everything: bool, older_than: str | None, yes: bool, note: str,
+def purge(obj: CliContext, /, everything: bool, yes: bool, note: str, as_json: bool,
           **params: Any) -> None:  # fmt: skip
     """Delete dead letters (asks first, showing the exact count; every purge is audited)."""
-    cutoff = None
-    if older_than:
-        cutoff = int(time.time() * 1000) - lib.parse_duration(older_than, "--older-than")
-    flt = build_filter(params, until_ms=cutoff)
+    flt = build_filter(params)
     chosen = _run(obj, lambda c: lib.plan_purge(c, flt, everything=everything))
     if not chosen.count:
         _nothing("purge")
     where = ", ".join(f"{s}: {n}" for s, n in chosen.by_stream().items())
     if not yes:
         if not sys.stdin.isatty():
-            raise ConfigError(f"would delete {chosen.count} dead letters ({where}): pass --yes")
-        click.confirm(f"Delete {chosen.count} dead letters ({where})?", abort=True)
+            raise ConfigError(f"would delete {letters(chosen.count)} ({where}): pass --yes")
+        click.confirm(f"Delete {letters(chosen.count)} ({where})?", abort=True, err=True)
     deleted = _run(obj, lambda c: lib.purge(c, chosen, note=note, what=flt.describe()))
-    click.echo(f"deleted {deleted} dead letters ({where})")
+    if as_json:
+        emit_json({"action": "deleted", "count": deleted, "streams": chosen.by_stream()})
+    else:
+        click.echo(f"deleted {letters(deleted)} ({where})")
 
 
 dlq.add_command(purge, name="delete")
@@ -332,30 +314,49 @@ dlq.add_command(purge, name="delete")
 
 @dlq.command()
 @filter_options
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to FILE (default: stdout).")  # fmt: skip
+@click.option("--output", "-o", type=click.Path(path_type=Path),
+              help="Write to FILE (default: stdout), all or nothing.")  # fmt: skip
+@click.option("--force", is_flag=True, help="Overwrite an existing --output FILE.")
 @click.pass_obj
-def export(obj: CliContext, /, output: Path | None, **params: Any) -> None:
-    """Write dead letters as JSONL (fields byte-exact, originals ids) for `dlq import`."""
+def export(obj: CliContext, /, output: Path | None, force: bool, **params: Any) -> None:
+    """Write dead letters as JSONL (fields byte-exact, original ids) for `dlq import`.
+
+    With -o FILE the lines go to a temporary file next to FILE, renamed over it only
+    once complete; an existing FILE is kept unless --force, and nothing is written
+    when nothing matched (exit 1).
+    """
     flt = build_filter(params)
-    lines = _run(obj, lambda c: lib.export_lines(c, flt))
-    count = 0
-    with click.open_file(str(output) if output else "-", "w", encoding="utf-8") as out:
+    if output == Path("-"):
+        output = None  # "-o -": stdout, as click's own file options read it
+    if output is not None:
+        lib.check_output(output, force=force)  # before any I/O: fail fast, change nothing
+    lines = list(_run(obj, lambda c: lib.export_lines(c, flt)))
+    if not lines:
+        _nothing("export")
+    if output is None:
         for line in lines:
-            out.write(line + "\n")
-            count += 1
-    click.echo(f"exported {count} dead letters", err=True)
+            click.echo(line)
+    else:
+        lib.write_lines(output, lines, force=force)
+    click.echo(f"exported {letters(len(lines))}", err=True)
 
 
 @dlq.command("import")
 @click.argument("file", type=click.File("rb"))
+@click.option("--allow-duplicates", is_flag=True,
+              help="Import records even if their DLQ already holds them.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per stream, then totals.")
 @click.pass_obj
-def import_(obj: CliContext, /, file: Any) -> None:
-    """Append the dead letters of an export FILE ("-" for stdin) to their DLQs."""
+def import_(obj: CliContext, /, file: Any, allow_duplicates: bool, as_json: bool) -> None:
+    """Append the dead letters of an export FILE ("-" for stdin) to their DLQs.
+
+    Records already in their DLQ (every field equal) are skipped and counted, so
+    importing a file twice imports it once; --allow-duplicates imports them anyway.
+    """
     name = getattr(file, "name", "<stdin>")
     records = lib.parse_file(lib.export_import.read_text(file, name), name)
     if not records:
         _nothing("import")
-    counts = _run(obj, lambda c: lib.import_records(c, records, source=name))
-    for stream, count in counts.items():
-        click.echo(f"imported {count} dead letters into {stream}")
+    result = _run(obj, lambda c: lib.import_records(
+        c, records, source=name, allow_duplicates=allow_duplicates))  # fmt: skip
+    print_import(result, as_json)

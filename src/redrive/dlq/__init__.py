@@ -21,19 +21,26 @@ from redrive.dlq.audit import Operation, operator
 from redrive.dlq.canary import CanaryResult
 from redrive.dlq.export_import import (
     ImportFileError,
+    ImportResult,
+    check_output,
     export_lines,
     import_records,
     parse_file,
     to_line,
+    write_lines,
 )
 from redrive.dlq.fingerprint import compute as compute_fingerprint
 from redrive.dlq.fingerprint import fingerprint, normalise_message
 from redrive.dlq.model import DeadLetter, connect
 from redrive.dlq.purge import PurgePlan, plan_purge, purge
 from redrive.dlq.query import (
+    AmbiguousIdError,
     Filter,
+    FilterMismatchError,
     Page,
+    UnknownIdError,
     UnknownStreamError,
+    by_ids,
     find,
     known_streams,
     list_dead_letters,
@@ -45,7 +52,6 @@ from redrive.dlq.replay import (
     Moved,
     ReplayOptions,
     ReplayReport,
-    UnknownIdError,
     plan,
     replay,
 )
@@ -53,12 +59,15 @@ from redrive.dlq.stats import DlqStats, FingerprintStats, dlq_stats
 from redrive.store.retention import Retention, RetentionPass, apply_retention
 
 __all__ = [
+    "AmbiguousIdError",
     "CanaryResult",
     "DeadLetter",
     "DlqStats",
     "Filter",
+    "FilterMismatchError",
     "FingerprintStats",
     "ImportFileError",
+    "ImportResult",
     "Moved",
     "Operation",
     "Page",
@@ -71,6 +80,8 @@ __all__ = [
     "UnknownIdError",
     "UnknownStreamError",
     "apply_retention",
+    "by_ids",
+    "check_output",
     "compute_fingerprint",
     "connect",
     "dlq_stats",
@@ -91,4 +102,5 @@ __all__ = [
     "purge",
     "replay",
     "to_line",
+    "write_lines",
 ]

@@ -11,21 +11,31 @@ survive byte for byte. Import reads and checks the *whole* file before writing a
 a corrupt line fails the import with its line number and nothing is written. Entries
 get new ids in the target DLQ (a stream only accepts ids above its newest one); the
 original id is in the line and in the import's audit record.
+
+**Importing twice** does not double anything: a record whose fields (every pair, in
+order, byte for byte: its metadata holds its origin id and time of death) equal an entry
+already in its DLQ is skipped and counted as *already present*; ``allow_duplicates``
+imports it anyway. Two imports of the same file running *at the same time* can still
+both write (the check and the write are separate steps).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, cast
 
 from redis.asyncio import Redis
 
 from redrive.dlq import audit
-from redrive.dlq.model import DeadLetter, Pair
+from redrive.dlq.model import DeadLetter, Pair, scan
 from redrive.dlq.query import Filter, select
 from redrive.errors import ConfigError, RedriveError
 from redrive.store import keys
@@ -111,25 +121,88 @@ def parse_file(lines: Iterable[str], name: str = "<input>") -> list[Record]:
     return records
 
 
+@dataclass(slots=True)
+class ImportResult:
+    """What an import wrote (``imported``) and skipped (``present``), per stream."""
+
+    imported: dict[str, int] = field(default_factory=dict)
+    present: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_imported(self) -> int:
+        """Records written."""
+        return sum(self.imported.values())
+
+    @property
+    def total_present(self) -> int:
+        """Records skipped because their DLQ already holds them."""
+        return sum(self.present.values())
+
+
+def identity(pairs: Sequence[Pair]) -> bytes:
+    """A digest of every field pair, in order (length-prefixed: no two lists collide)."""
+    digest = hashlib.sha256()
+    for name, value in pairs:
+        for part in (name, value):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+    return digest.digest()
+
+
+async def _present(client: Redis, streams: Iterable[str]) -> set[tuple[str, bytes]]:
+    seen: set[tuple[str, bytes]] = set()
+    for stream in streams:
+        async for entry in scan(client, stream, keys.dlq(stream)):
+            seen.add((stream, identity(entry.pairs)))
+    return seen
+
+
 async def import_records(
-    client: Redis, records: list[Record], *, by: str | None = None, source: str = ""
-) -> dict[str, int]:
-    """Append ``records`` to their DLQs (one MULTI/EXEC per batch); count per stream."""
+    client: Redis,
+    records: list[Record],
+    *,
+    by: str | None = None,
+    source: str = "",
+    allow_duplicates: bool = False,
+) -> ImportResult:
+    """Append ``records`` to their DLQs (one MULTI/EXEC per batch), skipping the ones
+    already there unless ``allow_duplicates`` (see the module docstring).
+
+    Example::
+
+        result = await import_records(client, parse_file(open("dlq.jsonl"), "dlq.jsonl"))
+        print(f"imported {result.total_imported}, {result.total_present} already present")
+    """
     op = audit.Operation.start("import", by=by)
-    counts: dict[str, int] = {}
+    result = ImportResult()
+    seen = set() if allow_duplicates else await _present(client, {r.stream for r in records})
+    fresh: list[Record] = []
+    for record in records:
+        mark = (record.stream, identity(record.pairs))
+        if mark in seen:
+            result.present[record.stream] = result.present.get(record.stream, 0) + 1
+            continue
+        if not allow_duplicates:  # a record twice in the file is imported once
+            seen.add(mark)
+        fresh.append(record)
+        result.imported[record.stream] = result.imported.get(record.stream, 0) + 1
+    await _append(client, fresh)
+    details = {"file": source, "already-present": result.total_present}
+    await audit.record(client, op, count=len(fresh), streams=sorted(result.imported),
+                       details=details)  # fmt: skip
+    return result
+
+
+async def _append(client: Redis, records: list[Record]) -> None:
     for start in range(0, len(records), BATCH):
         async with client.pipeline(transaction=True) as pipe:
             for record in records[start : start + BATCH]:
                 flat = [v for pair in record.pairs for v in pair]
                 cast(Any, pipe).execute_command("XADD", keys.dlq(record.stream), "*", *flat)
-                counts[record.stream] = counts.get(record.stream, 0) + 1
             await pipe.execute()
-    if counts:
+    if records:
         # So that `dlq list` (which reads the index, never KEYS) finds imported DLQs.
-        await client.sadd(keys.STREAMS_INDEX, *counts)
-    await audit.record(client, op, count=len(records), streams=sorted(counts),
-                       details={"file": source})  # fmt: skip
-    return counts
+        await client.sadd(keys.STREAMS_INDEX, *{r.stream for r in records})
 
 
 def read_text(stream: IO[bytes], name: str) -> list[str]:
@@ -138,3 +211,44 @@ def read_text(stream: IO[bytes], name: str) -> list[str]:
         return stream.read().decode("utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise ImportFileError(f"{name} is not UTF-8 text ({exc}); nothing was imported") from None
+
+
+def write_lines(path: Path, lines: Iterable[str], *, force: bool = False) -> int:
+    """Write ``lines`` to ``path`` all or nothing: a temporary file in the same directory,
+    fsynced, then renamed over ``path``. An existing ``path`` is refused unless ``force``;
+    on any error ``path`` is untouched. The file is the owner's only (0600, as
+    ``mkstemp`` creates it): dead letters hold payloads. Returns the number of lines written.
+    """
+    check_output(path, force=force)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            for line in lines:
+                out.write(line + "\n")
+                count += 1
+            out.flush()
+            os.fsync(out.fileno())
+        if not force and path.exists():  # created meanwhile by someone else
+            raise ConfigError(f"{path} appeared while exporting: pass --force to overwrite it")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return count
+
+
+def check_output(path: Path, *, force: bool = False) -> None:
+    """Refuse, before any I/O, an output file that exists (unless ``force``) or whose
+    directory is missing or not writable."""
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory: name a file, e.g. {path / 'dlq.jsonl'}")
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists: pass --force to overwrite it, or pick a new name")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {path}: directory {parent} is not writable")

@@ -8,18 +8,48 @@ payloads and repeated field names survive. ``redrive-*`` metadata is decoded on 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
 from redrive.core.codec import META_PREFIX
+from redrive.errors import ConfigError
+from redrive.store import keys
 from redrive.store.connection import async_client
 
 Pair = tuple[bytes, bytes]
 PAGE = 500
+STREAM_ID = re.compile(r"^\d+(-\d+)?$")
+REF_HELP = "an id like 1700000000000-0, or STREAM@ID (ecommerce:orders@1700000000000-0)"
+
+
+def iso(ms: int) -> str:
+    """Milliseconds since the epoch as an ISO time in UTC (second precision)."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def split_ref(text: str, what: str = "dead-letter id") -> tuple[str | None, str]:
+    """``STREAM@ID`` or a bare ``ID`` → (stream or ``None``, id with its ``-seq``).
+
+    The id is after the *last* ``@`` (ids never contain one; stream names may).
+    """
+    stream, sep, entry_id = text.strip().rpartition("@")
+    if not STREAM_ID.match(entry_id) or (sep and not stream):
+        raise ConfigError(f"{what} {text!r}: expected {REF_HELP}")
+    if sep:
+        keys.validate_stream_name(stream)
+    return (stream if sep else None), entry_id if "-" in entry_id else entry_id + "-0"
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    """An entry id as a sortable pair (``"5-1"`` → ``(5, 1)``)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def connect(url: str) -> Redis:
@@ -45,6 +75,11 @@ class DeadLetter:
     key: str
     id: str
     pairs: tuple[Pair, ...]
+
+    @property
+    def ref(self) -> str:
+        """``STREAM@ID``: names this dead letter unambiguously (ids repeat across DLQs)."""
+        return f"{self.stream}@{self.id}"
 
     @cached_property
     def meta(self) -> dict[str, str]:

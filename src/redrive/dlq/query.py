@@ -7,25 +7,40 @@ saying what to write). Time filters use the time each entry died.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
+from redrive.core.decision import REASONS
 from redrive.dlq.fingerprint import fingerprint
-from redrive.dlq.model import DeadLetter, scan
+from redrive.dlq.model import STREAM_ID, DeadLetter, fetch, id_key, iso, scan, split_ref
 from redrive.errors import ConfigError
 from redrive.store import keys
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-_STREAM_ID = re.compile(r"^\d+(-\d+)?$")
 TIME_HELP = "a duration ago (30m, 2h, 7d), an ISO time (2024-05-01T12:00) or ms since the epoch"
+Ref = tuple[str | None, str]
+__all__ = ["REASONS", "TIME_HELP", "Filter", "Page", "by_ids", "find", "list_dead_letters",
+           "parse_duration", "parse_time", "select"]  # fmt: skip
 
 
 class UnknownStreamError(ConfigError):
     """A named stream has no dead-letter stream and no worker ever ran on it."""
+
+
+class UnknownIdError(ConfigError):
+    """An id given to replay, show or purge is in none of the selected DLQs."""
+
+
+class AmbiguousIdError(ConfigError):
+    """A bare id is in more than one DLQ: name the stream (``STREAM@ID``)."""
+
+
+class FilterMismatchError(ConfigError):
+    """An entry named by ``--id`` exists but the other criteria exclude it."""
 
 
 def parse_duration(text: str, what: str = "duration") -> int:
@@ -41,7 +56,7 @@ def parse_time(text: str, now_ms: int, what: str = "--since") -> int:
     value = text.strip()
     if _DURATION.match(value):
         return now_ms - parse_duration(value, what)
-    if _STREAM_ID.match(value):
+    if STREAM_ID.match(value):
         return int(value.partition("-")[0])
     try:
         moment = datetime.fromisoformat(value)
@@ -58,7 +73,8 @@ class Filter:
 
     ``streams`` are source stream names (empty: every stream in the index). ``grep`` is a
     case-insensitive regular expression searched in the error message. ``since_ms`` /
-    ``until_ms`` bound the time of death. ``ids`` pick entries by DLQ id.
+    ``until_ms`` bound the time of death. ``ids`` pick entries by DLQ id, each a bare
+    ``ID`` or ``STREAM@ID`` (a bare id must be in exactly one of the selected DLQs).
 
     Example::
 
@@ -75,15 +91,24 @@ class Filter:
     fingerprint: str | None = None
     ids: tuple[str, ...] = ()
     _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    refs: tuple[Ref, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for stream in self.streams:
             keys.validate_stream_name(stream)
-        for entry_id in self.ids:
-            if not _STREAM_ID.match(entry_id):
+        refs = tuple(dict.fromkeys(split_ref(text) for text in self.ids))
+        for named, entry_id in refs:
+            if named is not None and self.streams and named not in self.streams:
                 raise ConfigError(
-                    f"dead-letter id {entry_id!r}: expected an id like 1700000000000-0"
+                    f"--id {named}@{entry_id}: {named!r} is not among the STREAMs given "
+                    f"({', '.join(self.streams)})"
                 )
+        object.__setattr__(self, "refs", refs)
+        if self.reason is not None and self.reason not in REASONS:
+            raise ConfigError(
+                f"--reason {self.reason!r} is not a dead-letter reason: use one of "
+                + ", ".join(REASONS)
+            )
         if self.grep is not None:
             try:
                 object.__setattr__(self, "_pattern", re.compile(self.grep, re.IGNORECASE))
@@ -92,17 +117,32 @@ class Filter:
 
     def matches(self, entry: DeadLetter) -> bool:
         """Whether ``entry`` meets every criterion of this filter."""
-        if (self.ids and entry.id not in self.ids) or (self.reason and entry.reason != self.reason):
-            return False
-        if self.error_type and not _type_matches(entry.error_type, self.error_type):
-            return False
-        if self.group and entry.group != self.group:
-            return False
-        if not self._in_time(entry.dead_ms):
-            return False
-        if self._pattern and not self._pattern.search(entry.error_message):
-            return False
-        return not self.fingerprint or fingerprint(entry).startswith(self.fingerprint)
+        return self._id_matches(entry) and self.mismatch(entry) is None
+
+    def _id_matches(self, entry: DeadLetter) -> bool:
+        return not self.refs or any(
+            i == entry.id and stream in (None, entry.stream) for stream, i in self.refs
+        )
+
+    def mismatch(self, entry: DeadLetter) -> str | None:
+        """Which criterion (other than ``ids``) excludes ``entry``, and why; ``None``: none."""
+        fp = self.fingerprint
+        checks: list[tuple[bool, Callable[[], str]]] = [
+            (bool(self.reason) and entry.reason != self.reason,
+             lambda: f"its reason is {entry.reason or 'unset'}, not --reason {self.reason}"),
+            (bool(self.error_type) and not _type_matches(entry.error_type, self.error_type or ""),
+             lambda: f"it failed with {entry.error_type or '?'}, "
+                     f"not --error-type {self.error_type}"),
+            (bool(self.group) and entry.group != self.group,
+             lambda: f"group {entry.group or '?'} failed it, not --group {self.group}"),
+            (not self._in_time(entry.dead_ms),
+             lambda: f"it died at {iso(entry.dead_ms)}, outside --since/--until/--older-than"),
+            (bool(self._pattern and not self._pattern.search(entry.error_message)),
+             lambda: f"--grep {self.grep!r} is not in its error {entry.error_message[:80]!r}"),
+            (bool(fp) and not fingerprint(entry).startswith(fp or ""),
+             lambda: f"its fingerprint is {fingerprint(entry)}, not {fp}"),
+        ]  # fmt: skip
+        return next((why() for failed, why in checks if failed), None)
 
     def _in_time(self, dead_ms: int) -> bool:
         if self.since_ms is not None and dead_ms < self.since_ms:
@@ -162,13 +202,16 @@ class Page:
 
 
 def make_cursor(entry: DeadLetter) -> str:
-    """An opaque cursor that resumes right after ``entry`` (``<id>@<stream>``)."""
-    return f"{entry.id}@{entry.stream}"
+    """A cursor that resumes right after ``entry``: its ``STREAM@ID``."""
+    return entry.ref
 
 
 def _split_cursor(cursor: str) -> tuple[str, str]:
-    entry_id, sep, stream = cursor.partition("@")
-    if not sep or not _STREAM_ID.match(entry_id) or not stream:
+    try:
+        stream, entry_id = split_ref(cursor, "cursor")
+    except ConfigError:
+        stream = None
+    if stream is None:
         raise ConfigError(f"cursor {cursor!r} is malformed: pass the cursor a listing printed")
     return stream, entry_id
 
@@ -176,16 +219,53 @@ def _split_cursor(cursor: str) -> tuple[str, str]:
 async def select(
     client: Redis, flt: Filter, *, cursor: str | None = None
 ) -> AsyncIterator[DeadLetter]:
-    """Every matching dead letter, stream by stream (sorted), in id order within each."""
-    streams = await resolve_streams(client, flt.streams)
+    """Every matching dead letter, stream by stream (sorted), in id order within each.
+
+    With ``flt.ids`` only those entries are read (see :func:`by_ids`).
+    """
     resume_stream, after = _split_cursor(cursor) if cursor else ("", None)
-    for stream in streams:
+    if flt.refs:
+        for entry in await by_ids(client, flt):
+            if not after or (entry.stream, id_key(entry.id)) > (resume_stream, id_key(after)):
+                yield entry
+        return
+    for stream in await resolve_streams(client, flt.streams):
         if cursor and stream < resume_stream:
             continue
         start = after if stream == resume_stream else None
         async for entry in scan(client, stream, keys.dlq(stream), after=start):
             if flt.matches(entry):
                 yield entry
+
+
+async def by_ids(client: Redis, flt: Filter) -> list[DeadLetter]:
+    """The entries ``flt.ids`` name, each checked against the other criteria.
+
+    Raises :class:`UnknownIdError` (in no selected DLQ), :class:`AmbiguousIdError` (a bare
+    id in several: the candidates are listed) or :class:`FilterMismatchError` (found, but
+    e.g. ``--reason`` excludes it: says what the entry really is).
+    """
+    found: dict[str, DeadLetter] = {}
+    unknown: list[str] = []
+    every = await resolve_streams(client, flt.streams)
+    for stream, entry_id in flt.refs:
+        where = await resolve_streams(client, [stream]) if stream else every
+        hits = [e for s in where if (e := await fetch(client, s, keys.dlq(s), entry_id))]
+        if not hits:
+            unknown.append(f"{stream}@{entry_id}" if stream else entry_id)
+        elif len(hits) > 1:
+            raise AmbiguousIdError(
+                f"dead-letter id {entry_id} is in {len(hits)} DLQs: "
+                f"{', '.join(e.ref for e in hits)}; pass one of these or name the stream"
+            )
+        elif why := flt.mismatch(hits[0]):
+            raise FilterMismatchError(f"dead letter {hits[0].ref} is excluded: {why}")
+        else:
+            found[hits[0].ref] = hits[0]
+    if unknown:
+        scope = ", ".join(flt.streams) if flt.streams else "any stream"
+        raise UnknownIdError(f"unknown dead-letter id(s) in {scope}: {', '.join(unknown)}")
+    return sorted(found.values(), key=lambda e: (e.stream, id_key(e.id)))
 
 
 async def list_dead_letters(
@@ -209,9 +289,10 @@ async def list_dead_letters(
 
 
 async def find(client: Redis, entry_id: str, streams: Sequence[str] = ()) -> list[DeadLetter]:
-    """The dead letters with id ``entry_id`` in ``streams`` (default: every known one)."""
-    from redrive.dlq.model import fetch
+    """The dead letters with id ``entry_id`` in ``streams`` (default: every known one).
 
+    Every candidate is returned; :func:`by_ids` is the strict form the CLI uses.
+    """
     found = []
     for stream in await resolve_streams(client, streams):
         entry = await fetch(client, stream, keys.dlq(stream), entry_id)

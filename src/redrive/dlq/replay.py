@@ -20,28 +20,30 @@ XDELs it from the DLQ and appends the per-entry audit record, in one step: a cra
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from redrive.core.records import MAX_HISTORY
 from redrive.dlq import audit, canary
 from redrive.dlq.model import DeadLetter
-from redrive.dlq.query import Filter, select
+from redrive.dlq.query import Filter, UnknownIdError, select
 from redrive.dlq.ratelimit import TokenBucket
 from redrive.errors import ConfigError
 from redrive.store import keys
 from redrive.store.scripts import Arg, scripts
 
 DEFAULT_MAX_REPLAYS = 3
+INTERRUPTED = "interrupted"
 Progress = Callable[[int, int], None]
-
-
-class UnknownIdError(ConfigError):
-    """An id given to replay, show or purge is in none of the selected DLQs."""
+T = TypeVar("T")
+__all__ = ["Moved", "ReplayOptions", "ReplayReport", "UnknownIdError", "plan", "replay"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,11 @@ class Moved:
     target: str
     target_id: str
 
+    @property
+    def ref(self) -> str:
+        """``STREAM@ID`` of the dead letter it was."""
+        return f"{self.stream}@{self.dlq_id}"
+
 
 @dataclass(slots=True)
 class ReplayReport:
@@ -89,11 +96,21 @@ class ReplayReport:
     planned: list[tuple[DeadLetter, str]] = field(default_factory=list)
     refused: list[tuple[DeadLetter, str]] = field(default_factory=list)
     moved: list[Moved] = field(default_factory=list)
-    gone: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # STREAM@ID of entries someone else moved
     canary: canary.CanaryResult | None = None
     stopped: str = ""
     dry_run: bool = False
     op: str = ""
+
+    @property
+    def interrupted(self) -> bool:
+        """The operator stopped it (Ctrl-C) between two entries."""
+        return self.stopped == INTERRUPTED
+
+    @property
+    def left(self) -> int:
+        """Planned entries that are still in the DLQ (not replayed, not gone)."""
+        return len(self.planned) - len(self.moved) - len(self.gone)
 
 
 def target_of(entry: DeadLetter, to: str | None) -> str | None:
@@ -158,19 +175,38 @@ async def plan(client: Redis, flt: Filter, options: ReplayOptions) -> ReplayRepo
             report.planned.append((entry, target_of(entry, options.to) or ""))
         else:
             report.refused.append((entry, why))
-    found = {e.id for e, _ in report.planned} | {e.id for e, _ in report.refused}
-    missing = [i for i in flt.ids if i not in found]
-    if missing:
-        raise UnknownIdError(f"unknown dead-letter id(s): {', '.join(missing)}")
-    await _check_targets(client, {t for _, t in report.planned})
+    await _check_targets(client, report, options)
     return report
 
 
-async def _check_targets(client: Redis, targets: set[str]) -> None:
-    for target in sorted(targets):
+async def _check_targets(client: Redis, report: ReplayReport, options: ReplayOptions) -> None:
+    for target in sorted({t for _, t in report.planned}):
         kind = await client.type(target)
         if kind not in (b"none", b"stream", "none", "stream"):
             raise ConfigError(f"target {target!r} is a {kind!r}, not a stream")
+    if options.to is not None:
+        return
+    # A retry stream is read only by its group: without the group, a replayed entry would
+    # leave the DLQ for a key nobody reads, invisible to every tool.
+    wanted: dict[tuple[str, str], int] = {}
+    for entry, _ in report.planned:
+        wanted[(entry.stream, entry.group)] = wanted.get((entry.stream, entry.group), 0) + 1
+    for (stream, group), count in sorted(wanted.items()):
+        if group not in await _groups(client, stream):
+            raise ConfigError(
+                f"group {group!r} of stream {stream!r} does not exist, so nothing would read "
+                f"{keys.retry_stream(stream, group)}: {count} dead letter(s) not replayed. "
+                "Start that group's worker first, or pass --to STREAM"
+            )
+
+
+async def _groups(client: Redis, stream: str) -> set[str]:
+    try:
+        infos = await client.xinfo_groups(stream)
+    except ResponseError:  # no such stream
+        return set()
+    names = (i["name"] for i in infos)
+    return {n.decode() if isinstance(n, bytes) else str(n) for n in names}
 
 
 async def move(client: Redis, entry: DeadLetter, target: str, op: audit.Operation) -> str | None:
@@ -188,9 +224,17 @@ async def move(client: Redis, entry: DeadLetter, target: str, op: audit.Operatio
 
 
 async def replay(
-    client: Redis, flt: Filter, options: ReplayOptions, progress: Progress | None = None
+    client: Redis,
+    flt: Filter,
+    options: ReplayOptions,
+    progress: Progress | None = None,
+    stop: asyncio.Event | None = None,
 ) -> ReplayReport:
     """Replay the dead letters ``flt`` selects (see the module docstring).
+
+    Setting ``stop`` (the CLI does on Ctrl-C) ends the replay between two entries: the
+    report says ``stopped == "interrupted"``, the rest stay in the DLQ, and the audit
+    record is marked ``interrupted``.
 
     Example::
 
@@ -205,12 +249,15 @@ async def replay(
     op = audit.Operation.start("replay", by=options.by, note=options.note)
     report.op = op.op
     try:
-        await _run(client, report, options, op, progress)
+        await _run(client, report, options, op, progress, stop)
     finally:
         streams = sorted({m.stream for m in report.moved})
-        details = {"filter": flt.describe(), "refused": len(report.refused)}
+        details: dict[str, object] = {"filter": flt.describe(), "refused": len(report.refused)}
         if report.stopped:
             details["stopped"] = report.stopped
+        if report.interrupted:
+            details["interrupted"] = "true"
+            details["left"] = report.left
         await audit.record(client, op, count=len(report.moved), streams=streams, details=details)
     return report
 
@@ -221,6 +268,7 @@ async def _run(
     options: ReplayOptions,
     op: audit.Operation,
     progress: Progress | None,
+    stop: asyncio.Event | None,
 ) -> None:
     bucket = TokenBucket(options.rate) if options.rate else None
     total = len(report.planned)
@@ -230,20 +278,40 @@ async def _run(
         watch: list[canary.Canary] = []
         for entry, target in batch:
             if bucket is not None:
-                await bucket.take()
+                await _unless(stop, bucket.take())
+            if stop is not None and stop.is_set():
+                report.stopped = INTERRUPTED
+                return
             new_id = await move(client, entry, target, op)
             if new_id is None:
-                report.gone.append(entry.id)
+                report.gone.append(entry.ref)
             else:
                 report.moved.append(Moved(entry.stream, entry.id, target, new_id))
                 watch.append(_canary(entry, options, new_id))
             if progress is not None:
                 progress(len(report.moved) + len(report.gone), total)
         if watched and watch:
-            report.canary = await canary.watch(client, watch, marks, options.canary_timeout)
-            if not report.canary.ok:
-                report.stopped = _stop_reason(report.canary, len(rest))
+            result = await _unless(stop, canary.watch(client, watch, marks, options.canary_timeout))
+            if result is None:
+                report.stopped = INTERRUPTED
                 return
+            report.canary = result
+            if not result.ok:
+                report.stopped = _stop_reason(result, len(rest))
+                return
+
+
+async def _unless(stop: asyncio.Event | None, work: Awaitable[T]) -> T | None:
+    """``await work``, or ``None`` as soon as ``stop`` is set (``work`` is cancelled)."""
+    if stop is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    for pending in (task, waiter):
+        if pending not in done:
+            pending.cancel()
+    return task.result() if task in done else None
 
 
 def _canary(entry: DeadLetter, options: ReplayOptions, new_id: str) -> canary.Canary:

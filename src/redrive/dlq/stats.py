@@ -25,13 +25,14 @@ class FingerprintStats:
     last_ms: int = 0
     streams: set[str] = field(default_factory=set)
     sample_id: str = ""
+    sample_ref: str = ""  # STREAM@ID of the first one (ids repeat across streams)
 
     def add(self, entry: DeadLetter) -> None:
         """Count ``entry`` in this group."""
         self.count += 1
         dead = entry.dead_ms
         if not self.first_ms or dead < self.first_ms:
-            self.first_ms, self.sample_id = dead, entry.id
+            self.first_ms, self.sample_id, self.sample_ref = dead, entry.id, entry.ref
         self.last_ms = max(self.last_ms, dead)
         self.streams.add(entry.stream)
 
@@ -40,7 +41,7 @@ class FingerprintStats:
         return {"fingerprint": self.fingerprint, "error_type": self.error_type,
                 "message": self.message, "count": self.count, "first_ms": self.first_ms,
                 "last_ms": self.last_ms, "streams": sorted(self.streams),
-                "sample_id": self.sample_id}  # fmt: skip
+                "sample_id": self.sample_id, "sample_ref": self.sample_ref}  # fmt: skip
 
 
 @dataclass(slots=True)

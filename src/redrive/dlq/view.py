@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from datetime import UTC, datetime
 from typing import Any
 
 from redrive.core.codec import DATA_FIELD, META_PREFIX
 from redrive.dlq.export_import import encode_bytes
 from redrive.dlq.fingerprint import fingerprint
-from redrive.dlq.model import DeadLetter
+from redrive.dlq.model import DeadLetter, iso
 from redrive.dlq.query import make_cursor
 
 PREVIEW = 80
 MESSAGE = 200
 MASK = "***"
-
-
-def iso(ms: int) -> str:
-    """Milliseconds since the epoch as an ISO time in UTC (second precision)."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+__all__ = ["detail", "iso", "payload", "summary"]
 
 
 def _truncate(text: str, width: int | None) -> str:
@@ -73,6 +68,7 @@ def summary(
     """The listing view of ``entry`` (one ``--json`` line of ``redrive dlq list``)."""
     width = None if show_payload else PREVIEW
     return {
+        "ref": entry.ref,
         "stream": entry.stream,
         "id": entry.id,
         "dead_ms": entry.dead_ms,
