@@ -148,14 +148,26 @@ class World:
 
 
 @pytest.fixture
+def own_db(redis_url: str) -> Iterator[tuple[str, redis.Redis]]:
+    """Database 3 of the private server: its stream index holds only this test's entries,
+    so health's overall state is this test's (other tests' streams are in database 0)."""
+    url = redis_url[: -len("/0")] + "/3" if redis_url.endswith("/0") else redis_url
+    client = redis.Redis.from_url(url)
+    try:
+        yield url, client
+    finally:
+        client.close()
+
+
+@pytest.fixture
 def world(
-    redis_url: str,
-    r: redis.Redis,
+    own_db: tuple[str, redis.Redis],
     prefix: str,
     tmp_path: Path,
     auth_server: RedisProcess,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[World]:
+    redis_url, r = own_db
     stream = f"{prefix}orders"
     r.xgroup_create(stream, "g", id="0", mkstream=True)
     r.xadd(stream, {"data": '{"order_id": 1}'})
@@ -204,9 +216,8 @@ def world(
 
 
 @pytest.mark.parametrize("case", list(_cases()), ids=_id)
-def test_one_line_the_documented_code_and_nothing_changed(
-    case: Case, world: World, r: redis.Redis
-) -> None:
+def test_one_line_the_documented_code_and_nothing_changed(case: Case, world: World) -> None:
+    r = world.watched[0]
     if case.failure == "wrong-type":
         r.sadd(keys.STREAMS_INDEX, world.stream, f"{world.prefix}hash")
     if case.failure == "dlq-wrong-type":

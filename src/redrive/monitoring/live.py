@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from types import TracebackType
@@ -78,20 +79,23 @@ def watch(
     streams: Sequence[str] | None = None,
     interval: float = REFRESH_SECONDS,
     url: str = "",
+    stop: threading.Event | None = None,
 ) -> None:
-    """Redraw the dashboard every ``interval`` seconds until Ctrl-C, through outages."""
+    """Redraw the dashboard every ``interval`` seconds until Ctrl-C (or ``stop`` is set),
+    through outages."""
     view = Outage(url)
+    stop = stop or threading.Event()
     with (
         Live(Text("connecting…"), console=console, auto_refresh=False) as live,
         contextlib.suppress(KeyboardInterrupt),
     ):
-        while True:
+        while not stop.is_set():
             try:
                 shown = view.up(frame(client, config, streams))
             except STORE_FAILURES as exc:
                 shown = view.down(exc)
             live.update(shown, refresh=True)
-            time.sleep(interval)
+            stop.wait(interval)
 
 
 class Outage:

@@ -136,7 +136,7 @@ class ClusterCollector(Collector):
     ) -> None:
         self.snapshot = snapshot
         self.tolerant = tolerant
-        self.describe = describe
+        self.explain = describe  # not "describe": the registry calls a describe() method
         self.up: bool | None = None
         self.problems: list[str] = []
 
@@ -166,7 +166,7 @@ class ClusterCollector(Collector):
             return
         if exc is not None:
             log.warning("Redis unreachable, serving redrive_up 0 until it answers: %s",
-                        self.describe(exc))  # fmt: skip
+                        self.explain(exc))  # fmt: skip
         elif self.up is not None:
             log.warning("Redis answers again: serving every metric")
         self.up = up
@@ -252,15 +252,18 @@ def registry_of(collector: Collector) -> CollectorRegistry:
     return registry
 
 
-def serve_worker_metrics(port: int, addr: str = "127.0.0.1") -> None:
+def serve_worker_metrics(port: int, addr: str = "127.0.0.1") -> Any:
     """Serve this process's :class:`WorkerCollector` on ``http://addr:port/metrics``.
 
-    Runs in a daemon thread (prometheus_client's own server), so it never delays the
-    worker's event loop and dies with the process.
+    Loopback by default: a worker's counters are nobody else's business unless
+    ``--metrics-host`` says so. Runs in a daemon thread (prometheus_client's own server),
+    so it never delays the worker's event loop and dies with the process. Returns the
+    server (``server_address``, ``shutdown()``), or None on prometheus_client < 0.20.
     """
     from prometheus_client import start_http_server
 
     try:
-        start_http_server(port, addr=addr, registry=registry_of(WorkerCollector()))
+        started = start_http_server(port, addr=addr, registry=registry_of(WorkerCollector()))
     except OSError as exc:
         raise ConfigError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}") from None
+    return started[0] if isinstance(started, tuple) else None
