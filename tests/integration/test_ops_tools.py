@@ -283,3 +283,20 @@ def test_security_md_prints_the_rules_acl_rules_builds() -> None:
         line = next(ln for ln in text.splitlines() if ln.startswith(f"ACL SETUSER {user} "))
         printed = line.split(" ", 5)[5]  # after "ACL SETUSER <user> on >PASSWORD"
         assert printed == " ".join(acl_rules(role, streams=["ecommerce:*"])), role
+
+
+@pytest.mark.parametrize(("command", "code"), [("health", 3), ("monitor", 2)])
+def test_an_unexpected_error_is_one_line_naming_it_a_bug(
+    command: str, code: int, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(f"redrive.cli.{command}.take", broken)
+    argv = ["--redis-url", redis_url, command, *(["--once"] if command == "monitor" else [])]
+    exit_code, _, err = run_cli(argv)
+    assert exit_code == code
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "unexpected KeyError: 'surprise'" in err and "--log-level debug" in err
+    exit_code, _, err = run_cli(["--log-level", "debug", *argv])
+    assert exit_code == code and "Traceback" in err, "debug shows where it came from"

@@ -32,13 +32,13 @@ def window_options(fn: F) -> F:
         "--dead-after",
         type=click.FloatRange(min=0.001),
         help="Idle seconds (with entries pending) after which a consumer counts as dead "
-        "[default: dead_after_seconds of --config, else 60].",
+        "[default: 60, or dead_after_seconds of a --config file].",
     )(fn)
     return click.option(
         "--window",
         type=click.FloatRange(min=1),
         help="Seconds behind the error rate and DLQ growth "
-        "[default: window_seconds of --config, else 60].",
+        "[default: 60, or window_seconds of a --config file].",
     )(fn)
 
 

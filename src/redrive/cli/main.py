@@ -185,7 +185,10 @@ def _describe(exc: BaseException, obj: CliContext) -> str:
     if isinstance(exc, _STORE_FAILURES):
         return describe_error(exc, where)
     if isinstance(exc, OSError) and exc.filename is not None:
-        return f"cannot use {exc.filename}: {exc.strerror or exc}"
+        return (
+            f"cannot open {exc.filename}: {exc.strerror or exc} (check that the path and "
+            "its directory exist and that you may write there)"
+        )
     if isinstance(exc, OSError):
         return describe_error(exc, where)
     if obj.log_level == "debug":
