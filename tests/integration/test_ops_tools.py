@@ -61,6 +61,9 @@ def test_health_that_checked_nothing_is_unknown_not_ok(redis_url: str, r: redis.
     assert (code, report["state"], report["checks"]) == (3, "UNKNOWN", [])
     assert "--redis-url" in report["reason"]
     assert not redis.Redis.from_url(empty).exists(keys.HEALTH_STATE), "nothing recorded"
+    # A mistyped --stream on a server with streams is no more OK than no stream at all.
+    code, out, _ = run_cli(["--redis-url", redis_url, "health", "--stream", "no-such:stream"])
+    assert code == 3 and out.startswith("UNKNOWN: nothing named no-such:stream at "), out
 
 
 def test_readers_use_a_running_embedded_server_and_never_start_one(data_dir: Path) -> None:

@@ -101,7 +101,7 @@ def health(
         if not no_alerts and report.results:
             announce(record_changes(client, report), report, config.webhook)
     warn_problems(snapshot)
-    reason = None if report.results else _nothing_to_judge(url)
+    reason = None if report.results else _nothing_to_judge(url, streams)
     if as_json:
         click.echo(json.dumps({**report.to_json(), **({"reason": reason} if reason else {})}))
     else:
@@ -109,11 +109,12 @@ def health(
     raise click.exceptions.Exit(report.exit_code)
 
 
-def _nothing_to_judge(url: str) -> str:
-    return (
-        f"no stream to check at {redact_url(url)}: no worker has run against it yet "
-        "(is --redis-url / REDRIVE_REDIS_URL the right server and database?)"
-    )
+def _nothing_to_judge(url: str, streams: tuple[str, ...]) -> str:
+    shown, where = redact_url(url), "is --redis-url / REDRIVE_REDIS_URL the right server and db?"
+    if streams:
+        named = ", ".join(streams)
+        return f"nothing named {named} at {shown} (no stream, group or dead letter): {where}"
+    return f"no stream to check at {shown}: no worker has run against it yet ({where})"
 
 
 def _render(report: HealthReport, console: Console, reason: str | None) -> None:

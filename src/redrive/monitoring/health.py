@@ -6,8 +6,9 @@ window; not judged below ``error_rate_min_runs`` runs), ``lag`` (unknown lag is 
 says so: it is not 0), ``oldest_pending_age`` (seconds), ``dead_consumers`` and
 ``open_breakers`` (consumers whose breaker is open or half-open). An index entry that
 cannot be read (not a stream, or refused by the ACL) is one WARN check, ``stream_index``,
-and the other streams are judged as usual. The overall state is the worst; with nothing
-to judge (no stream) it is UNKNOWN. It is also the exit code of ``redrive health`` (0 OK,
+and the other streams are judged as usual; a stream with no key, no group and no dead
+letter (a mistyped ``--stream``) has nothing to judge. The overall state is the worst;
+with nothing judged it is UNKNOWN. It is also the exit code of ``redrive health`` (0 OK,
 1 WARN, 2 CRIT, 3 UNKNOWN).
 
 Example::
@@ -95,10 +96,16 @@ def evaluate(snapshot: Snapshot, config: HealthConfig) -> HealthReport:
     """Judge every stream and group of ``snapshot``."""
     results: list[CheckResult] = []
     for stream in snapshot.streams:
+        if _absent(stream):
+            continue  # no key, no group, no dead letter: nothing there to judge
         results.extend(_stream_checks(stream, config))
         for group in stream.groups:
             results.extend(_group_checks(group, config))
     return HealthReport(tuple(results))
+
+
+def _absent(s: StreamSnapshot) -> bool:
+    return s.problem is None and s.length is None and not s.groups and not s.dlq_length
 
 
 def _judge(
