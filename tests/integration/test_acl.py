@@ -40,7 +40,7 @@ def acl_server() -> Iterator[RedisProcess]:
 async def admin(acl_server: RedisProcess) -> AsyncIterator[redis.asyncio.Redis]:
     client = async_client(acl_server.url)
     for role in ROLES:
-        rules = acl_rules(role, streams=["shop:*"])
+        rules = acl_rules(role, streams=["shop:*"], redis_version=acl_server.version)
         await client.execute_command("ACL", "SETUSER", role, "reset", "on", f">{PASSWORD}", *rules)
     await client.execute_command("ACL", "LOG", "RESET")
     try:
@@ -139,6 +139,47 @@ async def test_the_monitor_reads_but_cannot_purge_or_write(
     message = describe_error(refused.value, url)
     assert "may not run XADD: grant it with ACL SETUSER <user> +xadd" in message
     assert PASSWORD not in message
+
+
+async def test_the_monitor_records_health_alerts_and_reads_past_foreign_index_entries(
+    acl_server: RedisProcess, admin: redis.asyncio.Redis
+) -> None:
+    stream = "shop:alerts"
+    await seed(admin, stream, 3)
+    await admin.xgroup_create(stream, "orders", id="0", mkstream=True)
+    await admin.sadd(keys.STREAMS_INDEX, stream, "billing:invoices")  # outside ~shop:*
+    await admin.execute_command("ACL", "LOG", "RESET")
+    url = url_of(acl_server, "monitor")
+    try:
+        code, out, err = await cli(url, "health", "--json", "--config", "/dev/null")
+        report = json.loads(out)
+        # The foreign entry is one WARN check and one stderr line; shop:alerts is judged.
+        assert code == 1, err
+        assert [c["check"] for c in report["checks"] if c["stream"] == "billing:invoices"] == [
+            "stream_index"
+        ]
+        assert any(c["stream"] == stream and c["check"] == "dlq_size" for c in report["checks"])
+        # stderr: the warning, and the logged state change of that check (first run only).
+        lines = err.strip().splitlines()
+        assert len(lines) == 2 and all("billing:invoices" in line for line in lines), err
+        # The alert states were recorded (WATCH/MULTI/HSET/EXEC): the only refusal is the
+        # read of the foreign key.
+        assert await admin.hget(keys.HEALTH_STATE, f"dlq_size|{stream}|") == b"OK"
+        assert set(await refusals(admin, "monitor")) == {"billing:invoices (key)"}
+        for argv in (["monitor", "--once"], ["metrics", "--once"]):
+            code, out, err = await cli(url, *argv)
+            assert code == 0 and stream in out, err
+            assert err.count("\n") == 1 and "billing:invoices" in err
+        if acl_server.version >= (7, 0):
+            monitor = async_client(url)
+            try:  # the selector grants HSET on the health-state key only
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    await monitor.hset(keys.stats(stream, "orders"), "succeeded", 1)
+            finally:
+                await monitor.aclose()
+    finally:
+        await admin.srem(keys.STREAMS_INDEX, stream, "billing:invoices")
+        await admin.delete(keys.HEALTH_STATE)
 
 
 async def test_a_worker_without_its_streams_fails_with_one_line(

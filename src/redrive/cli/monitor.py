@@ -7,8 +7,11 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from redrive.cli.health import warn_problems, window_options, with_window
 from redrive.cli.main import CliContext
-from redrive.monitoring.live import frame, monitor_client, watch
+from redrive.monitoring.dashboard import render
+from redrive.monitoring.health import evaluate
+from redrive.monitoring.live import monitor_client, take, watch
 from redrive.monitoring.thresholds import load_config
 from redrive.store.embedded import ensure_url
 
@@ -29,6 +32,7 @@ from redrive.store.embedded import ensure_url
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Health thresholds for the alerts panel (as for redrive health).",
 )
+@window_options
 @click.pass_obj
 def monitor(
     obj: CliContext,
@@ -36,13 +40,21 @@ def monitor(
     interval: float,
     streams: tuple[str, ...],
     config_path: Path | None,
+    window: float | None,
+    dead_after: float | None,
 ) -> None:
-    """Throughput, errors, lag, pending, retries, DLQ, consumers and alerts, live."""
-    config = load_config(config_path)
+    """Throughput, errors, lag, pending, retries, DLQ, consumers and alerts, live.
+
+    While Redis is unreachable the dashboard says since when and keeps retrying
+    (``--once`` instead fails: one line, exit 2). Never starts the embedded Redis.
+    """
+    config = with_window(load_config(config_path), window, dead_after)
     url = ensure_url(obj.redis_url, obj.data_dir)
     console = Console()
     with monitor_client(url) as client:
         if once:
-            console.print(frame(client, config, streams))
+            snapshot = take(client, config, streams)
+            console.print(render(snapshot, evaluate(snapshot, config)))
+            warn_problems(snapshot)
         else:
-            watch(client, console, config, streams=streams, interval=interval)
+            watch(client, console, config, streams=streams, interval=interval, url=url)

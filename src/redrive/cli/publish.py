@@ -10,6 +10,7 @@ import click
 from redrive.cli.main import CliContext
 from redrive.errors import ConfigError
 from redrive.producer import check_json, parse_json_lines, publish_to
+from redrive.store.connection import check_connection
 from redrive.store.embedded import ensure_url
 from redrive.store.keys import validate_stream_name
 
@@ -49,7 +50,9 @@ def publish(
         if stdin.isatty():
             raise ConfigError("no --data and stdin is a terminal: pass --data or pipe JSON lines")
         bodies = parse_json_lines(stdin)
-    ids = publish_to(ensure_url(obj.redis_url, obj.data_dir), stream, bodies, maxlen=maxlen)
+    url = ensure_url(obj.redis_url, obj.data_dir)
+    check_connection(url)  # a server that is down or refuses us: say so, not "may be published"
+    ids = publish_to(url, stream, bodies, maxlen=maxlen)
     if quiet:
         count = {"stream": stream, "published": len(ids)}
         click.echo(json.dumps(count) if as_json else str(len(ids)))

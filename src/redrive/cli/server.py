@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from redrive.store.embedded import EmbeddedServer, ServerStatus
+from redrive.store.embedded import AppendFsync, EmbeddedServer, ServerStatus
 
 if TYPE_CHECKING:
     from redrive.cli.main import CliContext
@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 def _describe(status: ServerStatus) -> str:
     name = f"redis-server {status.version}" if status.version else "redis-server"
     pid = f" (pid {status.pid})" if status.pid else ""
-    return f"{name} running{pid} at {status.url}"
+    fsync = f", appendfsync {status.appendfsync}" if status.appendfsync else ""
+    return f"{name} running{pid} at {status.url}{fsync}"
 
 
 def _warn_if_external(obj: CliContext) -> None:
@@ -37,20 +38,26 @@ def server() -> None:
 @click.option(
     "--appendfsync",
     type=click.Choice(["everysec", "always"]),
-    default="everysec",
-    show_default=True,
-    help="AOF fsync policy: 'always' loses nothing acknowledged, 'everysec' is faster.",
+    help="AOF fsync policy: 'always' loses nothing acknowledged, 'everysec' is faster. "
+    "Applied to a running server too (CONFIG SET). [default: the data dir's last policy, "
+    "else everysec]",
 )
 @click.pass_obj
-def start(obj: CliContext, appendfsync: str) -> None:
+def start(obj: CliContext, appendfsync: str | None) -> None:
     """Start the embedded Redis (or report the one already running)."""
-    embedded = EmbeddedServer(
-        obj.data_dir, appendfsync="always" if appendfsync == "always" else "everysec"
-    )
+    policy: AppendFsync | None = None
+    if appendfsync is not None:
+        policy = "always" if appendfsync == "always" else "everysec"
+    embedded = EmbeddedServer(obj.data_dir, appendfsync=policy)
     already = embedded.status().running
     embedded.start()
     line = _describe(embedded.status())
-    click.echo(f"{line} (already running)" if already else line)
+    if embedded.fsync_change is not None:
+        before, after = embedded.fsync_change
+        line += f" (already running; appendfsync changed from {before} to {after})"
+    elif already:
+        line += " (already running)"
+    click.echo(line)
     _warn_if_external(obj)
 
 

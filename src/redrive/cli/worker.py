@@ -27,6 +27,14 @@ def load_app(target: str) -> App:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise ConfigError(f"cannot import {module_name!r}: {exc}") from None
+    except SyntaxError as exc:
+        where = f"{exc.filename}:{exc.lineno}" if exc.filename else module_name
+        raise ConfigError(f"cannot import {module_name!r}: {exc.msg} at {where}") from None
+    except Exception as exc:  # the module's own code failed while importing
+        raise ConfigError(
+            f"cannot import {module_name!r}: {type(exc).__name__}: {exc} (raised while "
+            "importing it; run `python -c 'import " + module_name + "'` for the traceback)"
+        ) from None
     app = getattr(module, attr, None)
     if not isinstance(app, App):
         found = "nothing" if app is None else type(app).__name__
@@ -49,7 +57,13 @@ def load_app(target: str) -> App:
 @click.option(
     "--metrics-port",
     type=click.IntRange(1, 65535),
-    help="Serve this worker's own Prometheus /metrics on this port (all interfaces).",
+    help="Serve this worker's own Prometheus /metrics on this port.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of --metrics-port (0.0.0.0: every interface, e.g. in a container).",
 )
 @click.pass_obj
 def worker(
@@ -60,6 +74,7 @@ def worker(
     block_ms: int,
     shutdown_timeout: float,
     metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> None:
     """Run the handlers of MODULE:APP until SIGTERM/SIGINT (then drain and exit 0)."""
     setup_logging(obj.log_format, obj.log_level)
@@ -76,7 +91,7 @@ def worker(
     if metrics_port is not None:
         from redrive.monitoring.prometheus import serve_worker_metrics
 
-        serve_worker_metrics(metrics_port)
+        serve_worker_metrics(metrics_port, metrics_host)
     app.run(options=options, redis_url=obj.redis_url or app.redis_url)
 
 

@@ -18,5 +18,5 @@ Example::
 
     snapshot = collect(client)                 # a sync redis.Redis
     report = evaluate(snapshot, HealthConfig())
-    print(report.state)                        # State.OK / WARN / CRIT
+    print(report.state)                        # State.OK / WARN / CRIT / UNKNOWN
 """

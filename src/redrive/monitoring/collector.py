@@ -26,6 +26,7 @@ import redis
 from redrive.monitoring.model import ConsumerInfo, GroupSnapshot, Snapshot, StreamSnapshot
 from redrive.monitoring.window import summarize, window_start
 from redrive.store import keys
+from redrive.store.connection import permission_hint
 
 #: Replies of the per-group pipeline, in order.
 _GROUP_REPLIES = 10
@@ -67,6 +68,9 @@ def _stream(client: redis.Redis, stream: str, now_ms: int, opts: CollectOptions)
     pipe.xlen(keys.dlq(stream))
     pipe.xinfo_groups(stream)
     exists, length, dlq_length, infos = pipe.execute(raise_on_error=False)
+    problem = _unreadable(stream, exists, length, dlq_length)
+    if problem is not None:
+        return StreamSnapshot(stream, None, 0, 0.0, (), problem=problem)
     if isinstance(infos, Exception):
         infos = []  # the stream does not exist (yet): no groups
     groups = tuple(
@@ -115,6 +119,21 @@ def _group(
         counters={_text(f): int(v) for f, v in (counters or {}).items()},
         window=window,
     )
+
+
+def _unreadable(stream: str, exists: Any, length: Any, dlq_length: Any) -> str | None:
+    """Why ``stream`` (an index entry) cannot be read, or None if it can."""
+    for key, reply in ((stream, exists), (stream, length), (keys.dlq(stream), dlq_length)):
+        if not isinstance(reply, Exception):
+            continue
+        if "WRONGTYPE" in str(reply):
+            return (
+                f"{keys.STREAMS_INDEX} lists {stream!r} but {key!r} is not a stream: skipped "
+                f"(SREM {keys.STREAMS_INDEX} {stream} removes the entry)"
+            )
+        hint = permission_hint(reply) or str(reply).strip()
+        return f"{keys.STREAMS_INDEX} lists {stream!r} but {key!r} cannot be read: {hint}"
+    return None
 
 
 def _lag(info: dict[str, Any]) -> int | None:

@@ -28,7 +28,8 @@ BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 30
 RECENT_SECONDS = 5  # "now" rates average this many seconds, so one quiet second is no dip
 MAX_CONSUMER_LINES = 6
-STATE_STYLE = {State.OK: "bold green", State.WARN: "bold yellow", State.CRIT: "bold red"}
+STATE_STYLE = {State.OK: "bold green", State.WARN: "bold yellow", State.CRIT: "bold red",
+               State.UNKNOWN: "bold magenta"}  # fmt: skip
 BREAKER_STYLE = {"closed": "green", "open": "bold red", "half_open": "yellow", "none": "dim"}
 
 
@@ -77,6 +78,9 @@ def render(snapshot: Snapshot, report: HealthReport) -> RenderableType:
 
 
 def _stream_panel(s: StreamSnapshot, now_ms: int) -> Panel:
+    if s.problem is not None:
+        title = Text.assemble((s.stream, "bold cyan"), ("  unreadable", "bold red"))
+        return Panel(Text(s.problem, "red"), title=title, title_align="left", padding=(0, 1))
     length = "missing" if s.length is None else str(s.length)
     title = Text.assemble(
         (s.stream, "bold cyan"),

@@ -4,8 +4,12 @@ Per stream: ``dlq_size`` (entries in ``dlq:{S}``) and ``dlq_growth`` (dead lette
 minute over the window). Per group: ``error_rate`` (failed / all handler runs over the
 window; not judged below ``error_rate_min_runs`` runs), ``lag`` (unknown lag is OK and
 says so: it is not 0), ``oldest_pending_age`` (seconds), ``dead_consumers`` and
-``open_breakers`` (consumers whose breaker is open or half-open). The overall state is
-the worst; it is also the exit code of ``redrive health`` (0, 1, 2).
+``open_breakers`` (consumers whose breaker is open or half-open). An index entry that
+cannot be read (not a stream, or refused by the ACL) is one WARN check, ``stream_index``,
+and the other streams are judged as usual; a stream with no key, no group and no dead
+letter (a mistyped ``--stream``) has nothing to judge. The overall state is the worst;
+with nothing judged it is UNKNOWN. It is also the exit code of ``redrive health`` (0 OK,
+1 WARN, 2 CRIT, 3 UNKNOWN).
 
 Example::
 
@@ -62,18 +66,19 @@ class CheckResult:
 
 @dataclass(frozen=True, slots=True)
 class HealthReport:
-    """Every check's result; ``state`` is the worst of them (OK when there are none)."""
+    """Every check's result; ``state`` is the worst of them (UNKNOWN when there are none:
+    a probe that checked nothing must not say OK)."""
 
     results: tuple[CheckResult, ...]
 
     @property
     def state(self) -> State:
         """The overall state."""
-        return max((r.state for r in self.results), key=lambda s: s.rank, default=State.OK)
+        return max((r.state for r in self.results), key=lambda s: s.rank, default=State.UNKNOWN)
 
     @property
     def exit_code(self) -> int:
-        """0 OK, 1 WARN, 2 CRIT (Nagios and Kubernetes probes read this)."""
+        """0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN (Nagios and Kubernetes probes read this)."""
         return self.state.rank
 
     def failing(self) -> list[CheckResult]:
@@ -91,10 +96,16 @@ def evaluate(snapshot: Snapshot, config: HealthConfig) -> HealthReport:
     """Judge every stream and group of ``snapshot``."""
     results: list[CheckResult] = []
     for stream in snapshot.streams:
+        if _absent(stream):
+            continue  # no key, no group, no dead letter: nothing there to judge
         results.extend(_stream_checks(stream, config))
         for group in stream.groups:
             results.extend(_group_checks(group, config))
     return HealthReport(tuple(results))
+
+
+def _absent(s: StreamSnapshot) -> bool:
+    return s.problem is None and s.length is None and not s.groups and not s.dlq_length
 
 
 def _judge(
@@ -106,6 +117,8 @@ def _judge(
 
 
 def _stream_checks(s: StreamSnapshot, config: HealthConfig) -> list[CheckResult]:
+    if s.problem is not None:
+        return [CheckResult("stream_index", s.stream, "", State.WARN, None, None, None, s.problem)]
     window = config.window_seconds
     return [
         _judge(config, "dlq_size", s.stream, "", s.dlq_length, f"{s.dlq_length} dead letters"),

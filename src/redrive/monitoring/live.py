@@ -1,14 +1,18 @@
 """Running monitors: a client with one-line errors, the live loop, the demo's dashboard.
 
+The live loop outlives Redis: while reads fail it shows "Redis unreachable since
+HH:MM:SS, retrying" with the reason and the last good frame, and resumes by itself.
+
 Example::
 
     with monitor_client(url) as client:
-        watch(client, Console(), HealthConfig(), interval=1.0)   # until Ctrl-C
+        watch(client, Console(), HealthConfig(), interval=1.0, url=url)   # until Ctrl-C
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from types import TracebackType
@@ -27,15 +31,21 @@ from redrive.monitoring.thresholds import HealthConfig
 from redrive.store.connection import describe_error, sync_client
 
 REFRESH_SECONDS = 1.0
+#: What a failed read of Redis raises (the cluster client's own errors are not RedisError).
+STORE_FAILURES = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 
 
 @contextlib.contextmanager
-def monitor_client(url: str) -> Iterator[redis.Redis]:
-    """A sync client; any Redis or socket error inside becomes a one-line StoreError."""
-    client = sync_client(url, socket_timeout=10.0)
+def monitor_client(url: str, *, timeout: float = 10.0) -> Iterator[redis.Redis]:
+    """A sync client; any Redis or socket error inside becomes a one-line StoreError.
+
+    The connect timeout is short (3 s at most): a monitor waiting on a dead host should
+    say so soon, not hang a scrape or a frame.
+    """
+    client = sync_client(url, socket_timeout=timeout, socket_connect_timeout=min(timeout, 3.0))
     try:
         yield client
-    except (redis.RedisError, OSError) as exc:
+    except STORE_FAILURES as exc:
         raise StoreError(describe_error(exc, url)) from exc
     finally:
         client.close()
@@ -68,16 +78,49 @@ def watch(
     *,
     streams: Sequence[str] | None = None,
     interval: float = REFRESH_SECONDS,
+    url: str = "",
+    stop: threading.Event | None = None,
 ) -> None:
-    """Redraw the dashboard every ``interval`` seconds until Ctrl-C."""
-    first = frame(client, config, streams)
+    """Redraw the dashboard every ``interval`` seconds until Ctrl-C (or ``stop`` is set),
+    through outages."""
+    view = Outage(url)
+    stop = stop or threading.Event()
     with (
-        Live(first, console=console, auto_refresh=False) as live,
+        Live(Text("connecting…"), console=console, auto_refresh=False) as live,
         contextlib.suppress(KeyboardInterrupt),
     ):
-        while True:
-            time.sleep(interval)
-            live.update(frame(client, config, streams), refresh=True)
+        while not stop.is_set():
+            try:
+                shown = view.up(frame(client, config, streams))
+            except STORE_FAILURES as exc:
+                shown = view.down(exc)
+            live.update(shown, refresh=True)
+            stop.wait(interval)
+
+
+class Outage:
+    """What the live monitor shows: the frame, or since when Redis fails and the last frame."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.since: float | None = None
+        self.last: RenderableType | None = None
+
+    def up(self, current: RenderableType) -> RenderableType:
+        """Redis answered: show (and remember) the fresh frame."""
+        self.since, self.last = None, current
+        return current
+
+    def down(self, exc: BaseException) -> RenderableType:
+        """A read failed: the banner, the reason, and the last good frame (if any)."""
+        if self.since is None:
+            self.since = time.time()
+        stamp = time.strftime("%H:%M:%S", time.localtime(self.since))
+        banner = Text(f"Redis unreachable since {stamp}, retrying", "bold red")
+        reason = Text(describe_error(exc, self.url), "red")
+        if self.last is None:
+            return Group(banner, reason)
+        return Group(banner, reason, Text("last frame before the outage:", "dim"), self.last)
 
 
 class DemoDashboard:

@@ -101,7 +101,9 @@ class StreamSnapshot:
     """One source stream: its length, dead-letter stream and groups.
 
     ``dlq_growth_per_minute`` is the rate at which its groups' workers dead-lettered
-    messages over the window (replays and purges do not count).
+    messages over the window (replays and purges do not count). ``problem`` says why an
+    entry of the stream index could not be read (a key of another type, a key the ACL
+    user may not read); such a stream has no numbers, and the others are unaffected.
     """
 
     stream: str
@@ -109,6 +111,7 @@ class StreamSnapshot:
     dlq_length: int
     dlq_growth_per_minute: float
     groups: tuple[GroupSnapshot, ...]
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,10 @@ class Snapshot:
     taken_ms: int
     window_seconds: float
     streams: tuple[StreamSnapshot, ...]
+
+    def problems(self) -> list[str]:
+        """Why index entries could not be read, one line each."""
+        return [s.problem for s in self.streams if s.problem is not None]
 
     def groups(self) -> list[GroupSnapshot]:
         """Every group of every stream, in order."""

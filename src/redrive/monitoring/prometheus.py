@@ -13,9 +13,11 @@ Redis 6.2) is left out, never exported as 0.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -45,6 +47,9 @@ HISTOGRAM_NAMES = {
     "lateness": ("redrive_retry_lateness_seconds", "Retry start minus its due time."),
 }
 BREAKER_STATES = ("closed", "open", "half_open")
+STORE_FAILURES = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
+
+log = logging.getLogger("redrive.metrics")
 
 
 class Families:
@@ -116,28 +121,80 @@ def _buckets(
 
 
 class ClusterCollector(Collector):
-    """Exports a fresh snapshot on every scrape (``snapshot`` is called each time)."""
+    """Exports a fresh snapshot on every scrape (``snapshot`` is called each time).
 
-    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+    ``redrive_up`` is 1 when the snapshot could be taken. With ``tolerant`` (the metrics
+    server) a failed read of Redis exports ``redrive_up 0`` instead of failing the scrape,
+    and ``describe`` words the one warning logged per change of state (down, up again,
+    an index entry that cannot be read); without it the error propagates (``--once``).
+    """
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        *,
+        tolerant: bool = False,
+        describe: Callable[[BaseException], str] = str,
+    ) -> None:
         self.snapshot = snapshot
+        self.tolerant = tolerant
+        self.explain = describe  # not "describe": the registry calls a describe() method
+        self.up: bool | None = None
+        self.problems: list[str] = []
 
     def collect(self) -> Iterator[Any]:
         """Build every family from one snapshot."""
-        snap = self.snapshot()
-        per_group = Families(["stream", "group"])
-        per_stream = Families(["stream"])
-        for stream in snap.streams:
-            if stream.length is not None:
-                length = per_stream.gauge("redrive_stream_length_messages", "Stream entries.")
-                length.add_metric([stream.stream], stream.length)
-            dlq = per_stream.gauge("redrive_dlq_length_messages", "Entries in the DLQ stream.")
-            dlq.add_metric([stream.stream], stream.dlq_length)
-            for group in stream.groups:
-                values = [group.stream, group.group]
-                per_group.add_counters(values, group.counters)
-                _group_gauges(per_group, values, group, snap.window_seconds)
-        yield from per_stream.items.values()
-        yield from per_group.items.values()
+        up = GaugeMetricFamily("redrive_up", "1 if this scrape could read Redis, else 0.")
+        try:
+            snap = self.snapshot()
+        except STORE_FAILURES as exc:
+            if not self.tolerant:
+                raise
+            self._changed(False, exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        self._changed(True, None)
+        up.add_metric([], 1)
+        yield up
+        yield from _snapshot_families(snap)
+        if self.tolerant and snap.problems() != self.problems:
+            for problem in set(snap.problems()) - set(self.problems):
+                log.warning("%s", problem)
+            self.problems = snap.problems()
+
+    def _changed(self, up: bool, exc: BaseException | None) -> None:
+        if up == self.up:
+            return
+        if exc is not None:
+            log.warning("Redis unreachable, serving redrive_up 0 until it answers: %s",
+                        self.explain(exc))  # fmt: skip
+        elif self.up is not None:
+            log.warning("Redis answers again: serving every metric")
+        self.up = up
+
+
+def _snapshot_families(snap: Snapshot) -> Iterator[Any]:
+    per_group = Families(["stream", "group"])
+    per_stream = Families(["stream"])
+    unreadable = per_stream.gauge(
+        "redrive_stream_unreadable", "1 for an index entry that cannot be read (see the log)."
+    )
+    for stream in snap.streams:
+        if stream.problem is not None:
+            unreadable.add_metric([stream.stream], 1)
+            continue
+        if stream.length is not None:
+            length = per_stream.gauge("redrive_stream_length_messages", "Stream entries.")
+            length.add_metric([stream.stream], stream.length)
+        dlq = per_stream.gauge("redrive_dlq_length_messages", "Entries in the DLQ stream.")
+        dlq.add_metric([stream.stream], stream.dlq_length)
+        for group in stream.groups:
+            values = [group.stream, group.group]
+            per_group.add_counters(values, group.counters)
+            _group_gauges(per_group, values, group, snap.window_seconds)
+    yield from per_stream.items.values()
+    yield from per_group.items.values()
 
 
 def _group_gauges(f: Families, values: list[str], g: GroupSnapshot, window: float) -> None:
@@ -197,15 +254,18 @@ def registry_of(collector: Collector) -> CollectorRegistry:
     return registry
 
 
-def serve_worker_metrics(port: int, addr: str = "0.0.0.0") -> None:
+def serve_worker_metrics(port: int, addr: str = "127.0.0.1") -> Any:
     """Serve this process's :class:`WorkerCollector` on ``http://addr:port/metrics``.
 
-    Runs in a daemon thread (prometheus_client's own server), so it never delays the
-    worker's event loop and dies with the process.
+    Loopback by default: a worker's counters are nobody else's business unless
+    ``--metrics-host`` says so. Runs in a daemon thread (prometheus_client's own server),
+    so it never delays the worker's event loop and dies with the process. Returns the
+    server (``server_address``, ``shutdown()``), or None on prometheus_client < 0.20.
     """
     from prometheus_client import start_http_server
 
     try:
-        start_http_server(port, addr=addr, registry=registry_of(WorkerCollector()))
+        started = start_http_server(port, addr=addr, registry=registry_of(WorkerCollector()))
     except OSError as exc:
         raise ConfigError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}") from None
+    return started[0] if isinstance(started, tuple) else None

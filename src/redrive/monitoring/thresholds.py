@@ -32,19 +32,24 @@ from redrive.errors import ConfigError
 
 
 class State(StrEnum):
-    """Outcome of a check; ``rank`` orders them (the overall state is the worst)."""
+    """Outcome of a check; ``rank`` orders them (the overall state is the worst).
+
+    ``UNKNOWN`` is never the outcome of a check: it is the overall state when nothing
+    could be judged (no stream to check, or Redis unreachable), as in Nagios.
+    """
 
     OK = "OK"
     WARN = "WARN"
     CRIT = "CRIT"
+    UNKNOWN = "UNKNOWN"
 
     @property
     def rank(self) -> int:
-        """0 for OK, 1 for WARN, 2 for CRIT — also the exit code of ``redrive health``."""
+        """0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN — also the exit code of ``redrive health``."""
         return _RANKS[self]
 
 
-_RANKS = {State.OK: 0, State.WARN: 1, State.CRIT: 2}
+_RANKS = {State.OK: 0, State.WARN: 1, State.CRIT: 2, State.UNKNOWN: 3}
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ class Worker:
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; every consumer then drains and flushes."""
-        url = ensure_url(self.redis_url, self.app.data_dir or default_data_dir())
+        url = ensure_url(self.redis_url, self.app.data_dir or default_data_dir(), warn=True)
         # The socket timeout stays above BLOCK so a blocked read is never cut short; the
         # reader's connections carry no per-reply timeout, their round trips have a deadline.
         timeout = self.options.block_ms / 1000 + 10

@@ -2,11 +2,14 @@
 
 - ``worker``: consumes, retries, dead-letters (``redrive worker``, ``App.run``);
 - ``operator``: everything a worker can, plus DLQ replay, purge, delete, export/import;
-- ``monitor``: reads only (``redrive dlq list|show|stats``, ``redrive monitor``, metrics).
+- ``monitor``: reads (``redrive dlq list|show|stats|export``, ``redrive monitor``,
+  ``redrive metrics``, ``redrive audit``) and records ``redrive health`` alert states: the
+  one write it may make is ``HSET redrive:health:state`` inside ``WATCH``/``MULTI``/``EXEC``.
 
 Keys are limited to the source streams (patterns you pass) and redrive's own prefixes;
 commands to what redrive sends, including the commands inside its Lua scripts (Redis
-checks those too). The rules work on Redis 6.2 and later.
+checks those too). The rules work on Redis 6.2 and later; on Redis 7 the monitor's HSET
+is bound to the health-state key by a selector, on 6.2 (no selectors) it cannot be.
 
 Example::
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from redrive.errors import ConfigError
+from redrive.store.keys import HEALTH_STATE
 
 #: redrive's own key prefixes (retry:{S}:G, dlq:{S}, redrive:…); see store/keys.py.
 OWN_KEYS = ("retry:*", "dlq:*", "redrive:*")
@@ -39,8 +43,10 @@ _WORKER = (
     "xgroup|create", "xgroup|createconsumer", "xgroup|delconsumer",
     "zadd", "zrem", "hincrby", "hdel", "hset", "expire", "sadd",
 )  # fmt: skip
-_OPERATOR = (*_WORKER, "multi", "exec", "watch", "unwatch", "discard", "del")
-_MONITOR = (*_CONNECT, *_READ)
+_TRANSACTIONS = ("multi", "exec", "watch", "unwatch", "discard")
+_OPERATOR = (*_WORKER, *_TRANSACTIONS, "del")
+# redrive health claims each state change with WATCH/MULTI/HSET/EXEC (monitoring/alerts.py).
+_MONITOR = (*_CONNECT, *_READ, *_TRANSACTIONS)
 
 ROLES: dict[str, tuple[str, ...]] = {
     "worker": _WORKER,
@@ -49,15 +55,27 @@ ROLES: dict[str, tuple[str, ...]] = {
 }
 
 
-def acl_rules(role: str, *, streams: Sequence[str]) -> list[str]:
+def acl_rules(
+    role: str, *, streams: Sequence[str], redis_version: tuple[int, ...] = (7, 0)
+) -> list[str]:
     """``ACL SETUSER`` rules (after the user's name, ``on`` and password) for ``role``.
 
     ``streams`` are key patterns of the source streams the user may touch, such as
-    ``ecommerce:*``; redrive's own keys are always added.
+    ``ecommerce:*``; redrive's own keys are always added. ``redis_version`` of the
+    server decides how the monitor's one write is granted (a selector needs Redis 7).
     """
     if role not in ROLES:
         raise ConfigError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
     if not streams:
         raise ConfigError("name the source streams (key patterns such as 'ecommerce:*')")
     keys = [f"~{pattern}" for pattern in (*streams, *OWN_KEYS)]
-    return ["resetkeys", *keys, "resetchannels", "-@all", *(f"+{c}" for c in ROLES[role])]
+    rules = ["resetkeys", *keys, "resetchannels", "-@all", *(f"+{c}" for c in ROLES[role])]
+    if role == "monitor":
+        rules.append(_health_state_grant(redis_version))
+    return rules
+
+
+def _health_state_grant(redis_version: tuple[int, ...]) -> str:
+    if redis_version >= (7, 0):
+        return f"(~{HEALTH_STATE} +hset)"  # HSET on that one key only
+    return "+hset"  # Redis 6.2: on every key the user may access (docs/security.md)

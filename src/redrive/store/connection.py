@@ -30,7 +30,9 @@ from redrive.store import cluster
 
 SCHEMES = ("redis", "rediss", "unix", *cluster.SCHEMES)
 MASK = "***"
-EMBEDDED_HINT = "for the embedded server run `redrive server status`"
+EMBEDDED_HINT = (
+    "point at it with --redis-url or REDRIVE_REDIS_URL (embedded: `redrive server status`)"
+)
 
 # Query parameters that may carry a secret (redis-py reads `password` from the query).
 _SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|credential", re.IGNORECASE)
@@ -160,11 +162,16 @@ def describe_error(exc: BaseException, url: str) -> str:
     """
     shown = redact_url(url)
     detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    if isinstance(exc, rex.AuthenticationError | rex.AuthenticationWrongNumberOfArgsError):
+    if isinstance(exc, rex.AuthenticationError | rex.AuthenticationWrongNumberOfArgsError) or (
+        # A cluster client wraps the refusal of every startup node into one exception.
+        isinstance(exc, rex.RedisClusterException) and _AUTH_TEXT.search(detail)
+    ):
         return f"authentication failed at {shown} ({detail}): check the user and password"
     permission = permission_hint(exc)
     if permission is not None:
         return f"Redis at {shown} refused: {permission} (see docs/security.md)"
+    if "cluster mode is not enabled" in detail.lower():
+        return f"{shown} is not a Redis Cluster node ({detail}): use redis://host:port for it"
     transport = _transport_message(exc, shown, detail)
     if transport is not None:
         return transport
@@ -195,6 +202,7 @@ def _transport_message(exc: BaseException, shown: str, detail: str) -> str | Non
     return None
 
 
+_AUTH_TEXT = re.compile(r"username-password|WRONGPASS|NOAUTH|Authentication required", re.I)
 _NOPERM_COMMAND = re.compile(r"no permissions to run the '([^']+)' command")
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,9 +29,19 @@ from redis import exceptions as rex
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from redrive.errors import ConfigError, EmbeddedServerError
+from redrive.errors import ConfigError, EmbeddedServerError, StoreError
 from redrive.store.binary import INSTALL_HINT, find_redis_server
 from redrive.store.connection import validate_url
+from redrive.store.process import (
+    fsync_policy_in,
+    last_line,
+    owned_pid,
+    pid_alive,
+    server_config,
+    terminate,
+)
+
+log = logging.getLogger("redrive.embedded")
 
 ENV_URL = "REDRIVE_REDIS_URL"
 SOCKET_NAME = "redis.sock"
@@ -44,6 +54,11 @@ MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
 
 AppendFsync = Literal["everysec", "always"]
 Probe = Literal["ready", "loading", "down"]
+FSYNC_POLICIES = ("everysec", "always")
+
+
+class NoRedisError(StoreError):
+    """No Redis to talk to: no URL was given and the embedded server is not running."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +71,7 @@ class ServerStatus:
     version: str | None
     binary: Path | None
     data_dir: Path
+    appendfsync: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (paths as strings)."""
@@ -65,43 +81,6 @@ class ServerStatus:
         return data
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        # A zombie still has a pid but no longer serves anything; count it as gone.
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _pid_alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def _quote(value: Path | str) -> str:
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "no log"
-    return lines[-1].strip() if lines else "empty log"
-
-
 class EmbeddedServer:
     """A ``redis-server`` living in ``data_dir``, reachable only through its unix socket.
 
@@ -109,21 +88,25 @@ class EmbeddedServer:
 
         server = EmbeddedServer(Path("/tmp/rd"), appendfsync="always")
         url = server.start()        # starts it, or reuses the one already running
+        server.fsync_change         # ("everysec", "always") if start() changed a live one
         server.status().version     # "7.0.15"
         server.stop()               # True if a server was stopped
 
     ``socket_path``, ``pid_path`` and ``log_path`` name its files in ``data_dir``.
+    ``appendfsync=None`` keeps the policy the data dir was last started with (else
+    ``everysec``); a policy given explicitly is applied to a running server too
+    (``CONFIG SET``), never silently ignored.
     """
 
     def __init__(
         self,
         data_dir: Path,
         *,
-        appendfsync: AppendFsync = "everysec",
+        appendfsync: AppendFsync | None = None,
         binary: Path | None = None,
         start_timeout: float = 10.0,
     ) -> None:
-        if appendfsync not in ("everysec", "always"):
+        if appendfsync is not None and appendfsync not in FSYNC_POLICIES:
             raise ConfigError(f"appendfsync={appendfsync!r}: use 'everysec' or 'always'")
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.socket_path = self.data_dir / SOCKET_NAME
@@ -132,6 +115,7 @@ class EmbeddedServer:
         self.appendfsync = appendfsync
         self.binary = binary
         self.start_timeout = start_timeout
+        self.fsync_change: tuple[str, str] | None = None
 
     @property
     def url(self) -> str:
@@ -141,7 +125,7 @@ class EmbeddedServer:
     def start(self) -> str:
         """Start the server, or reuse the live one; return its URL once PING answers."""
         self._check_socket_path()
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._make_data_dir()
         with self._lock():
             pid = self._owned_pid()
             if pid is None and self._probe() == "down":
@@ -157,7 +141,13 @@ class EmbeddedServer:
                 self._remove_leftovers()
                 self._launch()
                 self._wait_ready(None)
+                return self.url
+            self._apply_appendfsync()
         return self.url
+
+    def answers(self) -> bool:
+        """True if a server answers on the socket (or is loading its AOF); starts nothing."""
+        return self._probe() != "down"
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop the server (SHUTDOWN, else SIGTERM, else SIGKILL); False if none was running."""
@@ -170,7 +160,7 @@ class EmbeddedServer:
                 return False
             self._send_shutdown()
             if pid is not None:
-                self._terminate(pid, timeout)
+                terminate(pid, timeout)
             else:
                 self._wait_socket_down(timeout)
             self._remove_leftovers()
@@ -189,6 +179,7 @@ class EmbeddedServer:
             version=str(version) if version is not None else None,
             binary=Path(binary) if binary else None,
             data_dir=self.data_dir,
+            appendfsync=self._live_appendfsync() if info else None,
         )
 
     # -- internals -------------------------------------------------------------------
@@ -200,6 +191,50 @@ class EmbeddedServer:
                 f"socket path {self.socket_path} is {size} bytes, over the {MAX_SOCKET_PATH}-byte "
                 "limit of unix sockets: choose a shorter --data-dir (or REDRIVE_DATA_DIR)"
             )
+
+    def _make_data_dir(self) -> None:
+        try:
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (self.data_dir / LOCK_NAME).touch(mode=0o600, exist_ok=True)
+        except OSError as exc:
+            raise EmbeddedServerError(
+                f"cannot use {self.data_dir} as the data dir ({exc.strerror or exc}): choose "
+                "a writable --data-dir (or REDRIVE_DATA_DIR)"
+            ) from None
+
+    def _policy(self) -> str:
+        """The fsync policy to launch with: the one asked for, else the last one used."""
+        return self.appendfsync or fsync_policy_in(self.data_dir / CONF_NAME) or "everysec"
+
+    def _live_appendfsync(self) -> str | None:
+        client = self._client()
+        try:
+            reply: dict[Any, Any] = client.config_get("appendfsync")
+            # redis-py decodes CONFIG GET replies itself (str keys) in some versions only.
+            return _text(reply.get("appendfsync", reply.get(b"appendfsync")))
+        except (rex.RedisError, OSError):
+            return None
+        finally:
+            client.close()
+
+    def _apply_appendfsync(self) -> None:
+        # A running server keeps its own policy unless one was asked for explicitly:
+        # then CONFIG SET applies it, and redis.conf records it for the next launch.
+        live = self._live_appendfsync()
+        if self.appendfsync is None or live is None or live == self.appendfsync:
+            return
+        client = self._client(timeout=5.0)
+        try:
+            client.config_set("appendfsync", self.appendfsync)
+        except (rex.RedisError, OSError) as exc:
+            raise EmbeddedServerError(
+                f"cannot switch the running server to appendfsync {self.appendfsync} ({exc}): "
+                "stop it with `redrive server stop`, then start it again"
+            ) from None
+        finally:
+            client.close()
+        self._write_config()
+        self.fsync_change = (live, self.appendfsync)
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -255,21 +290,7 @@ class EmbeddedServer:
 
     def _owned_pid(self) -> int | None:
         """The pid file's pid if that process is a live redis-server serving this dir."""
-        pid = self._read_pid()
-        if pid is None or not _pid_alive(pid):
-            return None
-        proc = Path(f"/proc/{pid}")
-        if not Path("/proc/self").exists():
-            return pid  # no procfs (macOS): the PING on our socket has the last word
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-            # redis-server chdirs to its `dir`, so its cwd names the data dir it serves.
-            cwd = (proc / "cwd").resolve(strict=True)
-        except OSError:
-            return None
-        if b"redis-server" not in cmdline or cwd != self.data_dir.resolve():
-            return None  # the pid was reused by another program
-        return pid
+        return owned_pid(self._read_pid(), self.data_dir)
 
     def _binary_or_none(self) -> Path | None:
         try:
@@ -277,26 +298,23 @@ class EmbeddedServer:
         except EmbeddedServerError:
             return None
 
-    def _config(self) -> str:
-        lines = [
-            "daemonize yes",
-            "port 0",  # no TCP at all: only local processes that can open the socket
-            f"unixsocket {_quote(self.socket_path)}",
-            "unixsocketperm 700",
-            f"dir {_quote(self.data_dir)}",
-            f"pidfile {_quote(self.pid_path)}",
-            f"logfile {_quote(self.log_path)}",
-            'save ""',  # the AOF is the durable copy; RDB snapshots would only add forks
-            "appendonly yes",
-            f"appendfsync {self.appendfsync}",
-        ]
-        return "\n".join(lines) + "\n"
+    def _write_config(self) -> Path:
+        conf = self.data_dir / CONF_NAME
+        conf.write_text(
+            server_config(
+                self.data_dir,
+                socket=self.socket_path,
+                pid=self.pid_path,
+                log=self.log_path,
+                appendfsync=self._policy(),
+            )
+        )
+        conf.chmod(0o600)
+        return conf
 
     def _launch(self) -> None:
         binary = self.binary or find_redis_server()
-        conf = self.data_dir / CONF_NAME
-        conf.write_text(self._config())
-        conf.chmod(0o600)
+        conf = self._write_config()
         try:
             # `daemonize yes`: the launcher exits at once and init adopts the server, so no
             # child of ours lingers and every later command finds it through the socket.
@@ -319,15 +337,15 @@ class EmbeddedServer:
         deadline = time.monotonic() + self.start_timeout
         while (state := self._probe()) != "ready":
             pid = pid or self._read_pid()
-            if state == "down" and pid is not None and not _pid_alive(pid):
+            if state == "down" and pid is not None and not pid_alive(pid):
                 raise EmbeddedServerError(
-                    f"redis-server exited while starting: {_last_line(self.log_path)} "
+                    f"redis-server exited while starting: {last_line(self.log_path)} "
                     f"(see {self.log_path})"
                 )
             if time.monotonic() >= deadline:
                 raise EmbeddedServerError(
                     f"redis-server in {self.data_dir} did not answer on {self.socket_path} within "
-                    f"{self.start_timeout:g}s: {_last_line(self.log_path)}; try `redrive server "
+                    f"{self.start_timeout:g}s: {last_line(self.log_path)}; try `redrive server "
                     "stop` then start again"
                 )
             time.sleep(0.02)
@@ -338,15 +356,6 @@ class EmbeddedServer:
         with contextlib.suppress(rex.RedisError, OSError):
             client.shutdown()
         client.close()
-
-    def _terminate(self, pid: int, timeout: float) -> None:
-        for sig, share in ((None, 0.6), (signal.SIGTERM, 0.4), (signal.SIGKILL, 0.0)):
-            if sig is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            if _wait_gone(pid, max(timeout * share, 1.0)):
-                return
-        raise EmbeddedServerError(f"redis-server pid {pid} survived SIGKILL; check `ps {pid}`")
 
     def _wait_socket_down(self, timeout: float) -> None:
         # No pid to signal (it was still loading its AOF): SHUTDOWN is all we can do.
@@ -370,8 +379,11 @@ def default_data_dir() -> Path:
     return Path(base) / "redrive"
 
 
-def ensure_url(redis_url: str | None, data_dir: Path) -> str:
+def ensure_url(redis_url: str | None, data_dir: Path, *, warn: bool = False) -> str:
     """The Redis URL to use: ``redis_url``, else ``$REDRIVE_REDIS_URL``, else the embedded one.
+
+    ``warn`` (workers and ``App.run``): falling back to the embedded server logs a
+    WARNING naming it, so a mistyped variable in production does not look healthy.
 
     Example::
 
@@ -380,4 +392,46 @@ def ensure_url(redis_url: str | None, data_dir: Path) -> str:
     explicit = redis_url or os.environ.get(ENV_URL)
     if explicit:
         return validate_url(explicit)
-    return EmbeddedServer(data_dir).start()
+    url = EmbeddedServer(data_dir).start()
+    if warn:
+        log.warning(
+            "no --redis-url and no %s: using the embedded Redis at %s, private to this "
+            "machine; set %s to use your Redis%s",
+            ENV_URL, url, ENV_URL, _lookalike_hint(),
+        )  # fmt: skip
+    return url
+
+
+def running_url(redis_url: str | None, data_dir: Path) -> str:
+    """The URL a read-only command reads: ``redis_url`` / ``$REDRIVE_REDIS_URL``, else the
+    embedded server *if it already runs*. Never starts a server: a server started just to
+    be read would hold nothing and make every check look fine.
+
+    Example::
+
+        running_url(None, Path("/tmp/rd"))   # NoRedisError when nothing runs there
+    """
+    explicit = redis_url or os.environ.get(ENV_URL)
+    if explicit:
+        return validate_url(explicit)
+    server = EmbeddedServer(data_dir)
+    if server.answers():
+        return server.url
+    raise NoRedisError(
+        f"no Redis to read: point at yours with --redis-url or {ENV_URL} (the embedded server "
+        f"under {server.data_dir} is not running; `redrive server start` starts it)"
+        + _lookalike_hint()
+    )
+
+
+def _lookalike_hint() -> str:
+    """`` (REDIS_URL is set: did you mean REDRIVE_REDIS_URL?)`` for near-miss variables."""
+    near = sorted(k for k in os.environ if "REDIS" in k.upper() and "URL" in k.upper())
+    near = [k for k in near if k != ENV_URL]
+    return f" ({', '.join(near)} set: did you mean {ENV_URL}?)" if near else ""
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -3,9 +3,13 @@
 Every worker runs :func:`apply_retention` in a background task (never on the message
 path). Each pass evicts at most ``TRIM_LIMIT`` entries, so a DLQ with a large backlog to
 evict never blocks Redis for long; the next pass continues.
-Before entries age out, a warning is logged and the count is published in
-``redrive:dlq-retention:{S}`` (``expiring``), so an operator can ``redrive dlq export``
-them first. Evictions are counted there (``evicted``) and recorded in the audit trail.
+
+Warnings come *before* evictions. Entries within their last tenth of ``max_age`` — and
+never less than :data:`WARN_AHEAD` seconds, so a short ``max_age`` is warned about at
+least a few passes ahead — are counted as ``expiring`` in ``redrive:dlq-retention:{S}``
+and logged, so an operator can ``redrive dlq export`` them first; and a pass logs what it
+is about to evict before it deletes anything. Evictions are counted there (``evicted``)
+and recorded in the audit trail.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ log = logging.getLogger("redrive.dlq.retention")  # the operator's name for it
 TRIM_LIMIT = 1000
 INTERVAL = 10.0
 WARN_FRACTION = 0.1  # warn about entries within the last tenth of their life
+#: ... but at least this many seconds ahead (three passes), however short max_age is.
+WARN_AHEAD = 3 * INTERVAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,33 +69,56 @@ class RetentionPass:
 async def apply_retention(
     client: Redis, stream: str, policy: Retention, *, now_ms: int | None = None, by: str = ""
 ) -> RetentionPass:
-    """Trim ``dlq:{stream}`` to ``policy``; warn about entries close to their age limit."""
+    """Trim ``dlq:{stream}`` to ``policy``, warning about what ages out (and is evicted)
+    before anything is deleted."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     key = keys.dlq(stream)
     evicted = expiring = 0
     if policy.max_age is not None:
         age_ms = int(policy.max_age * 1000)
-        evicted += await _evict(client, key, "(" + f"{now - age_ms}-0", TRIM_LIMIT)
-        soon = now - age_ms + max(1, int(age_ms * WARN_FRACTION))
+        ahead_ms = warn_ahead_ms(policy.max_age)
         expiring = len(
-            await _command(client, "XRANGE", key, "-", f"({soon}-0", "COUNT", TRIM_LIMIT)
+            await _ids(client, key, f"{now - age_ms}-0", f"({now - age_ms + ahead_ms}-0")
         )
+        _warn_expiring(stream, expiring, ahead_ms)
+        ids = await _ids(client, key, "-", f"({now - age_ms}-0")
+        evicted += await _evict(client, stream, key, ids, f"older than {policy.max_age:g}s")
     if policy.max_len is not None:
         excess = int(await client.xlen(key)) - policy.max_len
         if excess > 0:
-            evicted += await _evict(client, key, "+", min(excess, TRIM_LIMIT))
+            ids = await _ids(client, key, "-", "+", min(excess, TRIM_LIMIT))
+            evicted += await _evict(client, stream, key, ids, f"over max_len {policy.max_len}")
     await _publish(client, stream, policy, evicted, expiring, now, by)
     return RetentionPass(evicted, expiring)
 
 
-async def _evict(client: Redis, key: str, upto: str, count: int) -> int:
+def warn_ahead_ms(max_age: float) -> int:
+    """How long before its eviction a dead letter counts as ``expiring`` (ms)."""
+    return int(min(max_age, max(max_age * WARN_FRACTION, WARN_AHEAD)) * 1000)
+
+
+def _warn_expiring(stream: str, expiring: int, ahead_ms: int) -> None:
+    if expiring:
+        log.warning("%d dead letters of %s will age out within %.0fs: export them to keep them",
+                    expiring, stream, ahead_ms / 1000,
+                    extra={"stream": stream, "expiring": expiring})  # fmt: skip
+
+
+async def _ids(client: Redis, key: str, low: str, high: str, count: int = TRIM_LIMIT) -> list[Any]:
+    reply = await _command(client, "XRANGE", key, low, high, "COUNT", count)
+    return [entry_id for entry_id, _ in reply]
+
+
+async def _evict(client: Redis, stream: str, key: str, ids: list[Any], why: str) -> int:
     # XRANGE + XDEL of at most TRIM_LIMIT ids, not XTRIM: exact (XTRIM "~" keeps whole
     # macro nodes of 100 entries, so a small DLQ would never age out) and bounded per
     # pass (an exact XTRIM of a large backlog would block Redis). An id replayed or purged
-    # in between is simply not counted.
-    reply = await _command(client, "XRANGE", key, "-", upto, "COUNT", count)
-    ids = [entry_id for entry_id, _ in reply]
-    return int(await client.xdel(key, *ids)) if ids else 0
+    # in between is simply not counted. The warning is logged before the delete.
+    if not ids:
+        return 0
+    log.warning("retention evicts %d dead letters of %s (%s)", len(ids), stream, why,
+                extra={"stream": stream, "evicting": len(ids)})  # fmt: skip
+    return int(await client.xdel(key, *ids))
 
 
 async def _command(client: Redis, *args: Any) -> Any:
@@ -111,10 +140,3 @@ async def _publish(
                   "deleted": evicted, "ts-ms": now}  # fmt: skip
         pipe.xadd(keys.audit_trail(stream), record, maxlen=AUDIT_MAXLEN, approximate=True)  # type: ignore[arg-type]
     await pipe.execute()
-    if expiring:
-        log.warning("%d dead letters of %s will age out within %.0fs: export them to keep them",
-                    expiring, stream, (policy.max_age or 0) * WARN_FRACTION,
-                    extra={"stream": stream, "expiring": expiring})  # fmt: skip
-    if evicted:
-        log.warning("retention evicted %d dead letters of %s", evicted, stream,
-                    extra={"stream": stream, "evicted": evicted})  # fmt: skip
