@@ -21,6 +21,7 @@ from redrive.core.retry import RetryPolicy
 from redrive.errors import (
     ConfigError,
     DecodeError,
+    HandlerTimeout,
     RedriveError,
     Reject,
     Retry,
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "ErrorClass",
+    "HandlerTimeout",
     "Message",
     "RedriveError",
     "Reject",

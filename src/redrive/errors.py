@@ -39,6 +39,14 @@ class ValidationError(RedriveError):
     """A message decoded but does not match the handler's schema (a permanent error)."""
 
 
+class HandlerTimeout(RedriveError, TimeoutError):
+    """A handler ran past its time limit (``timeout``) and was cancelled.
+
+    Transient (a ``TimeoutError``): retried, then dead-lettered with reason
+    ``handler_timeout``.
+    """
+
+
 class Retry(RedriveError):
     """Raised by a handler to ask for a retry, optionally after ``delay`` seconds.
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 from redrive.core.breaker import Verdict
 from redrive.core.classify import DEFAULT_RULES, ErrorClass, Rules
 from redrive.core.retry import RetryPolicy, UniformSource
-from redrive.errors import DecodeError, Retry
+from redrive.errors import DecodeError, HandlerTimeout, Retry
 
 #: Dead-letter reasons (DESIGN §3); stable strings stored in ``redrive-reason``.
 POISON = "poison"
@@ -22,6 +22,7 @@ MAX_DELIVERIES_EXCEEDED = "max_deliveries_exceeded"
 MAX_AGE_EXCEEDED = "max_age_exceeded"
 PAYLOAD_TOO_LARGE = "payload_too_large"
 PAYLOAD_TRIMMED = "payload_trimmed"
+HANDLER_TIMEOUT = "handler_timeout"
 REASONS = (
     POISON,
     PERMANENT_ERROR,
@@ -30,6 +31,7 @@ REASONS = (
     MAX_AGE_EXCEEDED,
     PAYLOAD_TOO_LARGE,
     PAYLOAD_TRIMMED,
+    HANDLER_TIMEOUT,
 )
 
 
@@ -108,7 +110,8 @@ def decide_failure(
         return Decision(Action.RETRY, klass, delay=wait, next_attempt=attempt)
     chosen = chosen or policy
     if attempt - 1 >= chosen.max_retries:
-        return Decision(Action.DEAD, klass, reason=MAX_RETRIES_EXCEEDED)
+        reason = HANDLER_TIMEOUT if isinstance(exc, HandlerTimeout) else MAX_RETRIES_EXCEEDED
+        return Decision(Action.DEAD, klass, reason=reason)
     delay = _requested_delay(exc)
     if delay is None:
         delay = chosen.delay(attempt - 1, rng, previous_delay)

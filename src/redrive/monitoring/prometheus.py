@@ -36,6 +36,8 @@ PLAIN_COUNTERS = (
     ("breaker_parked", "redrive_breaker_parked", "Failures re-scheduled by an open breaker."),
     ("breaker_opened", "redrive_breaker_opened", "Times the circuit breaker opened."),
     ("breaker_closed", "redrive_breaker_closed", "Times the circuit breaker closed again."),
+    ("timed_out", "redrive_handler_timeouts", "Handler runs cancelled at their time limit."),
+    ("groups_recreated", "redrive_groups_recreated", "Consumer groups found missing, recreated."),
 )  # fmt: skip
 OUTCOMES = (("succeeded", "succeeded"), ("retried", "retried"), ("dead", "dead_lettered"))
 HISTOGRAM_NAMES = {

@@ -15,7 +15,7 @@ from redrive.core.breaker import BreakerPolicy
 from redrive.core.classify import DEFAULT_RULES, ErrorClass, Rules
 from redrive.core.retry import RetryPolicy
 from redrive.errors import ConfigError
-from redrive.runtime.settings import MIB, HandlerSpec, Middleware, WorkerOptions
+from redrive.runtime.settings import DEFAULT_TIMEOUT, MIB, HandlerSpec, Middleware, WorkerOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULT_BREAKER = BreakerPolicy()
@@ -34,6 +34,55 @@ class AppContext:
 
 
 Hook = Callable[[AppContext], Awaitable[None]]
+
+
+def is_async_handler(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` returns an awaitable: ``async def``, an object with ``async def
+    __call__``, or a decorator (``functools.wraps``) around a coroutine function.
+
+    Anything else runs in the thread pool; what it returns is still awaited if it is
+    awaitable, so no run is ever acked without having happened.
+    """
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(inspect.unwrap(fn)):
+        return True
+    # An instance whose class defines ``async def __call__`` (looked up on the type, as a
+    # call does).
+    call = inspect.getattr_static(type(fn), "__call__", None)
+    return not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
+
+
+def check_handler(fn: object) -> None:
+    """Refuse, at registration, a handler that could never run: not callable, or not
+    taking exactly one argument (the message)."""
+    if not callable(fn):
+        raise ConfigError(f"handler {fn!r} is not callable: decorate a function `def f(msg)`")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: nothing to check
+    try:
+        signature.bind(object())
+    except TypeError:
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise ConfigError(
+            f"handler {name}{signature} must take one argument, the message: "
+            f"`async def {getattr(fn, '__name__', 'handle')}(msg)`"
+        ) from None
+
+
+def check_middleware(mw: object) -> None:
+    """Refuse a middleware that is not ``mw(spec, call_next) -> callable``."""
+    name = getattr(mw, "__qualname__", repr(mw))
+    if not callable(mw):
+        raise ConfigError(f"middleware {name} is not callable")
+    try:
+        inspect.signature(mw).bind(object(), object())
+    except TypeError:
+        raise ConfigError(
+            f"middleware {name} must take (spec, call_next) and return the wrapped callable"
+        ) from None
+    except ValueError:
+        return
 
 
 class App:
@@ -77,6 +126,7 @@ class App:
 
             app.use(timed)
         """
+        check_middleware(middleware)
         self.middleware.append(middleware)
         return middleware
 
@@ -114,15 +164,18 @@ class App:
         dlq_maxlen: int | None = None,
         dlq_max_age: float | None = None,
         start_id: str = "0",
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Callable[[F], F]:
         """Register ``fn`` for ``stream`` read by consumer group ``group``.
 
         ``async def`` handlers run on the event loop; plain ``def`` handlers run in a
         thread pool of ``concurrency`` threads. Pass ``breaker=None`` to disable the
-        circuit breaker.
+        circuit breaker. ``timeout`` is each run's time limit in seconds (default 300,
+        ``None`` for none): a run still going then is cancelled and retried.
         """
 
         def register(fn: F) -> F:
+            check_handler(fn)
             if any(s.stream == stream and s.group == group for s in self.specs):
                 raise ConfigError(f"a handler for {stream!r} in group {group!r} already exists")
             self.specs.append(
@@ -130,7 +183,7 @@ class App:
                     stream=stream,
                     group=group,
                     fn=fn,
-                    is_async=inspect.iscoroutinefunction(fn),
+                    is_async=is_async_handler(fn),
                     retry=retry or RetryPolicy(),
                     retry_by_class=dict(retry_by_class or {}),
                     rules=rules or DEFAULT_RULES,
@@ -143,6 +196,7 @@ class App:
                     dlq_maxlen=dlq_maxlen,
                     dlq_max_age=dlq_max_age,
                     start_id=start_id,
+                    timeout=timeout,
                 )
             )
             return fn

@@ -117,6 +117,29 @@ def drop_unstarted(c: Consumer, source: Source, lost: set[bytes]) -> int:
     return dropped
 
 
+async def watchdog_loop(c: Consumer) -> None:
+    """Cancel handler runs that pass the handler's time limit (``timeout``).
+
+    A handler that never returns (a network call without a timeout) would hold its lane
+    for good, its lease renewed forever. Checked a few times per limit, so a run ends at
+    most a quarter of the limit late; the lane turns the cancellation into a
+    :class:`~redrive.errors.HandlerTimeout` (retried, then dead-lettered).
+    """
+    limit = c.spec.timeout
+    if limit is None:
+        return
+    tick = min(1.0, max(0.01, limit / 4))
+    while not c.draining:
+        await asyncio.sleep(tick)
+        hung = c.lanes.expire_hung(time.perf_counter())
+        if hung:
+            c.stats.timed_out += hung
+            log.warning(
+                "%d handler runs on %s passed the %gs time limit: cancelled, to be retried",
+                hung, c.main.key, limit, extra={"stream": c.main.key, "group": c.spec.group},
+            )  # fmt: skip
+
+
 async def stats_loop(c: Consumer) -> None:
     """Publish counters to the group's stats hash once per ``stats_interval``."""
     while not c.draining:

@@ -145,12 +145,13 @@ class Consumer:
         spawn = asyncio.get_running_loop().create_task
         self._tasks = [
             spawn(self.read_loop(), name=f"read {self.main.key}"),
-            *[spawn(self.lanes.lane(), name=f"lane {i}") for i in range(self.spec.concurrency)],
+            *self.lanes.start(),
             spawn(groups.guarded(self, acks.flush_loop), name="acks"),
             spawn(background.promote_loop(self), name="scheduler"),
             spawn(groups.guarded(self, background.reclaim_loop), name="reclaim"),
             spawn(groups.guarded(self, background.lease_loop), name="lease"),
             spawn(background.stats_loop(self), name="stats"),
+            spawn(background.watchdog_loop(self), name="watchdog"),
             spawn(background.retention_loop(self), name="dlq retention"),
         ]
         stopper = spawn(stop.wait())

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 from redrive.core.breaker import BreakerState
 from redrive.core.codec import check_size
 from redrive.core.message import Message
+from redrive.errors import ConfigError, HandlerTimeout
 from redrive.runtime import moves
 from redrive.runtime.recovery import SHARED_RUNS
 from redrive.runtime.settings import AsyncHandler, SyncHandler
@@ -30,6 +33,8 @@ from redrive.store.channel import TRANSPORT_ERRORS
 if TYPE_CHECKING:
     from redrive.runtime.consumer import Consumer, Item
     from redrive.runtime.source import Source
+
+log = logging.getLogger("redrive.dispatch")
 
 YIELD_EVERY = 32
 #: Returned by :meth:`Lanes.next_slow` when a lane should end.
@@ -51,6 +56,17 @@ def take_fresh(queue: deque[Item]) -> Item:
     return queue.popleft()
 
 
+class Run:
+    """What one lane is running: when it started (0: nothing) and whether it expired."""
+
+    __slots__ = ("expired", "started", "task")
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.expired = False
+        self.task: asyncio.Task[None] | None = None
+
+
 class Lanes:
     """The lanes of one consumer and their wake-up protocol."""
 
@@ -58,11 +74,22 @@ class Lanes:
         self.c = consumer
         self.idle: list[asyncio.Future[None]] = []
         self.waking = False
+        self.runs = [Run() for _ in range(consumer.spec.concurrency)]
+        self.abandoned = 0  # threads of ``def`` handlers that outlived their time limit
         self.executor: ThreadPoolExecutor | None = None
         if not consumer.spec.is_async:
-            self.executor = ThreadPoolExecutor(
-                consumer.spec.concurrency, thread_name_prefix="redrive-handler"
-            )
+            self.executor = self._new_executor()
+        self.fn = self.handler()
+
+    def _new_executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(self.c.spec.concurrency, thread_name_prefix="redrive-handler")
+
+    def start(self) -> list[asyncio.Task[None]]:
+        """Create one task per lane (the watchdog cancels a run through its task)."""
+        spawn = asyncio.get_running_loop().create_task
+        for i, run in enumerate(self.runs):
+            run.task = spawn(self.lane(run), name=f"lane {i}")
+        return [run.task for run in self.runs if run.task is not None]
 
     def wake(self) -> None:
         """Wake one idle lane unless one is already on its way."""
@@ -85,12 +112,12 @@ class Lanes:
         await fut
         self.waking = False
 
-    async def lane(self) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot path, see below
+    async def lane(self, run: Run) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot path
         """Run queued entries until shutdown. One long frame on purpose: an extra coroutine
         call per message would cost about as much as the rest of the per-message work."""
         c = self.c
         queue = c.queue
-        fn = self.handler()
+        fn = self.fn
         max_bytes = c.spec.max_payload_bytes
         breaker = c.breaker
         timings = c.stats.timings  # None when metrics are off
@@ -122,13 +149,23 @@ class Lanes:
                 msg: Message = source.message(entry_id, fields)
                 if timings is not None and source.trusted:  # a retry: how late is it?
                     timings.late(msg.meta.get("due-ms"))
-                started = time.perf_counter()
+                started = run.started = time.perf_counter()
                 try:
                     check_size(fields, max_bytes)
                     await fn(msg)
                 except Exception as exc:  # every failure becomes a decision
+                    run.started = 0.0
                     await moves.failed(c, source, msg, exc, time.perf_counter() - started)
                     continue
+                except asyncio.CancelledError:
+                    run.started = 0.0
+                    if not run.expired:
+                        raise  # shutdown
+                    late = self.timed_out(run)
+                    await moves.failed(c, source, msg, late, time.perf_counter() - started)
+                    continue
+                run.started = 0.0
+                run.expired = False
                 if timings is not None:
                     timings.success(started, msg.id)
                 source.acks.append(entry_id)
@@ -145,6 +182,42 @@ class Lanes:
                     c.capacity.set()
                 if entry_id is c.suspect_entry:
                     await self.suspect_done(source, entry_id)
+
+    def timed_out(self, run: Run) -> HandlerTimeout:
+        """The run the watchdog cancelled: un-cancel the lane and name the failure.
+
+        A ``def`` handler's thread cannot be stopped: it is abandoned (it finishes, or not,
+        on its own) and the lanes continue on a fresh thread pool, so a hung call never
+        takes a lane for good. Each abandoned thread is counted and logged.
+        """
+        run.expired = False
+        if run.task is not None:
+            run.task.uncancel()
+        limit = self.c.spec.timeout
+        if self.executor is not None:
+            old, self.executor = self.executor, self._new_executor()
+            old.shutdown(wait=False)  # its other threads finish their runs, then exit
+            self.abandoned += 1
+            log.warning(
+                "a def handler of %s ran past its %.1fs time limit: its thread cannot be "
+                "stopped and is abandoned (%d so far); the lanes go on with a new thread pool",
+                self.c.main.key, limit, self.abandoned,
+            )  # fmt: skip
+        return HandlerTimeout(f"the handler ran past its time limit of {limit:g}s")
+
+    def expire_hung(self, now: float) -> int:
+        """Cancel every run older than the handler's time limit (the watchdog's tick)."""
+        limit = self.c.spec.timeout
+        if limit is None:
+            return 0
+        hung = 0
+        for run in self.runs:
+            if run.started and not run.expired and now - run.started > limit:
+                run.expired = True
+                hung += 1
+                if run.task is not None:
+                    run.task.cancel()
+        return hung
 
     async def next_slow(self) -> Item | None:
         """The next entry when the fast path cannot take one; ``None`` = look again.
@@ -237,17 +310,38 @@ class Lanes:
         """The handler as one async callable, with the app's middleware applied.
 
         A ``def`` handler is wrapped to run in the thread pool (innermost, so middleware
-        always sees an async callable); an ``async def`` one is called directly.
+        always sees an async callable); an ``async def`` one is called directly. Built
+        once, when the consumer is made: a middleware that returns no callable is a
+        start-up error, not a failure of every message.
         """
         spec = self.c.spec
-        fn = cast(AsyncHandler, spec.fn) if spec.is_async else self._call_sync
+        fn: AsyncHandler = self._call_sync
+        if spec.is_async:
+            fn = spec.fn if inspect.iscoroutinefunction(spec.fn) else self._call_awaitable
         for wrap in reversed(self.c.middleware):
-            fn = wrap(spec, fn)
+            wrapped = wrap(spec, fn)
+            if not callable(wrapped):
+                name = getattr(wrap, "__qualname__", repr(wrap))
+                raise ConfigError(
+                    f"middleware {name} returned {wrapped!r} instead of a callable: "
+                    "end it with `return call` (the wrapper it built around call_next)"
+                )
+            fn = wrapped
         return fn
+
+    async def _call_awaitable(self, msg: Message) -> Any:
+        # An object with ``async def __call__`` or a decorated coroutine function.
+        result = self.c.spec.fn(msg)
+        return await result if inspect.isawaitable(result) else result
 
     async def _call_sync(self, msg: Message) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, cast(SyncHandler, self.c.spec.fn), msg)
+        result = await loop.run_in_executor(self.executor, cast(SyncHandler, self.c.spec.fn), msg)
+        if inspect.isawaitable(result):
+            # A ``def`` that returned a coroutine (say, a plain decorator around an async
+            # handler): run it here; dropping it would ack a run that never happened.
+            result = await result
+        return result
 
 
-__all__ = ["Item", "Lanes"]
+__all__ = ["Item", "Lanes", "Run"]

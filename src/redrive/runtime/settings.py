@@ -23,6 +23,8 @@ Handler = AsyncHandler | SyncHandler
 Middleware = Callable[["HandlerSpec", AsyncHandler], AsyncHandler]
 
 MIB = 1024 * 1024
+#: A handler run's default time limit (seconds), as arq's job timeout.
+DEFAULT_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,9 @@ class HandlerSpec:
     crash loop). ``start_id`` is where a new group starts (``0``: the whole backlog).
     ``dlq_maxlen`` / ``dlq_max_age`` (seconds) bound the dead-letter stream; workers
     trim it in the background and warn before entries age out (``redrive.store.retention``).
+    ``timeout`` (seconds, ``None`` for none) is a run's time limit: a handler still running
+    then is cancelled and the run fails with ``HandlerTimeout`` (transient: retried, then
+    dead-lettered with reason ``handler_timeout``).
     """
 
     stream: str
@@ -54,6 +59,7 @@ class HandlerSpec:
     dlq_maxlen: int | None = None
     dlq_max_age: float | None = None
     start_id: str = "0"
+    timeout: float | None = DEFAULT_TIMEOUT
 
     def __post_init__(self) -> None:
         validate_stream_name(self.stream)
@@ -66,6 +72,10 @@ class HandlerSpec:
             _positive_int("dlq_maxlen", self.dlq_maxlen)
         if self.dlq_max_age is not None and not 0 < self.dlq_max_age < float("inf"):
             raise ConfigError(f"dlq_max_age={self.dlq_max_age!r}: use a number of seconds > 0")
+        if self.timeout is not None and not (
+            isinstance(self.timeout, int | float) and 0 < self.timeout < float("inf")
+        ):
+            raise ConfigError(f"timeout={self.timeout!r}: use a number of seconds > 0, or None")
         if not self.visibility_timeout > 0:
             raise ConfigError(
                 f"visibility_timeout={self.visibility_timeout!r}: use a number of seconds > 0"

@@ -44,6 +44,7 @@ FIELDS = (
     "breaker_opened",
     "breaker_closed",
     "groups_recreated",
+    "timed_out",
 )
 
 #: How much per-second history the metrics stream keeps (ms), and its idle TTL (s).
@@ -80,6 +81,7 @@ class Stats:
         self.breaker_opened = 0
         self.breaker_closed = 0
         self.groups_recreated = 0
+        self.timed_out = 0
         self.dead_by_reason: Counter[str] = Counter()
         self.failed_by_class: Counter[str] = Counter()
         self._published: dict[str, int] = {}
