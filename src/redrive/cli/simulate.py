@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from redrive.simulate.report import SimulationReport
-from redrive.simulate.runner import SimOptions, run_simulation
+from redrive.simulate.runner import SimOptions, SimulationInterrupted, run_simulation
 from redrive.simulate.scenario import SHIPPED, load_scenario
 
 COUNTERS = ("retried", "breaker_parked", "reclaimed", "fenced")
@@ -56,9 +56,9 @@ def render(report: SimulationReport, console: Console) -> None:
     console.print(table)
     _render_faults(report, console)
     late = report.lateness()
-    final = report.producer["final"]
+    final = ", ".join(f"{status} {count}" for status, count in report.producer["final"].items())
     console.print(
-        f"producer: {final}; retry lateness p50 {_fmt(late['p50_ms'])} ms, "
+        f"producer: {final or 'nothing sent'}; retry lateness p50 {_fmt(late['p50_ms'])} ms, "
         f"p99 {_fmt(late['p99_ms'])} ms over {late['retries']} retries"
     )
     for s in report.streams:
@@ -116,7 +116,9 @@ def simulate(
     Shipped scenarios: smoke, flaky-dependency, poison-storm, outage-and-recovery, chaos.
     The run uses its own private redis-server (appendfsync always) on a free loopback
     port, never --redis-url. Exit code 0 when nothing was lost, every duplicate is
-    explained by a fault and nothing is left pending; else 1.
+    explained by a fault and nothing is left pending; 1 if not; 2 for a bad scenario
+    (checked before anything starts). Ctrl-C or SIGTERM stops the workers and the
+    server and exits 130 or 143.
     """
     loaded = (
         load_scenario(scenario)
@@ -125,7 +127,14 @@ def simulate(
     )
     err = Console(stderr=True)
     progress = None if as_json else (lambda text: err.print(f"[dim]…[/dim] {text}"))
-    report = run_simulation(loaded, SimOptions(keep_logs=keep_logs, progress=progress))
+    try:
+        report = run_simulation(loaded, SimOptions(keep_logs=keep_logs, progress=progress))
+    except KeyboardInterrupt:
+        click.echo("interrupted: stopped the workers and the private redis-server", err=True)
+        ctx.exit(130)
+    except SimulationInterrupted as exc:
+        click.echo(f"interrupted by {exc}", err=True)
+        ctx.exit(128 + exc.signum)
     if as_json:
         click.echo(json.dumps(report.to_json()))
     else:

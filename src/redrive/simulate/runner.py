@@ -20,8 +20,10 @@ touched. Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +33,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from redrive.errors import RedriveError
 from redrive.examples.ecommerce import STREAMS
 from redrive.simulate.accounting import account
 from redrive.simulate.chaos import Chaos
@@ -77,12 +80,52 @@ def _faults_enabled(plan: FaultPlan) -> bool:
     )
 
 
+class SimulationInterrupted(RedriveError):
+    """SIGTERM stopped the run; its workers, proxies and redis-server were stopped first."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        name = signal.Signals(signum).name
+        super().__init__(f"{name}: stopped the workers and the private redis-server")
+
+
 async def simulate(scenario: Scenario, options: SimOptions) -> SimulationReport:
-    """The asynchronous body of :func:`run_simulation`."""
+    """The asynchronous body of :func:`run_simulation`.
+
+    SIGTERM (like Ctrl-C, which :func:`asyncio.run` already turns into a cancellation)
+    cancels the run, so the ``finally`` below stops every process it started: nothing
+    is orphaned, not even a worker a fault had stopped with SIGSTOP.
+    """
+    task = asyncio.current_task()
+    received: list[int] = []
+
+    def on_sigterm() -> None:
+        received.append(signal.SIGTERM)
+        if task is not None:
+            task.cancel()
+
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):  # main thread only
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await _host(scenario, options)
+    except asyncio.CancelledError:
+        if received:
+            raise SimulationInterrupted(received[0]) from None
+        raise  # Ctrl-C: asyncio.run raises KeyboardInterrupt
+    finally:
+        with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _host(scenario: Scenario, options: SimOptions) -> SimulationReport:
+    """Start the private server, proxies and workers; stop them all, whatever happens."""
     say = options.progress or (lambda _text: None)
     log_dir = Path(tempfile.mkdtemp(prefix="redrive-sim-"))
     server = RedisProcess(options.redis_binary, appendonly=True, appendfsync="always")
-    await asyncio.to_thread(server.start)
+    # Blocking on purpose: a signal is handled only once it is started, so the finally
+    # below always knows whether there is a server to stop.
+    server.start()
     proxies = [Proxy("127.0.0.1", int(server.port or 0)) for _ in range(scenario.run.workers)]
     monitor = async_client(server.url, socket_timeout=5.0)
     pool: WorkerPool | None = None
@@ -114,7 +157,7 @@ async def simulate(scenario: Scenario, options: SimOptions) -> SimulationReport:
         await monitor.aclose()
         for proxy in proxies:
             await proxy.close()
-        await asyncio.to_thread(server.close)
+        server.close()
 
 
 async def _run(
