@@ -79,7 +79,7 @@ def _render_faults(report: SimulationReport, console: Console) -> None:
         return
     table = Table(title="faults")
     for col in ("kind", "count", "stranded", "recovery p50 s", "recovery max s", "unrecovered"):
-        table.add_column(col, justify="left" if col == "kind" else "right")
+        table.add_column(col, justify="left" if col == "kind" else "right", no_wrap=col == "kind")
     for kind, row in recovery.items():
         table.add_row(
             kind,
@@ -98,6 +98,11 @@ def _render_faults(report: SimulationReport, console: Console) -> None:
 @click.option("--messages", type=click.IntRange(min=2), help="Override the message count.")
 @click.option("--rate", type=click.FloatRange(min=0), help="Messages/s (0: as fast as possible).")
 @click.option("--workers", type=click.IntRange(1, 32), help="Override the worker count.")
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for the backlog to settle after the load (override).",
+)
 @click.option("--keep-logs", is_flag=True, help="Keep the workers' logs even when all is well.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.pass_context
@@ -108,6 +113,7 @@ def simulate(
     messages: int | None,
     rate: float | None,
     workers: int | None,
+    drain_timeout: float | None,
     keep_logs: bool,
     as_json: bool,
 ) -> None:
@@ -122,7 +128,9 @@ def simulate(
     """
     loaded = (
         load_scenario(scenario)
-        .with_overrides(seed=seed, messages=messages, rate=rate, workers=workers)
+        .with_overrides(
+            seed=seed, messages=messages, rate=rate, workers=workers, drain_timeout=drain_timeout
+        )
         .check()
     )
     err = Console(stderr=True)
