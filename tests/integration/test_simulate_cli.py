@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from redrive.simulate.chaos import WorkerStartError
+from redrive.simulate.runner import SimOptions, run_simulation
+from redrive.simulate.scenario import load_scenario
 from redrive.testing import available_redis_binaries
 
 pytestmark = pytest.mark.skipif(not available_redis_binaries(), reason="no redis-server")
@@ -83,3 +86,12 @@ def test_a_signal_stops_every_process_with_one_line(
     assert proc.returncode == code
     assert rest.strip().splitlines() == [line]
     assert wait_gone(mark) == []
+
+
+def test_a_worker_that_cannot_start_stops_the_run_with_its_cause() -> None:
+    # Every worker dies at import (its settings are not JSON): once looped for 60 s.
+    scenario = load_scenario("smoke").with_overrides(messages=50)
+    started = time.monotonic()
+    with pytest.raises(WorkerStartError, match=r"exited 3 times in a row .*JSON"):
+        run_simulation(scenario, SimOptions(worker_env={"REDRIVE_SIM": "{not json"}))
+    assert time.monotonic() - started < 30

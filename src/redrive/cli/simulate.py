@@ -136,7 +136,8 @@ def simulate(
     err = Console(stderr=True)
     progress = None if as_json else (lambda text: err.print(f"[dim]…[/dim] {text}"))
     try:
-        report = run_simulation(loaded, SimOptions(keep_logs=keep_logs, progress=progress))
+        options = SimOptions(keep_logs=keep_logs, progress=progress, stop_on_sigterm=True)
+        report = run_simulation(loaded, options)
     except KeyboardInterrupt:
         click.echo("interrupted: stopped the workers and the private redis-server", err=True)
         ctx.exit(130)

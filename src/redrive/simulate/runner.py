@@ -26,10 +26,10 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
@@ -55,6 +55,7 @@ STARTUP = 1.5  # seconds for the workers to import and connect before the load b
 TICK = 0.05
 QUIET_POLLS = 3
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,9 @@ class SimOptions:
     progress: Progress | None = None
     #: Extra environment of the workers (tests set ``REDRIVE_SIM_BROKEN`` this way).
     worker_env: Mapping[str, str] = field(default_factory=dict)
+    #: SIGTERM cancels the run (its processes stopped) and raises SimulationInterrupted;
+    #: the CLI sets it. Off for library callers, whose own SIGTERM handling stays theirs.
+    stop_on_sigterm: bool = False
 
 
 def run_simulation(scenario: Scenario, options: SimOptions | None = None) -> SimulationReport:
@@ -92,9 +96,10 @@ class SimulationInterrupted(RedriveError):
 async def simulate(scenario: Scenario, options: SimOptions) -> SimulationReport:
     """The asynchronous body of :func:`run_simulation`.
 
-    SIGTERM (like Ctrl-C, which :func:`asyncio.run` already turns into a cancellation)
-    cancels the run, so the ``finally`` below stops every process it started: nothing
-    is orphaned, not even a worker a fault had stopped with SIGSTOP.
+    With ``options.stop_on_sigterm`` (the CLI), SIGTERM — like Ctrl-C, which
+    :func:`asyncio.run` already turns into a cancellation — cancels the run, so the
+    ``finally`` of :func:`_host` stops every process it started: nothing is orphaned,
+    not even a worker a fault had stopped with SIGSTOP.
     """
     task = asyncio.current_task()
     received: list[int] = []
@@ -105,7 +110,7 @@ async def simulate(scenario: Scenario, options: SimOptions) -> SimulationReport:
             task.cancel()
 
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):  # main thread only
+    if options.stop_on_sigterm:
         loop.add_signal_handler(signal.SIGTERM, on_sigterm)
     try:
         return await _host(scenario, options)
@@ -114,7 +119,7 @@ async def simulate(scenario: Scenario, options: SimOptions) -> SimulationReport:
             raise SimulationInterrupted(received[0]) from None
         raise  # Ctrl-C: asyncio.run raises KeyboardInterrupt
     finally:
-        with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+        if options.stop_on_sigterm:
             loop.remove_signal_handler(signal.SIGTERM)
 
 
@@ -178,9 +183,11 @@ async def _run(
     try:
         await asyncio.sleep(max(0.0, t0 - time.time()))
         say(f"publishing {scenario.run.messages} messages; {len(scenario.chaos)} faults")
-        await asyncio.gather(_produce(producer, scenario, t0), chaos.run(scenario.chaos, t0))
+        load = asyncio.gather(_produce(producer, scenario, t0), chaos.run(scenario.chaos, t0))
+        await _unless_supervisor_fails(load, supervisor)
         say("every fault healed; draining")
-        settled = await _drain(monitor, keys, scenario.run.drain_timeout)
+        drain = _drain(monitor, keys, scenario.run.drain_timeout)
+        settled = await _unless_supervisor_fails(drain, supervisor)
     finally:
         stop.set()
         await supervisor
@@ -209,6 +216,22 @@ async def _run(
         worker_exit_codes=codes,
         broken_build=bool(options.worker_env.get(ENV_BROKEN) or os.environ.get(ENV_BROKEN)),
     )
+
+
+async def _unless_supervisor_fails(work: Awaitable[T], supervisor: asyncio.Task[None]) -> T:
+    """Await ``work``; if the supervisor fails first (a worker that cannot start), cancel
+    ``work`` and raise the supervisor's error instead of waiting for a deadline."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task, supervisor}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this run is cancelled (Ctrl-C, SIGTERM): never leave it running
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task not in done:
+        supervisor.result()  # raises WorkerStartError
+    return task.result()
 
 
 def _producer_summary(producer: Producer) -> dict[str, Any]:
