@@ -1,10 +1,12 @@
 """The docs' commands and snippets work as printed (README.md, docs/*.md, scenarios/README.md).
 
-Two checks, so the pages cannot drift from the code:
+Three checks, so the pages cannot drift from the code:
 
 - every ``redrive …`` line of every fenced block goes through the real command-line
   parser (subcommands, options, their values), with the commands' bodies replaced by a
   no-op: a renamed option or a removed command fails here;
+- every ``python`` block compiles, and the names it imports and the attributes it uses of
+  imported modules exist (``from redrive import WorkerOptions``, ``dlq.replay``);
 - blocks preceded by an HTML comment ``<!-- doctest: … -->`` run, in order, in one temporary
   directory per page, against a private Redis (``REDRIVE_REDIS_URL``), with ``.venv`` there
   pointing at this interpreter's environment:
@@ -19,6 +21,8 @@ Two checks, so the pages cannot drift from the code:
 
 from __future__ import annotations
 
+import ast
+import importlib
 import os
 import re
 import shlex
@@ -26,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +178,40 @@ def test_the_pages_have_commands_and_runnable_blocks() -> None:
     # The checks above and below must have something to check.
     assert len(COMMANDS) >= 30
     assert len(RUNNABLE) >= 3
+
+
+# -- every Python block compiles, and what it takes from redrive exists -------------------
+
+
+PYTHON_BLOCKS = [
+    pytest.param(b, id=b.where) for page in PAGES for b in blocks(page) if b.lang == "python"
+]
+
+
+@pytest.mark.parametrize("block", PYTHON_BLOCKS)
+def test_python_blocks_compile_and_name_what_exists(block: Block) -> None:
+    # Snippets that are not run (they need a server of the reader's) are still checked:
+    # they compile (top-level await allowed), and every name they import, and every
+    # attribute they use of an imported module, exists.
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT | ast.PyCF_ONLY_AST
+    tree = compile(block.text, block.where, "exec", flags=flags)
+    modules: dict[str, Any] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            source = importlib.import_module(node.module)
+            for alias in node.names:
+                value = getattr(source, alias.name, None)
+                if value is None:
+                    value = importlib.import_module(f"{node.module}.{alias.name}")
+                modules[alias.asname or alias.name] = value
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                modules[alias.asname or alias.name] = importlib.import_module(alias.name)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            owner = modules.get(node.value.id)
+            if isinstance(owner, types.ModuleType):
+                assert hasattr(owner, node.attr), f"{block.where}: {node.value.id}.{node.attr}"
 
 
 # -- marked blocks run --------------------------------------------------------------------
