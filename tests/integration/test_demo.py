@@ -111,7 +111,13 @@ def test_two_demos_at_once_use_two_prefixes_and_both_lose_nothing(server: RedisP
         subprocess.Popen(demo_argv(server.url, *args), stdout=subprocess.PIPE, text=True)
         for _ in range(2)
     )
-    outputs = [proc.communicate(timeout=90)[0] for proc in (first, second)]
+    try:
+        outputs = [proc.communicate(timeout=90)[0] for proc in (first, second)]
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:  # a failed test must not leave a demo running
+                proc.kill()
+                proc.communicate()
     reports = [json.loads(out) for out in outputs]
     assert (first.returncode, second.returncode) == (0, 0)
     assert sorted(r["prefix"] for r in reports) == ["demo2:", "demo:"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -75,13 +76,21 @@ def test_a_signal_stops_every_process_with_one_line(
         "smoke", "--messages", "50000", "--rate", "5000", env={**os.environ, key: value}
     )
     assert proc.stderr is not None
-    for progress in proc.stderr:  # wait until the workers run and the load has begun
-        if "publishing" in progress:
-            break
-    assert len(processes_marked(mark)) >= 3  # redis-server and two workers
+    try:
+        for progress in proc.stderr:  # wait until the workers run and the load has begun
+            if "publishing" in progress:
+                break
+        assert len(processes_marked(mark)) >= 3  # redis-server and two workers
 
-    proc.send_signal(sig)
-    _, rest = proc.communicate(timeout=30)
+        proc.send_signal(sig)
+        _, rest = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # a failed test must not leave a simulation running
+            proc.kill()
+            proc.communicate()
+        for pid in processes_marked(mark):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     assert proc.returncode == code
     assert rest.strip().splitlines() == [line]
