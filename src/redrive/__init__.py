@@ -12,6 +12,8 @@ Example::
     @app.handler("ecommerce:orders", group="orders-service", retry=RetryPolicy(max_retries=3))
     async def handle(msg):
         print(msg.data)
+
+    app.run(options=WorkerOptions(metrics=False))   # or: redrive worker module:app
 """
 
 from redrive.core.breaker import BreakerPolicy
@@ -28,10 +30,12 @@ from redrive.errors import (
     StoreError,
     ValidationError,
 )
-from redrive.runtime.app import App
+from redrive.runtime.app import App, AppContext
+from redrive.runtime.settings import WorkerOptions
 
 __all__ = [
     "App",
+    "AppContext",
     "BreakerPolicy",
     "ConfigError",
     "DecodeError",
@@ -45,5 +49,6 @@ __all__ = [
     "Rules",
     "StoreError",
     "ValidationError",
+    "WorkerOptions",
 ]
 __version__ = "0.1.0"

@@ -1,7 +1,11 @@
 """``redrive demo``: the e-commerce story end to end, ending in a reconciliation.
 
-1. delete the demo's own keys (its two streams and their retry, DLQ, stats and ledger
-   keys — never anything else);
+The demo's keys live under its own prefix (:mod:`redrive.demo_slot`): its streams are
+``demo:ecommerce:orders`` and ``demo:ecommerce:payments`` (``demo2:``… while another demo
+runs on the same server), never the names an application uses.
+
+1. claim a prefix and delete the demo's own keys under it (its two streams and their
+   retry, DLQ, stats, audit and ledger keys — never anything else);
 2. start worker processes running :mod:`redrive.examples.ecommerce` with a short retry
    delay;
 3. publish seeded traffic (:mod:`redrive.examples.ecommerce_traffic`): good orders and
@@ -29,6 +33,7 @@ from typing import Any, Protocol
 import redis
 
 from redrive import dlq
+from redrive.demo_slot import DemoSlot
 from redrive.demo_workers import WorkerPool
 from redrive.errors import ConfigError, RedriveError
 from redrive.examples.ecommerce import STREAMS, ledger_key
@@ -111,6 +116,7 @@ class DemoReport:
     settled: bool
     worker_exit_codes: tuple[int | None, ...] = field(default=())
     replayed: int = 0
+    prefix: str = ""
 
     @property
     def lost(self) -> int:
@@ -126,6 +132,7 @@ class DemoReport:
         """A JSON-ready dict of the whole report."""
         return {
             "lost": self.lost,
+            "prefix": self.prefix,
             "settled": self.settled,
             "matches_plan": self.matches_plan,
             "seconds": round(self.seconds, 3),
@@ -142,10 +149,17 @@ def _outcomes(report: StreamReport) -> dict[str, int]:
 
 
 def demo_keys(stream: str, group: str) -> list[str]:
-    """Every key the demo writes for ``stream``: the only keys it ever deletes."""
+    """Every key the demo writes for ``stream`` (prefixed): the only keys it ever deletes."""
     k = keys.StreamKeys.of(stream, group)
     metrics = keys.metrics(stream, group)  # the dashboard's per-second history
-    return [k.stream, k.retry, k.due, k.dlq, k.stats, ledger_key(stream), metrics]
+    audit = keys.audit_trail(stream)  # the replay's per-entry records
+    return [k.stream, k.retry, k.due, k.dlq, k.stats, k.starts, ledger_key(stream), metrics,
+            audit, keys.dlq_retention(stream)]  # fmt: skip
+
+
+def demo_streams(prefix: str) -> list[tuple[str, str]]:
+    """The demo's (stream, group) pairs under ``prefix``."""
+    return [(prefix + stream, group) for stream, group in STREAMS]
 
 
 class DemoSession:
@@ -155,13 +169,17 @@ class DemoSession:
     ``replay_outage``.
     """
 
-    def __init__(self, config: DemoConfig, observer: DemoObserver) -> None:
+    def __init__(self, config: DemoConfig, observer: DemoObserver, slot: DemoSlot) -> None:
         self.config = config
         self.observer = observer
+        self.slot = slot
         self.client: redis.Redis = sync_client(config.redis_url)
+        self.streams = demo_streams(slot.prefix)
         self.plans: list[StreamTraffic] = plan_traffic(config.total, config.seed)
         self.produced: dict[str, list[str]] = {}
-        self.pool = WorkerPool(config.redis_url, seed=config.seed, base_delay=config.base_delay)
+        self.pool = WorkerPool(
+            config.redis_url, seed=config.seed, base_delay=config.base_delay, prefix=slot.prefix
+        )
         self.started = time.monotonic()
         self.replayed = 0
 
@@ -171,8 +189,20 @@ class DemoSession:
         self.client.close()
 
     def reset(self) -> None:
-        """Delete the demo's own keys (one DEL per stream: its keys share a hash slot)."""
-        for stream, group in STREAMS:
+        """Delete the demo's own keys (one DEL per stream: its keys share a hash slot).
+
+        Keys under the prefix that the demo did not create (no ownership marker) are
+        someone else's: the run stops rather than delete them.
+        """
+        if not self.slot.owned():
+            for stream, group in self.streams:
+                if self.client.exists(*demo_keys(stream, group)):
+                    raise DemoError(
+                        f"{stream} exists but was not created by redrive demo: "
+                        "refusing to delete it (rename it, or run the demo on another server)"
+                    )
+            self.slot.mark_owned()
+        for stream, group in self.streams:
             self.client.delete(*demo_keys(stream, group))
 
     def start_workers(self) -> None:
@@ -184,7 +214,8 @@ class DemoSession:
         """Publish the planned traffic (pipelined, 500 per round trip)."""
         self.observer.phase(f"publishing {self.config.total} messages")
         for plan in self.plans:
-            self.produced[plan.stream] = publish_bodies(self.client, plan.stream, plan.bodies)
+            stream = self.slot.prefix + plan.stream
+            self.produced[stream] = publish_bodies(self.client, stream, plan.bodies)
 
     def wait_settled(self) -> bool:
         """Poll until every message is settled or the deadline passes; True if settled."""
@@ -204,7 +235,7 @@ class DemoSession:
 
     def _poll(self) -> tuple[list[StreamProgress], bool]:
         pipe = self.client.pipeline(transaction=False)
-        for stream, group in STREAMS:
+        for stream, group in self.streams:
             k = keys.StreamKeys.of(stream, group)
             pipe.hlen(ledger_key(stream))
             pipe.xlen(k.dlq)
@@ -215,7 +246,7 @@ class DemoSession:
         replies = pipe.execute(raise_on_error=False)
         progress: list[StreamProgress] = []
         quiet = True
-        for i, (stream, _) in enumerate(STREAMS):
+        for i, (stream, _) in enumerate(self.streams):
             ledger, dead, retry, due, pel = replies[i * 5 : i * 5 + 5]
             progress.append(StreamProgress(stream, len(self.produced[stream]), ledger + dead))
             idle = isinstance(pel, dict) and not pel["pending"]
@@ -230,7 +261,7 @@ class DemoSession:
         """
         self.observer.phase("replaying the gateway outage's dead letters")
         flt = dlq.Filter(
-            streams=tuple(stream for stream, _ in STREAMS),
+            streams=tuple(stream for stream, _ in self.streams),
             reason="max_retries_exceeded",
             error_type="TimeoutError",
         )
@@ -262,19 +293,22 @@ class DemoSession:
                 self.produced[stream],
                 read_ledger(self.client, ledger_key(stream)),
             )
-            for stream, group in STREAMS
+            for stream, group in self.streams
         )
         return DemoReport(
             streams=streams,
-            expected=_expected(self.plans, replayed=self.config.replay),
+            expected=_expected(self.plans, self.slot.prefix, replayed=self.config.replay),
             replayed=self.replayed,
+            prefix=self.slot.prefix,
             seconds=time.monotonic() - self.started,
             settled=settled,
             worker_exit_codes=exit_codes,
         )
 
 
-def _expected(plans: list[StreamTraffic], *, replayed: bool) -> dict[str, dict[str, int]]:
+def _expected(
+    plans: list[StreamTraffic], prefix: str, *, replayed: bool
+) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for plan in plans:
         expected = plan.expected()
@@ -282,13 +316,33 @@ def _expected(plans: list[StreamTraffic], *, replayed: bool) -> dict[str, dict[s
             outage = plan.kinds.get("timeout_exhausted", 0)
             expected["max_retries_exceeded"] -= outage
             expected["succeeded"] += outage
-        out[plan.stream] = {k: v for k, v in sorted(expected.items()) if v}
+        out[prefix + plan.stream] = {k: v for k, v in sorted(expected.items()) if v}
     return out
 
 
-def run_demo(config: DemoConfig, observer: DemoObserver | None = None) -> DemoReport:
-    """Run the whole demo (see the module docstring) and return its report."""
-    session = DemoSession(config, observer or QuietObserver())
+def run_demo(
+    config: DemoConfig, observer: DemoObserver | None = None, slot: DemoSlot | None = None
+) -> DemoReport:
+    """Run the whole demo (see the module docstring) and return its report.
+
+    ``slot`` is a prefix the caller already claimed (the CLI does, to show the streams'
+    names before the run); without it the run claims the first free one itself.
+    """
+    try:
+        if slot is not None:
+            return _run(config, observer, slot)
+        client = sync_client(config.redis_url)
+        try:
+            with DemoSlot(client) as own:
+                return _run(config, observer, own)
+        finally:
+            client.close()
+    except (redis.RedisError, OSError) as exc:
+        raise DemoError(describe_error(exc, config.redis_url)) from exc
+
+
+def _run(config: DemoConfig, observer: DemoObserver | None, slot: DemoSlot) -> DemoReport:
+    session = DemoSession(config, observer or QuietObserver(), slot)
     try:
         session.reset()
         session.start_workers()
@@ -299,7 +353,5 @@ def run_demo(config: DemoConfig, observer: DemoObserver | None = None) -> DemoRe
             settled = session.wait_settled()
         exit_codes = session.stop_workers()
         return session.report(settled=settled, exit_codes=exit_codes)
-    except (redis.RedisError, OSError) as exc:
-        raise DemoError(describe_error(exc, config.redis_url)) from exc
     finally:
         session.close()

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from redrive.examples.ecommerce import ENV_BASE_DELAY, ENV_BREAKER_OPEN, ENV_SEED
+from redrive.examples.ecommerce import ENV_BASE_DELAY, ENV_BREAKER_OPEN, ENV_PREFIX, ENV_SEED
 
 APP = "redrive.examples.ecommerce:app"
 SHUTDOWN_TIMEOUT = 5.0
@@ -26,12 +26,14 @@ STOP_GRACE = 10.0
 class WorkerPool:
     """Worker processes of the demo; ``kill`` is safe to call at any time."""
 
-    def __init__(self, redis_url: str, *, seed: int, base_delay: float) -> None:
+    def __init__(self, redis_url: str, *, seed: int, base_delay: float, prefix: str = "") -> None:
         self.redis_url = redis_url
+        self.prefix = prefix
         self.env = {
             **os.environ,
             ENV_BASE_DELAY: str(base_delay),
             ENV_SEED: str(seed),
+            ENV_PREFIX: prefix,  # the demo's streams: demo:ecommerce:orders, …
             # A pause of the circuit breaker scaled to the demo's time scale.
             ENV_BREAKER_OPEN: str(max(0.5, base_delay * 2)),
         }

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 
 import click
+import redis
+from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from redrive.cli.main import CliContext
-from redrive.demo import DemoConfig, DemoReport, StreamProgress, run_demo
+from redrive.demo import DemoConfig, DemoError, DemoReport, StreamProgress, demo_streams, run_demo
+from redrive.demo_slot import DemoSlot
+from redrive.store.connection import describe_error, redact_url, sync_client
 from redrive.store.embedded import ensure_url
 
 REASONS = ("poison", "permanent_error", "max_retries_exceeded")
@@ -107,6 +111,11 @@ def _lost(count: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--no-dashboard", is_flag=True, help="Progress bars instead of the live dashboard.")
 @click.option("--no-replay", is_flag=True, help="Skip replaying the gateway outage's dead letters.")
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="Run on the server REDRIVE_REDIS_URL names (else refused: use the embedded one).",
+)
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -119,30 +128,65 @@ def demo(
     as_json: bool,
     no_dashboard: bool = False,
     no_replay: bool = False,
+    yes: bool = False,
 ) -> None:
     """Run the e-commerce story: faults, retries, dead letters, a replay, a reconciliation.
 
-    Deletes and rewrites only its own keys (ecommerce:orders, ecommerce:payments and their
-    retry, DLQ, stats and ledger keys). Exit code 0 when no message was lost, else 1.
+    Runs on the embedded Redis, or on the server --redis-url names. A URL that comes
+    only from REDRIVE_REDIS_URL (set for your own app, perhaps) is refused unless --yes.
+    Its keys live under its own prefix: streams demo:ecommerce:orders and
+    demo:ecommerce:payments (demo2:… while another demo runs on the same server), with
+    their retry, DLQ, stats and ledger keys; it deletes only those, and never keys it did
+    not create. Exit code 0 when no message was lost, else 1.
     """
     obj: CliContext = ctx.obj
+    _refuse_url_from_environment(ctx, yes=yes)
     url = ensure_url(obj.redis_url, obj.data_dir)
     config = DemoConfig(url, total, seed, workers, base_delay, timeout, replay=not no_replay)
-    if as_json:
-        report = run_demo(config)
-        click.echo(json.dumps(report.to_json()))
-    else:
-        console = Console()
-        if no_dashboard:
-            observer = ProgressObserver(Console(stderr=True))
-            with observer.bars:
-                report = run_demo(config, observer)
-        else:
-            from redrive.examples.ecommerce import STREAMS
-            from redrive.monitoring.live import DemoDashboard
-
-            streams = [stream for stream, _ in STREAMS]
-            with DemoDashboard(Console(stderr=True), url, streams) as dashboard:
-                report = run_demo(config, dashboard)
-        render(report, console)
+    client = sync_client(url)
+    try:
+        with DemoSlot(client) as slot:
+            report = _run(config, slot, as_json=as_json, no_dashboard=no_dashboard)
+    except (redis.RedisError, OSError) as exc:
+        raise DemoError(describe_error(exc, url)) from exc
+    finally:
+        client.close()
     ctx.exit(0 if report.lost == 0 else 1)
+
+
+def _refuse_url_from_environment(ctx: click.Context, *, yes: bool) -> None:
+    """A URL only in the environment may be the user's own app's server: ask for --yes."""
+    parent = ctx.parent
+    source = parent.get_parameter_source("redis_url") if parent is not None else None
+    if source is ParameterSource.ENVIRONMENT and not yes:
+        url = redact_url(str(parent.params["redis_url"])) if parent is not None else "?"
+        raise click.UsageError(
+            f"REDRIVE_REDIS_URL is set ({url}): the demo would write thousands of messages "
+            "there; pass --yes to run it on that server (under demo:* keys only), or unset "
+            "REDRIVE_REDIS_URL to use the embedded Redis",
+            ctx,
+        )
+
+
+def _run(config: DemoConfig, slot: DemoSlot, *, as_json: bool, no_dashboard: bool) -> DemoReport:
+    if as_json:
+        report = run_demo(config, slot=slot)
+        click.echo(json.dumps(report.to_json()))
+        return report
+    err = Console(stderr=True)
+    err.print(f"[dim]…[/dim] the demo's streams: {slot.prefix}ecommerce:orders, "
+              f"{slot.prefix}ecommerce:payments")  # fmt: skip
+    if no_dashboard:
+        observer = ProgressObserver(err)
+        with observer.bars:
+            report = run_demo(config, observer, slot)
+    else:
+        from redrive.monitoring.live import DemoDashboard
+
+        streams = [stream for stream, _ in demo_streams(slot.prefix)]
+        with DemoDashboard(err, config.redis_url, streams) as dashboard:
+            report = run_demo(config, dashboard, slot)
+        if not err.is_terminal:  # rich ends the last frame with a newline only on a terminal
+            err.line()
+    render(report, Console())
+    return report

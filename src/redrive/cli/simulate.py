@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from redrive.simulate.report import SimulationReport
-from redrive.simulate.runner import SimOptions, run_simulation
+from redrive.simulate.runner import SimOptions, SimulationInterrupted, run_simulation
 from redrive.simulate.scenario import SHIPPED, load_scenario
 
 COUNTERS = ("retried", "breaker_parked", "reclaimed", "fenced")
@@ -56,9 +56,9 @@ def render(report: SimulationReport, console: Console) -> None:
     console.print(table)
     _render_faults(report, console)
     late = report.lateness()
-    final = report.producer["final"]
+    final = ", ".join(f"{status} {count}" for status, count in report.producer["final"].items())
     console.print(
-        f"producer: {final}; retry lateness p50 {_fmt(late['p50_ms'])} ms, "
+        f"producer: {final or 'nothing sent'}; retry lateness p50 {_fmt(late['p50_ms'])} ms, "
         f"p99 {_fmt(late['p99_ms'])} ms over {late['retries']} retries"
     )
     for s in report.streams:
@@ -79,7 +79,7 @@ def _render_faults(report: SimulationReport, console: Console) -> None:
         return
     table = Table(title="faults")
     for col in ("kind", "count", "stranded", "recovery p50 s", "recovery max s", "unrecovered"):
-        table.add_column(col, justify="left" if col == "kind" else "right")
+        table.add_column(col, justify="left" if col == "kind" else "right", no_wrap=col == "kind")
     for kind, row in recovery.items():
         table.add_row(
             kind,
@@ -98,6 +98,11 @@ def _render_faults(report: SimulationReport, console: Console) -> None:
 @click.option("--messages", type=click.IntRange(min=2), help="Override the message count.")
 @click.option("--rate", type=click.FloatRange(min=0), help="Messages/s (0: as fast as possible).")
 @click.option("--workers", type=click.IntRange(1, 32), help="Override the worker count.")
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for the backlog to settle after the load (override).",
+)
 @click.option("--keep-logs", is_flag=True, help="Keep the workers' logs even when all is well.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.pass_context
@@ -108,6 +113,7 @@ def simulate(
     messages: int | None,
     rate: float | None,
     workers: int | None,
+    drain_timeout: float | None,
     keep_logs: bool,
     as_json: bool,
 ) -> None:
@@ -116,16 +122,28 @@ def simulate(
     Shipped scenarios: smoke, flaky-dependency, poison-storm, outage-and-recovery, chaos.
     The run uses its own private redis-server (appendfsync always) on a free loopback
     port, never --redis-url. Exit code 0 when nothing was lost, every duplicate is
-    explained by a fault and nothing is left pending; else 1.
+    explained by a fault and nothing is left pending; 1 if not; 2 for a bad scenario
+    (checked before anything starts). Ctrl-C or SIGTERM stops the workers and the
+    server and exits 130 or 143.
     """
     loaded = (
         load_scenario(scenario)
-        .with_overrides(seed=seed, messages=messages, rate=rate, workers=workers)
+        .with_overrides(
+            seed=seed, messages=messages, rate=rate, workers=workers, drain_timeout=drain_timeout
+        )
         .check()
     )
     err = Console(stderr=True)
     progress = None if as_json else (lambda text: err.print(f"[dim]…[/dim] {text}"))
-    report = run_simulation(loaded, SimOptions(keep_logs=keep_logs, progress=progress))
+    try:
+        options = SimOptions(keep_logs=keep_logs, progress=progress, stop_on_sigterm=True)
+        report = run_simulation(loaded, options)
+    except KeyboardInterrupt:
+        click.echo("interrupted: stopped the workers and the private redis-server", err=True)
+        ctx.exit(130)
+    except SimulationInterrupted as exc:
+        click.echo(f"interrupted by {exc}", err=True)
+        ctx.exit(128 + exc.signum)
     if as_json:
         click.echo(json.dumps(report.to_json()))
     else:

@@ -54,6 +54,7 @@ STREAMS = ((ORDERS, ORDERS_GROUP), (PAYMENTS, PAYMENTS_GROUP))
 ENV_BASE_DELAY = "REDRIVE_DEMO_BASE_DELAY"
 ENV_SEED = "REDRIVE_DEMO_SEED"
 ENV_BREAKER_OPEN = "REDRIVE_DEMO_BREAKER_OPEN"
+ENV_PREFIX = "REDRIVE_DEMO_PREFIX"  # put before both stream names by the module's ``app``
 
 MAX_QTY_IN_STOCK = 100
 CARD_LIMIT_CENTS = 1_000_000
@@ -247,5 +248,6 @@ def _gateway_attempt(msg: Message) -> int:
 
 
 #: The app ``redrive worker redrive.examples.ecommerce:app`` runs. Nothing is resolved at
-#: import: the Redis URL is chosen when the worker starts.
-app = build_app()
+#: import: the Redis URL is chosen when the worker starts. ``redrive demo`` sets
+#: ``REDRIVE_DEMO_PREFIX`` (``demo:``) so its workers read its own streams.
+app = build_app(prefix=os.environ.get(ENV_PREFIX, ""))

@@ -23,6 +23,7 @@ from typing import Any, cast
 from redis import exceptions as rex
 from redis.asyncio import Redis
 
+from redrive.errors import RedriveError
 from redrive.simulate.faults import CRASH_EXIT_CODE
 from redrive.simulate.proxy import Proxy
 from redrive.simulate.scenario import ChaosFault
@@ -33,9 +34,18 @@ from redrive.testing import RedisProcess
 log = logging.getLogger("redrive.simulate")
 
 RECOVERY_DEADLINE = 120.0
+#: A worker that exits this often in a row on its own, while Redis answers, cannot start
+#: (a bad environment, an import error): the run stops and shows why instead of looping.
+MAX_FAILED_STARTS = 3
+STARTUP_GRACE = 10.0  # seconds: a worker that ran longer did start
+START_FAILURE_CODES = (1, 2)  # an exception at import, a CLI error; not os._exit crashes
 POLL = 0.1
 RESET_EVERY = 0.25
 _ERRORS = (rex.RedisError, OSError)
+
+
+class WorkerStartError(RedriveError):
+    """A simulated worker cannot start: the run stops and says why."""
 
 
 @dataclass(slots=True)
@@ -102,17 +112,34 @@ class Chaos:
             event.healed = time.time()
 
     async def supervise(self, stop: asyncio.Event) -> None:
-        """Restart workers that died on their own (injected crashes) until ``stop``."""
+        """Restart workers that died on their own (injected crashes) until ``stop``.
+
+        Raises :class:`WorkerStartError` when one keeps exiting by itself while Redis is up.
+        """
         while not stop.is_set():
             for slot in self.pool.reap_crashed():
                 code = slot.exits[-1]
                 kind = "crash" if code == CRASH_EXIT_CODE else "worker_exit"
+                early = time.monotonic() - slot.started < STARTUP_GRACE
+                failed = code in START_FAILURE_CODES and early
+                slot.failed_starts = slot.failed_starts + 1 if failed else 0
+                if slot.failed_starts >= MAX_FAILED_STARTS and await self._redis_up():
+                    raise WorkerStartError(
+                        f"worker {slot.name} exited {slot.failed_starts} times in a row "
+                        f"(rc={code}) with Redis up: {self.pool.last_log_line(slot)}"
+                    )
                 stranded = await self._pending((slot.name,))
                 now = time.time()
                 event = FaultEvent(kind, now, now, (slot.name,), detail=f"rc={code}")
                 self._record(event, stranded)
                 self.pool.spawn(slot)
             await asyncio.sleep(POLL)
+
+    async def _redis_up(self) -> bool:
+        try:
+            return bool(await self.monitor.ping())
+        except _ERRORS:
+            return False  # a kill_redis fault: workers that cannot connect exit, and retry
 
     async def settle_watchers(self, timeout: float) -> None:
         """Wait (bounded) for the recovery measurements still running."""

@@ -101,6 +101,10 @@ class Proxy:
             self._links.discard(link)
             for w in link:
                 w.close()
+        except asyncio.CancelledError:
+            # close() cancels this connection's task; ending quietly keeps asyncio from
+            # logging a traceback per open connection (its callback reads the exception).
+            _abort(writer)
         finally:
             self._tasks.discard(task)
 

@@ -20,17 +20,20 @@ touched. Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
+from redrive.errors import RedriveError
 from redrive.examples.ecommerce import STREAMS
 from redrive.simulate.accounting import account
 from redrive.simulate.chaos import Chaos
@@ -52,6 +55,7 @@ STARTUP = 1.5  # seconds for the workers to import and connect before the load b
 TICK = 0.05
 QUIET_POLLS = 3
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,9 @@ class SimOptions:
     progress: Progress | None = None
     #: Extra environment of the workers (tests set ``REDRIVE_SIM_BROKEN`` this way).
     worker_env: Mapping[str, str] = field(default_factory=dict)
+    #: SIGTERM cancels the run (its processes stopped) and raises SimulationInterrupted;
+    #: the CLI sets it. Off for library callers, whose own SIGTERM handling stays theirs.
+    stop_on_sigterm: bool = False
 
 
 def run_simulation(scenario: Scenario, options: SimOptions | None = None) -> SimulationReport:
@@ -77,12 +84,53 @@ def _faults_enabled(plan: FaultPlan) -> bool:
     )
 
 
+class SimulationInterrupted(RedriveError):
+    """SIGTERM stopped the run; its workers, proxies and redis-server were stopped first."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        name = signal.Signals(signum).name
+        super().__init__(f"{name}: stopped the workers and the private redis-server")
+
+
 async def simulate(scenario: Scenario, options: SimOptions) -> SimulationReport:
-    """The asynchronous body of :func:`run_simulation`."""
+    """The asynchronous body of :func:`run_simulation`.
+
+    With ``options.stop_on_sigterm`` (the CLI), SIGTERM — like Ctrl-C, which
+    :func:`asyncio.run` already turns into a cancellation — cancels the run, so the
+    ``finally`` of :func:`_host` stops every process it started: nothing is orphaned,
+    not even a worker a fault had stopped with SIGSTOP.
+    """
+    task = asyncio.current_task()
+    received: list[int] = []
+
+    def on_sigterm() -> None:
+        received.append(signal.SIGTERM)
+        if task is not None:
+            task.cancel()
+
+    loop = asyncio.get_running_loop()
+    if options.stop_on_sigterm:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await _host(scenario, options)
+    except asyncio.CancelledError:
+        if received:
+            raise SimulationInterrupted(received[0]) from None
+        raise  # Ctrl-C: asyncio.run raises KeyboardInterrupt
+    finally:
+        if options.stop_on_sigterm:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _host(scenario: Scenario, options: SimOptions) -> SimulationReport:
+    """Start the private server, proxies and workers; stop them all, whatever happens."""
     say = options.progress or (lambda _text: None)
     log_dir = Path(tempfile.mkdtemp(prefix="redrive-sim-"))
     server = RedisProcess(options.redis_binary, appendonly=True, appendfsync="always")
-    await asyncio.to_thread(server.start)
+    # Blocking on purpose: a signal is handled only once it is started, so the finally
+    # below always knows whether there is a server to stop.
+    server.start()
     proxies = [Proxy("127.0.0.1", int(server.port or 0)) for _ in range(scenario.run.workers)]
     monitor = async_client(server.url, socket_timeout=5.0)
     pool: WorkerPool | None = None
@@ -114,7 +162,7 @@ async def simulate(scenario: Scenario, options: SimOptions) -> SimulationReport:
         await monitor.aclose()
         for proxy in proxies:
             await proxy.close()
-        await asyncio.to_thread(server.close)
+        server.close()
 
 
 async def _run(
@@ -135,9 +183,11 @@ async def _run(
     try:
         await asyncio.sleep(max(0.0, t0 - time.time()))
         say(f"publishing {scenario.run.messages} messages; {len(scenario.chaos)} faults")
-        await asyncio.gather(_produce(producer, scenario, t0), chaos.run(scenario.chaos, t0))
+        load = asyncio.gather(_produce(producer, scenario, t0), chaos.run(scenario.chaos, t0))
+        await _unless_supervisor_fails(load, supervisor)
         say("every fault healed; draining")
-        settled = await _drain(monitor, keys, scenario.run.drain_timeout)
+        drain = _drain(monitor, keys, scenario.run.drain_timeout)
+        settled = await _unless_supervisor_fails(drain, supervisor)
     finally:
         stop.set()
         await supervisor
@@ -166,6 +216,22 @@ async def _run(
         worker_exit_codes=codes,
         broken_build=bool(options.worker_env.get(ENV_BROKEN) or os.environ.get(ENV_BROKEN)),
     )
+
+
+async def _unless_supervisor_fails(work: Awaitable[T], supervisor: asyncio.Task[None]) -> T:
+    """Await ``work``; if the supervisor fails first (a worker that cannot start), cancel
+    ``work`` and raise the supervisor's error instead of waiting for a deadline."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task, supervisor}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this run is cancelled (Ctrl-C, SIGTERM): never leave it running
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task not in done:
+        supervisor.result()  # raises WorkerStartError
+    return task.result()
 
 
 def _producer_summary(producer: Producer) -> dict[str, Any]:

@@ -7,7 +7,8 @@ A scenario is a path or the name of one shipped with redrive (``smoke``,
   ``seed``, ``drain_timeout`` (s), ``batch`` (messages per XADD pipeline);
 - ``[handler]``: ``max_retries``, ``base_delay``, ``max_delay`` (s), ``visibility_timeout``
   (s), ``max_deliveries``, ``concurrency``, ``prefetch``, ``max_payload_bytes``,
-  ``breaker`` (true/false), ``breaker_open`` (s), ``breaker_min_calls``;
+  ``breaker`` (true/false), ``breaker_open`` (s), ``breaker_threshold`` (ratio),
+  ``breaker_window`` and ``breaker_min_calls`` (calls; min_calls <= window);
 - ``[input]``: weights of each input kind (see :mod:`redrive.simulate.traffic`);
 - ``[faults]``: steady injected rates for every stream, ``[faults.streams."<stream>"]``
   per stream (see :mod:`redrive.simulate.faults`);
@@ -17,6 +18,11 @@ A scenario is a path or the name of one shipped with redrive (``smoke``,
   :data:`CHAOS_KINDS`, ``at`` (s), ``duration`` (s), ``target`` (worker number, 1-based),
   ``restart`` (``same`` or ``new`` name, for ``kill_worker``), ``delay_ms``
   (``proxy_delay``).
+
+Every value is checked when the file is loaded, by the same constructors the workers
+use (:class:`~redrive.core.retry.RetryPolicy`, :class:`~redrive.core.breaker.BreakerPolicy`,
+:class:`~redrive.runtime.settings.HandlerSpec`): a bad scenario is refused with the file,
+the table and the cause (``redrive simulate`` exits 2) before any process starts.
 
 Example::
 
@@ -33,7 +39,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from redrive.core.breaker import BreakerPolicy
+from redrive.core.message import Message
+from redrive.core.retry import RetryPolicy
 from redrive.errors import ConfigError
+from redrive.examples.ecommerce import STREAMS
+from redrive.runtime.settings import HandlerSpec
 from redrive.simulate.faults import FaultPlan, FaultRates, Phase
 from redrive.simulate.traffic import DEFAULT_MIX, check_mix
 
@@ -80,7 +91,53 @@ class HandlerSettings:
     max_payload_bytes: int = 65536
     breaker: bool = True
     breaker_open: float = 1.0
+    breaker_threshold: float = 0.5
+    breaker_window: int = 50
     breaker_min_calls: int = 20
+
+    def __post_init__(self) -> None:
+        try:
+            HandlerSpec("sim:check", "check", _never_called, True, retry=self.retry_policy(),
+                        breaker=self.breaker_policy(), **self.spec_options())  # fmt: skip
+        except ConfigError as exc:
+            raise ConfigError(f"[handler] {exc}") from None
+
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy of both simulated services."""
+        return RetryPolicy(
+            max_retries=self.max_retries, base_delay=self.base_delay, max_delay=self.max_delay
+        )
+
+    def breaker_policy(self) -> BreakerPolicy | None:
+        """Their circuit breaker (``None`` when ``breaker = false``)."""
+        if not self.breaker:
+            return None
+        try:
+            return BreakerPolicy(
+                threshold=self.breaker_threshold,
+                window=self.breaker_window,
+                min_calls=self.breaker_min_calls,
+                open_seconds=self.breaker_open,
+            )
+        except ConfigError as exc:
+            raise ConfigError(
+                f"breaker: {exc} (breaker_threshold, breaker_window, breaker_min_calls, "
+                "breaker_open)"
+            ) from None
+
+    def spec_options(self) -> dict[str, Any]:
+        """The :class:`HandlerSpec` fields the scenario sets."""
+        return {
+            "visibility_timeout": self.visibility_timeout,
+            "max_deliveries": self.max_deliveries,
+            "prefetch": self.prefetch,
+            "max_payload_bytes": self.max_payload_bytes,
+            "concurrency": self.concurrency,
+        }
+
+
+async def _never_called(msg: Message) -> None:
+    """The handler of the spec built only to validate ``[handler]``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +211,7 @@ def load_scenario(name_or_path: str) -> Scenario:
         raise ConfigError(f"{path}: {exc}") from None
     try:
         return parse_scenario(data, default_name=path.stem).check()
-    except TypeError as exc:  # an unknown key in a table
+    except (ConfigError, TypeError, ValueError) as exc:  # say which file
         raise ConfigError(f"{path}: {exc}") from None
 
 
@@ -164,7 +221,7 @@ def parse_scenario(data: Mapping[str, Any], *, default_name: str = "scenario") -
                            "chaos"}  # fmt: skip
     if unknown:
         raise ConfigError(f"unknown scenario tables {sorted(unknown)}")
-    run = _table(RunSettings, data.get("run", {}))
+    run = _table(RunSettings, data.get("run", {}), "[run]")
     faults = dict(data.get("faults", {}))
     streams = faults.pop("streams", {})
     plan = FaultPlan(
@@ -173,25 +230,54 @@ def parse_scenario(data: Mapping[str, Any], *, default_name: str = "scenario") -
         streams={k: FaultRates.from_dict(v) for k, v in streams.items()},
         phases=tuple(_phase(p) for p in data.get("phase", [])),
     )
+    _check_streams(plan)
+    chaos = [_table(ChaosFault, c, "[[chaos]]") for c in data.get("chaos", [])]
     return Scenario(
         name=str(data.get("name", default_name)),
         description=str(data.get("description", "")),
         run=run,
-        handler=_table(HandlerSettings, data.get("handler", {})),
+        handler=_table(HandlerSettings, data.get("handler", {}), "[handler]"),
         mix=check_mix(data["input"]) if "input" in data else dict(DEFAULT_MIX),
         faults=plan,
-        chaos=tuple(sorted((ChaosFault(**c) for c in data.get("chaos", [])), key=lambda c: c.at)),
+        chaos=tuple(sorted(chaos, key=lambda c: c.at)),
     )
 
 
-def _table(kind: type[Any], values: Mapping[str, Any]) -> Any:
+#: annotation -> (accepted Python types, what to write instead)
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "int": ((int,), "an integer"),
+    "float": ((int, float), "a number"),
+    "str": ((str,), "a string"),
+    "bool": ((bool,), "true or false"),
+}
+
+
+def _table(kind: type[Any], values: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: expected a table, got {values!r}")
     names = {f.name for f in fields(kind)}
     unknown = set(values) - names
     if unknown:
-        raise ConfigError(
-            f"unknown keys {sorted(unknown)} for {kind.__name__}: use {sorted(names)}"
-        )
-    return kind(**values)
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}: use {sorted(names)}")
+    for f in fields(kind):
+        if f.name not in values:
+            continue
+        value, (allowed, wanted) = values[f.name], _TYPES.get(str(f.type), ((object,), "?"))
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ConfigError(f"{where}: {f.name} = {value!r}: use {wanted}")
+    try:
+        return kind(**values)
+    except TypeError as exc:  # a required key is missing
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_streams(plan: FaultPlan) -> None:
+    """Fault rates for a stream the simulation does not have would never apply."""
+    known = [stream for stream, _ in STREAMS]
+    named = [*plan.streams, *(p.stream for p in plan.phases if p.stream is not None)]
+    for stream in named:
+        if stream not in known:
+            raise ConfigError(f"faults for stream {stream!r}: use one of {', '.join(known)}")
 
 
 def _phase(raw: Mapping[str, Any]) -> Phase:

@@ -21,9 +21,7 @@ import random
 from dataclasses import asdict, replace
 from typing import Any
 
-from redrive.core.breaker import BreakerPolicy
 from redrive.core.message import Message
-from redrive.core.retry import RetryPolicy
 from redrive.examples.ecommerce import build_app
 from redrive.runtime.app import App, AppContext
 from redrive.runtime.settings import AsyncHandler, HandlerSpec, Middleware
@@ -51,31 +49,14 @@ def build_sim_app(environ: dict[str, str] | None = None) -> App:
     h = HandlerSettings(**config.get("handler", {}))
     worker = str(config.get("worker", "anonymous"))
     ledger = SimLedger(worker)
-    breaker = (
-        BreakerPolicy(open_seconds=h.breaker_open, min_calls=h.breaker_min_calls)
-        if h.breaker
-        else None
-    )
     app = build_app(
-        retry=RetryPolicy(
-            max_retries=h.max_retries, base_delay=h.base_delay, max_delay=h.max_delay
-        ),
-        breaker=breaker,
+        retry=h.retry_policy(),
+        breaker=h.breaker_policy(),
         seed=int(config.get("seed", 0)),
-        concurrency=h.concurrency,
         ledger=ledger,
         prefix=str(config.get("prefix", "")),
     )
-    app.specs = [
-        replace(
-            s,
-            visibility_timeout=h.visibility_timeout,
-            max_deliveries=h.max_deliveries,
-            prefetch=h.prefetch,
-            max_payload_bytes=h.max_payload_bytes,
-        )
-        for s in app.specs
-    ]
+    app.specs = [replace(s, **h.spec_options()) for s in app.specs]
     app.on_startup(ledger.connect)
     if env.get(ENV_BROKEN) == "ack-first":
         app.use(_ack_first(app, worker))

@@ -8,6 +8,7 @@ consumer name or a new one (``w2`` → ``w2r1``); every process is stopped by it
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -38,6 +39,8 @@ class Slot:
     renames: int = 0
     stopped: bool = False
     exits: list[int] = field(default_factory=list)
+    failed_starts: int = 0  # exits on its own in a row, soon after a start
+    started: float = 0.0  # time.monotonic() of the last spawn
 
     @property
     def alive(self) -> bool:
@@ -104,6 +107,23 @@ class WorkerPool:
                 start_new_session=True,  # signals reach this worker only
             )
         slot.stopped = False
+        slot.started = time.monotonic()
+
+    def last_log_line(self, slot: Slot) -> str:
+        """The last message ``slot``'s worker logged (JSON lines: their ``message``)."""
+        path = self.log_dir / f"{slot.name}.log"
+        try:
+            lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return f"no log ({path})"
+        if not lines:
+            return f"empty log ({path})"
+        try:
+            record = json.loads(lines[-1])
+            text = str(record.get("message", lines[-1])) if isinstance(record, dict) else lines[-1]
+        except json.JSONDecodeError:
+            text = lines[-1]
+        return f"{text.strip()} (log: {path})"
 
     def kill(self, slot: Slot) -> None:
         """SIGKILL ``slot``'s worker and reap it."""

@@ -1,0 +1,38 @@
+"""What the docs import from ``redrive`` is there (docs/monitoring.md: ``WorkerOptions``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import redrive
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_every_exported_name_exists() -> None:
+    missing = [name for name in redrive.__all__ if not hasattr(redrive, name)]
+    assert missing == []
+    assert {"App", "AppContext", "WorkerOptions", "RetryPolicy", "Message"} <= set(redrive.__all__)
+
+
+def test_worker_options_from_the_package_turn_metrics_off() -> None:
+    options = redrive.WorkerOptions(metrics=False)
+    assert options.metrics is False
+    with pytest.raises(redrive.ConfigError, match="block_ms"):
+        redrive.WorkerOptions(block_ms=0)
+
+
+def test_names_the_docs_import_from_redrive_exist() -> None:
+    imported = {
+        name.strip()
+        for page in PAGES
+        for names in re.findall(r"from redrive import ([\w, ]+)", page.read_text())
+        for name in names.split(",")
+    }
+    assert "WorkerOptions" in redrive.__all__
+    assert imported, "the docs import nothing from redrive?"
+    assert sorted(n for n in imported if n not in redrive.__all__ and n != "dlq") == []
