@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 from redrive.errors import ConfigError, StoreError
 from redrive.runtime.app import AppContext
 from redrive.runtime.consumer import Consumer
+from redrive.runtime.liveness import NameLease
 from redrive.runtime.settings import WorkerOptions
 from redrive.store.connection import (
     async_client,
@@ -46,8 +47,12 @@ class Worker:
         timeout = self.options.block_ms / 1000 + 10
         client = async_client(url, socket_timeout=timeout)
         reader = async_client(url, socket_timeout=None)
+        lease = NameLease(client, self.options.consumer)
+        keeper: asyncio.Task[None] | None = None
         try:
             await ping(client, url)
+            await lease.claim()
+            keeper = asyncio.create_task(lease.keep(), name="consumer name lease")
             consumers = [
                 Consumer(s, self.options, client, reader, self.app.middleware)
                 for s in self.app.specs
@@ -72,6 +77,9 @@ class Worker:
                 for hook in self.app.shutdown:
                     await hook(ctx)
         finally:
+            if keeper is not None:
+                keeper.cancel()
+                await lease.release()
             await reader.aclose()
             await client.aclose()
 

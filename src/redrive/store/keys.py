@@ -17,6 +17,13 @@ from redrive.errors import ConfigError
 PREFIX = "redrive:"
 STREAMS_INDEX = PREFIX + "streams"  # set of source streams that have consumers
 AUDIT = PREFIX + "audit"
+
+
+def consumer_lease(name: str) -> str:
+    """String key held by the live worker that uses consumer name ``name``."""
+    return f"{PREFIX}consumer:{name}"
+
+
 AUDIT_MAXLEN = 100_000  # approximate cap of the audit streams
 
 

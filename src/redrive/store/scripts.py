@@ -28,6 +28,7 @@ NAMES = (
     "retire",
     "replay",
     "purge",
+    "heartbeat",
 )
 
 
@@ -72,6 +73,7 @@ class Scripts:
         self.retire = self.by_name["retire"]
         self.replay = self.by_name["replay"]
         self.purge = self.by_name["purge"]
+        self.heartbeat = self.by_name["heartbeat"]
 
     async def load_all(self, client: Redis) -> None:
         """SCRIPT LOAD every script (at start and after a reconnect)."""
