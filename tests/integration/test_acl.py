@@ -145,8 +145,7 @@ async def test_the_monitor_records_health_alerts_and_reads_past_foreign_index_en
     acl_server: RedisProcess, admin: redis.asyncio.Redis
 ) -> None:
     stream = "shop:alerts"
-    await seed(admin, stream, 3)
-    await admin.xgroup_create(stream, "orders", id="0", mkstream=True)
+    await seed(admin, stream, 3)  # and the group "orders", as a worker would have
     await admin.sadd(keys.STREAMS_INDEX, stream, "billing:invoices")  # outside ~shop:*
     await admin.execute_command("ACL", "LOG", "RESET")
     url = url_of(acl_server, "monitor")

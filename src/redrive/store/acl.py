@@ -42,6 +42,8 @@ _WORKER = (
     "xreadgroup", "xack", "xadd", "xdel", "xclaim", "xautoclaim", "xtrim",
     "xgroup|create", "xgroup|createconsumer", "xgroup|delconsumer",
     "zadd", "zrem", "hincrby", "hdel", "hset", "expire", "sadd",
+    # the consumer name lease (runtime/liveness.py, the heartbeat script)
+    "get", "set", "pttl",
 )  # fmt: skip
 _TRANSACTIONS = ("multi", "exec", "watch", "unwatch", "discard")
 _OPERATOR = (*_WORKER, *_TRANSACTIONS, "del")

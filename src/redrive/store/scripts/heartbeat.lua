@@ -11,7 +11,7 @@
 local key, op, token, ttl = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 local holder = redis.call('GET', key)
 if op == 'release' then
-  if holder == token then redis.call('DEL', key); return {1} end
+  if holder == token then redis.call('EXPIRE', key, 0); return {1} end  -- 0: deleted
   return {0}
 end
 if holder == token or not holder or (op == 'take' and holder == ARGV[4]) then
