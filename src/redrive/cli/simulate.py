@@ -44,6 +44,8 @@ def render(report: SimulationReport, console: Console) -> None:
         ("duplicates (explained)", [str(len(s.duplicates)) for s in report.streams]),
         ("unexplained duplicates",
          [_red_unless_zero(s.unexplained_duplicates) for s in report.streams]),
+        ("re-runs of own finished work",
+         [_red_unless_zero(s.rerun_own_finished) for s in report.streams]),
         ("unexpected ids", [_red_unless_zero(len(s.unexpected)) for s in report.streams]),
         ("pending left", [_red_unless_zero(s.pending) for s in report.streams]),
         *((f"workers: {name}", [str(s.counters.get(name, 0)) for s in report.streams])
@@ -69,7 +71,8 @@ def render(report: SimulationReport, console: Console) -> None:
     verdict = "[bold green]OK[/]" if report.ok else "[bold red]FAILED[/]"
     console.print(
         f"{verdict} — lost {report.lost}, unexplained duplicates "
-        f"{report.unexplained_duplicates}, pending {report.pending}; {report.seconds:.1f} s"
+        f"{report.unexplained_duplicates}, re-runs of own finished work "
+        f"{report.rerun_own_finished}, pending {report.pending}; {report.seconds:.1f} s"
     )
 
 

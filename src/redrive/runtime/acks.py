@@ -67,11 +67,14 @@ def take(c: Consumer) -> Batch:
             source.acks = []
     if c.outbox:
         batch.moves, c.outbox = c.outbox, []
+    if batch:
+        c.in_flight.append(batch)  # until settled or given back: see ``settling``
     return batch
 
 
 def give_back(c: Consumer, batch: Batch) -> None:
     """Return a batch whose outcome is unknown, to be sent again."""
+    _landed(c, batch)
     for source, ids in batch.acks:
         source.acks[:0] = ids
     c.outbox[:0] = batch.moves
@@ -96,11 +99,30 @@ def settling(c: Consumer, source: Source) -> set[bytes]:
     """
     ids = set(source.acks)
     ids.update(m.entry_id for m in c.outbox if m.source is source)
+    for batch in c.in_flight:  # taken for a round trip whose reply has not come yet
+        for acked, batch_ids in batch.acks:
+            if acked is source:
+                ids.update(batch_ids)
+        ids.update(m.entry_id for m in batch.moves if m.source is source)
     return ids
+
+
+def _landed(c: Consumer, batch: Batch) -> None:
+    for i, sent in enumerate(c.in_flight):
+        if sent is batch:
+            del c.in_flight[i]
+            return
 
 
 async def settle(c: Consumer, batch: Batch, results: list[Any]) -> None:
     """Count the outcome of each call; re-run calls that met NOSCRIPT."""
+    try:
+        await _settle(c, batch, results)
+    finally:
+        _landed(c, batch)  # anything unsettled is queued again by now
+
+
+async def _settle(c: Consumer, batch: Batch, results: list[Any]) -> None:
     n = len(batch.acks)
     for (source, ids), reply in zip(batch.acks, results[:n], strict=True):
         result = reply
@@ -112,20 +134,21 @@ async def settle(c: Consumer, batch: Batch, results: list[Any]) -> None:
             log.error("ack of %d entries on %s failed: %s", len(ids), source.key, result)
             source.acks[:0] = ids
             continue
-        _count(c, source, result)
+        _count(c, source, ids, result)
     for move, reply in zip(batch.moves, results[n:], strict=True):
         result = reply
         if isinstance(reply, NoScriptError):
             result = await move.script(c.client, move.keys, move.args)
         if isinstance(result, Exception):
-            await c.on_response_error(result)  # NOGROUP recreates the group, else raises
             c.outbox.append(move)  # sent again next round trip
+            await c.on_response_error(result)  # NOGROUP recreates the group, else raises
             continue
         move.done(result)
 
 
-def _count(c: Consumer, source: Source, result: list[Any]) -> None:
+def _count(c: Consumer, source: Source, ids: list[bytes], result: list[Any]) -> None:
     _, fenced, gone = result
+    source.remember_acked(ids)
     if fenced:
         c.stats.fenced += len(fenced)
         log.warning(

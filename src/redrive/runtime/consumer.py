@@ -80,6 +80,7 @@ class Consumer:
         self.draining = False
         self.need_own_pending = True
         self.outbox: list[acks.Move] = []  # failure moves waiting for the next round trip
+        self.in_flight: list[acks.Batch] = []  # sent, reply not yet read
         self.run_id: str | None = None  # the server's: tells a restart from a deleted group
         # Plain flags beside the events: the lanes test a bool per message instead of
         # calling Event.set() (a method call per message is measurable on the hot path).

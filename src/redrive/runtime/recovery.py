@@ -64,6 +64,12 @@ async def _admit(
             continue  # still being handled in this process (a reconnect, not a crash)
         if entry_id in settling:
             continue  # handled here, its ack or move goes out next: never run it again
+        if entry_id in source.acked:
+            # Acked before, and pending again: Redis lost the ack (restarted from an AOF
+            # a second behind). Ack it again instead of running it again.
+            source.acks.append(entry_id)
+            acks.wanted(c)
+            continue
         before = counts.get(entry_id, 1) - 1  # deliveries before this one, none with an outcome
         if fields is None:
             await moves.trimmed(c, source, entry_id)

@@ -39,6 +39,7 @@ class Outcome:
     consumer: str
     reason: str = "succeeded"
     error_type: str = ""
+    process: str = ""  # consumer/pid/attempt of a success: one delivery run twice
 
 
 @dataclass(slots=True)
@@ -66,6 +67,11 @@ class StreamAccount:
         """Duplicates no fault window explains."""
         return sum(1 for d in self.duplicates if d["explained_by"] is None)
 
+    @property
+    def rerun_own_finished(self) -> int:
+        """Extra successes of a message by the process that had already finished it."""
+        return sum(d.get("rerun_own_finished", 0) for d in self.duplicates)
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
@@ -82,6 +88,7 @@ class StreamAccount:
             "lost_messages": self.lost,
             "duplicates": len(self.duplicates),
             "unexplained_duplicates": self.unexplained_duplicates,
+            "rerun_own_finished": self.rerun_own_finished,
             "duplicate_messages": self.duplicates[:100],
             "unexpected": self.unexpected,
             "outcomes_by_kind": {k: dict(v) for k, v in sorted(self.by_kind.items())},
@@ -167,7 +174,11 @@ def _outcomes(client: redis.Redis, k: StreamKeys) -> dict[str, list[Outcome]]:
     """origin id → its successes (effects log) and dead letters (this group's), by time."""
     out: dict[str, list[Outcome]] = defaultdict(list)
     for _, f in entries(client, effects_key(k.stream)):
-        out[f[b"id"].decode()].append(Outcome(int(f[b"t"]), f[b"w"].decode()))
+        worker = f[b"w"].decode()
+        # One process's run of one attempt: two successes of the same attempt by one
+        # process are the same delivery run twice (a retry after a lost reply is not).
+        process = f"{worker}/{f.get(b'p', b'?').decode()}/{f.get(b'a', b'?').decode()}"
+        out[f[b"id"].decode()].append(Outcome(int(f[b"t"]), worker, process=process))
     ledger = read_ledger(client, ledger_key(k.stream))
     for entry_id, count in ledger.items():  # the ledger and the log are written together
         missing = count - len(out.get(entry_id, ()))
@@ -195,12 +206,16 @@ def _duplicate(
 ) -> dict[str, Any]:
     first = found[0].at_ms / 1000
     who = {o.consumer for o in found}
+    runs = Counter(o.process for o in found if o.reason == "succeeded" and o.process)
     return {
         "id": entry_id,
         "sim_id": sim_id,
         "outcomes": [o.reason for o in found],
         "consumers": sorted(who),
         "explained_by": explain(first, who, events, slack),
+        # Successes beyond the first by one and the same process: it re-ran work it had
+        # finished (no kill or stop interrupts a run inside one process's life).
+        "rerun_own_finished": sum(n - 1 for n in runs.values()),
     }
 
 

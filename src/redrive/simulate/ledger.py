@@ -1,7 +1,7 @@
 """What simulated workers record in Redis, with their own client, for the reconciliation.
 
 - the ledger (``HINCRBY``, the same hash the demo uses: origin id → successes), and an
-  effects log (one stream entry per success: id, worker, time, attempt), written in one
+  effects log (one stream entry per success: id, worker, pid, time, attempt), written in one
   MULTI so they always agree; the log's times let a duplicate be matched to a fault;
 - the lateness of every retry delivery (handler start minus ``redrive-due-ms``) in a
   side hash, so the report can give retry lateness p50/p99.
@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Any
 
@@ -61,7 +62,7 @@ class SimLedger:
             pipe.hincrby(ledger_key(msg.stream), msg.id, 1)
             pipe.xadd(
                 effects_key(msg.stream),
-                {"id": msg.id, "w": self.worker, "t": now_ms, "a": msg.attempt},
+                {"id": msg.id, "w": self.worker, "p": os.getpid(), "t": now_ms, "a": msg.attempt},
             )
             await pipe.execute()
 

@@ -58,14 +58,25 @@ class SimulationReport:
         return sum(s.unexplained_duplicates for s in self.streams)
 
     @property
+    def rerun_own_finished(self) -> int:
+        """Messages a process ran again after it had finished them: must be 0."""
+        return sum(s.rerun_own_finished for s in self.streams)
+
+    @property
     def pending(self) -> int:
         """Messages still unsettled after the drain: must be 0."""
         return sum(s.pending for s in self.streams)
 
     @property
     def ok(self) -> bool:
-        """The verdict: nothing lost, every duplicate explained, nothing pending."""
-        return self.lost == 0 and self.unexplained_duplicates == 0 and self.pending == 0
+        """The verdict: nothing lost, every duplicate explained (none a process re-running
+        its own finished work), nothing pending."""
+        return (
+            self.lost == 0
+            and self.unexplained_duplicates == 0
+            and self.rerun_own_finished == 0
+            and self.pending == 0
+        )
 
     def lateness(self) -> dict[str, float | int | None]:
         """Retry lateness (ms after ``redrive-due-ms`` that a retry started)."""
@@ -103,6 +114,7 @@ class SimulationReport:
             "lost": self.lost,
             "unexplained_duplicates": self.unexplained_duplicates,
             "duplicates": sum(len(s.duplicates) for s in self.streams),
+            "rerun_own_finished": self.rerun_own_finished,
             "pending": self.pending,
             "produced": self.produced,
             "settled": self.settled,
