@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio
@@ -122,3 +123,45 @@ async def test_the_library_logs_a_warning_unless_told_where_to_report(
     assert [m.getMessage() for m in caplog.records] == told, "the same one line"
     assert len(told) == 1 and keys.dlq(bad) in told[0]
     assert stats.total == 3
+
+
+async def test_an_audit_key_or_target_of_another_type_refuses_before_anything_moves(
+    own_db: tuple[str, redis.asyncio.Redis],
+    redis_url: str,
+    streams: tuple[str, str, str],
+    tmp_path: Path,
+) -> None:
+    """replay.lua and purge.lua delete, then write the audit trail: a trail of another
+    type would fail them after the delete, and "error" would be said of a done change."""
+    url, r = own_db
+    good, _, group = streams
+    trail, target = keys.audit_trail(good), f"{good}:target"
+    archive = tmp_path / "dlq.jsonl"
+    assert (await cli(url, "dlq", "export", good, "-o", str(archive)))[0] == 0
+    await r.set(trail, BAD_VALUE)
+    await r.set(target, BAD_VALUE)
+    before = await r.xrange(keys.dlq(good))
+
+    runs = [(["replay", good, "--all"], trail), (["purge", good, "--all", "--yes"], trail),
+            (["replay", good, "--all", "--to", target], target)]  # fmt: skip
+    for argv, key in runs:
+        _refused(await cli(url, "dlq", *argv), key)
+    if url != redis_url:  # a database of our own: its global audit stream may be broken
+        await r.delete(keys.AUDIT)
+        await r.set(keys.AUDIT, BAD_VALUE)
+        try:
+            imported = await cli(url, "dlq", "import", str(archive), "--allow-duplicates")
+            _refused(imported, keys.AUDIT)
+        finally:
+            await r.delete(keys.AUDIT)
+    assert await r.xrange(keys.dlq(good)) == before, "nothing moved, deleted or imported"
+    assert not await r.exists(keys.retry_stream(good, group))
+    assert await r.get(trail) == BAD_VALUE and await r.get(target) == BAD_VALUE
+
+
+def _refused(result: tuple[int, str, str], key: str) -> None:
+    code, out, err = result
+    assert code == 2 and not out.strip(), (out, err)
+    assert err.strip().splitlines() == [err.strip()], err
+    assert f"{key} is a string, not a stream: nothing" in err, err
+    assert f"RENAMENX '{key}'" in err, err

@@ -183,6 +183,7 @@ async def import_records(
     streams = sorted({r.stream for r in records})
     # Before any write: a MULTI/EXEC batch runs its other XADDs when one fails (WRONGTYPE).
     await require_streams(client, streams, "nothing was imported")
+    await audit.require_trails(client, [])  # the import's record goes to redrive:audit
     seen = set() if allow_duplicates else await _present(client, streams)
     fresh: list[Record] = []
     for record in records:

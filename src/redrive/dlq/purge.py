@@ -52,6 +52,7 @@ async def plan_purge(
     # An --id in no DLQ, or in two, raises here; so does a named DLQ that is not a stream.
     async for entry in select(client, flt, on_skip=on_skip):
         chosen.entries.append(entry)
+    await audit.require_trails(client, list(chosen.by_stream()))  # refused before "Delete?"
     return chosen
 
 
@@ -66,6 +67,7 @@ async def purge(
         if input(f"delete {chosen.count}? ") == "y":
             await purge(client, chosen)
     """
+    await audit.require_trails(client, list(chosen.by_stream()))
     op = audit.Operation.start("purge", by=by, note=note)
     deleted = 0
     try:

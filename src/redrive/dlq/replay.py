@@ -32,7 +32,7 @@ from redis.exceptions import ResponseError
 
 from redrive.core.records import MAX_HISTORY
 from redrive.dlq import audit, canary
-from redrive.dlq.model import DeadLetter
+from redrive.dlq.model import DeadLetter, WrongTypeError, key_types, wrong_type
 from redrive.dlq.query import Filter, OnSkip, UnknownIdError, select
 from redrive.dlq.ratelimit import TokenBucket
 from redrive.errors import ConfigError
@@ -186,9 +186,9 @@ async def plan(
 
 async def _check_targets(client: Redis, report: ReplayReport, options: ReplayOptions) -> None:
     for target in sorted({t for _, t in report.planned}):
-        kind = await client.type(target)
-        if kind not in (b"none", b"stream", "none", "stream"):
-            raise ConfigError(f"target {target!r} is a {kind!r}, not a stream")
+        [kind] = await key_types(client, [target])
+        if kind not in ("none", "stream"):
+            raise WrongTypeError(wrong_type(target, kind, "nothing replayed"))
     if options.to is not None:
         return
     # A retry stream is read only by its group: without the group, a replayed entry would
@@ -252,6 +252,7 @@ async def replay(
     report = await plan(client, flt, options, on_skip)
     if options.dry_run or not report.planned:
         return report
+    await audit.require_trails(client, [e.stream for e, _ in report.planned])
     op = audit.Operation.start("replay", by=options.by, note=options.note)
     report.op = op.op
     try:
