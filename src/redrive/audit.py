@@ -29,6 +29,7 @@ from typing import Any, cast
 
 import redis
 
+from redrive.dlq.model import WrongTypeError, wrong_type
 from redrive.errors import ConfigError
 from redrive.reconcile import entries, unpack_strings
 from redrive.store.keys import StreamKeys
@@ -88,8 +89,11 @@ def audit_stream(client: redis.Redis, stream: str, group: str | None = None) -> 
     """Audit ``stream`` for ``group``, or for every group it has.
 
     Raises :class:`~redrive.errors.ConfigError` when ``group`` is not a group of
-    ``stream`` (an audit of a group that does not exist would count every entry unread).
+    ``stream`` (an audit of a group that does not exist would count every entry unread),
+    and :class:`~redrive.dlq.WrongTypeError` when one of the keys it reads holds another
+    type (``dlq:{S}`` a string, say): what is in it could not be counted.
     """
+    _check_types(client, [(stream, "stream")])
     names = groups_of(client, stream)
     if group is None:
         return [audit_group(client, StreamKeys.of(stream, name)) for name in names]
@@ -103,8 +107,19 @@ def audit_stream(client: redis.Redis, stream: str, group: str | None = None) -> 
     return [audit_group(client, StreamKeys.of(stream, group))]
 
 
+def _check_types(client: redis.Redis, wanted: list[tuple[str, str]]) -> None:
+    pipe = client.pipeline(transaction=False)
+    for name, _ in wanted:
+        pipe.type(name)
+    for (name, expected), kind in zip(wanted, pipe.execute(), strict=True):
+        if _s(kind) not in (expected, "none"):
+            outcome = "the audit cannot count what it holds"
+            raise WrongTypeError(wrong_type(name, _s(kind), outcome, expected))
+
+
 def audit_group(client: redis.Redis, k: StreamKeys) -> GroupAudit:
     """Audit one (stream, group); see the module docstring."""
+    _check_types(client, [(k.retry, "stream"), (k.due, "zset"), (k.dlq, "stream")])
     out = GroupAudit(k.stream, k.group)
     ids = [_s(entry_id) for entry_id, _ in entries(client, k.stream)]
     present = set(ids)

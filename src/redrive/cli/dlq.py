@@ -1,7 +1,9 @@
 """``redrive dlq list|show|stats|replay|purge|delete|export|import`` — thin over redrive.dlq.
 
 Exit codes: 0 done, 1 nothing matched (or a canary died), 2 bad input or Redis error,
-130 a replay interrupted with Ctrl-C. Rendering lives in :mod:`redrive.cli.dlq_render`.
+130 a replay interrupted with Ctrl-C. A DLQ of the index that is not a stream is one
+warning line on stderr (:func:`_warn`), not a failure. Rendering lives in
+:mod:`redrive.cli.dlq_render`.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ def _run(obj: CliContext, /, work: Callable[[Redis], Awaitable[T]]) -> T:
             raise StoreError(describe_error(exc, url)) from exc
 
     return asyncio.run(main())
+
+
+def _warn(message: str) -> None:
+    """One line on stderr for a DLQ that was skipped (the others are still shown)."""
+    click.echo(f"warning: {message}", err=True)
 
 
 def _nothing(what: str) -> None:
@@ -115,6 +122,9 @@ def dlq() -> None:
 
     Dead letters are named STREAM@ID (ids repeat across streams); tables print that
     form, and every --id and `show` accept it. Exit 1 when nothing matched.
+
+    A dlq:{STREAM} that is not a stream is skipped with a warning on stderr, or, when
+    the command names that STREAM, refused (exit 2, nothing read or changed).
     """
 
 
@@ -133,7 +143,9 @@ def list_(obj: CliContext, /, limit: int, cursor: str | None, redact: str | None
     A table on a terminal, tab-separated lines when piped, JSON lines with --json.
     """
     flt = build_filter(params)
-    page = _run(obj, lambda c: lib.list_dead_letters(c, flt, limit=limit, cursor=cursor))
+    page = _run(
+        obj, lambda c: lib.list_dead_letters(c, flt, limit=limit, cursor=cursor, on_skip=_warn)
+    )
     if not page.entries:
         _nothing("list")
     rows = [
@@ -163,7 +175,7 @@ def show(obj: CliContext, /, ref: str, streams: tuple[str, ...], redact: str | N
     STREAM@ID or --stream.
     """
     flt = lib.Filter(streams=streams, ids=(ref,))  # checks the names before any I/O
-    [entry] = _run(obj, lambda c: lib.by_ids(c, flt))
+    [entry] = _run(obj, lambda c: lib.by_ids(c, flt, on_skip=_warn))
     out = view.detail(entry, redact=_redact(redact), show_payload=show_payload)
     if as_json:
         emit_json(out)
@@ -179,7 +191,7 @@ def show(obj: CliContext, /, ref: str, streams: tuple[str, ...], redact: str | N
 def stats(obj: CliContext, /, top: int, as_json: bool, **params: Any) -> None:
     """Counts per stream, reason, error type and error fingerprint (first/last seen)."""
     flt = build_filter(params)
-    result = _run(obj, lambda c: lib.dlq_stats(c, flt))
+    result = _run(obj, lambda c: lib.dlq_stats(c, flt, on_skip=_warn))
     if as_json:
         emit_json(result.to_json())
     else:
@@ -251,7 +263,7 @@ async def _replay_until_ctrl_c(
     with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
         loop.add_signal_handler(signal.SIGINT, first_ctrl_c)
     try:
-        return await lib.replay(client, flt, options, progress, stop=stop)
+        return await lib.replay(client, flt, options, progress, stop=stop, on_skip=_warn)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
 
@@ -294,7 +306,7 @@ def purge(obj: CliContext, /, everything: bool, yes: bool, note: str, as_json: b
           **params: Any) -> None:  # fmt: skip
     """Delete dead letters (asks first, showing the exact count; every purge is audited)."""
     flt = build_filter(params)
-    chosen = _run(obj, lambda c: lib.plan_purge(c, flt, everything=everything))
+    chosen = _run(obj, lambda c: lib.plan_purge(c, flt, everything=everything, on_skip=_warn))
     if not chosen.count:
         _nothing("purge")
     where = ", ".join(f"{s}: {n}" for s, n in chosen.by_stream().items())
@@ -330,7 +342,7 @@ def export(obj: CliContext, /, output: Path | None, force: bool, **params: Any) 
         output = None  # "-o -": stdout, as click's own file options read it
     if output is not None:
         lib.check_output(output, force=force)  # before any I/O: fail fast, change nothing
-    lines = list(_run(obj, lambda c: lib.export_lines(c, flt)))
+    lines = list(_run(obj, lambda c: lib.export_lines(c, flt, on_skip=_warn)))
     if not lines:
         _nothing("export")
     if output is None:

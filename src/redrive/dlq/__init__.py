@@ -31,12 +31,13 @@ from redrive.dlq.export_import import (
 )
 from redrive.dlq.fingerprint import compute as compute_fingerprint
 from redrive.dlq.fingerprint import fingerprint, normalise_message
-from redrive.dlq.model import DeadLetter, connect
+from redrive.dlq.model import DeadLetter, WrongTypeError, connect
 from redrive.dlq.purge import PurgePlan, plan_purge, purge
 from redrive.dlq.query import (
     AmbiguousIdError,
     Filter,
     FilterMismatchError,
+    OnSkip,
     Page,
     UnknownIdError,
     UnknownStreamError,
@@ -69,6 +70,7 @@ __all__ = [
     "ImportFileError",
     "ImportResult",
     "Moved",
+    "OnSkip",
     "Operation",
     "Page",
     "PurgePlan",
@@ -79,6 +81,7 @@ __all__ = [
     "TokenBucket",
     "UnknownIdError",
     "UnknownStreamError",
+    "WrongTypeError",
     "apply_retention",
     "by_ids",
     "check_output",

@@ -7,6 +7,10 @@ Two levels, both streams:
 - ``redrive:audit:{S}`` — one record per moved entry (replay) or per deleted batch
   (purge), written by the same Lua call that moves or deletes, so the trail can never
   miss a change that happened (nor record one that did not).
+
+Both are checked (:func:`require_trails`) before anything moves: a Lua call that has
+deleted cannot take the delete back when its audit XADD then fails on a key of another
+type, and the operator would be told "error" about a change that did happen.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from redrive.dlq.model import WrongTypeError, key_types, wrong_type
 from redrive.store import keys
 from redrive.store.keys import AUDIT_MAXLEN
 
@@ -60,6 +65,16 @@ class Operation:
         fields = ["op", self.op, "action", self.action, "by", self.by]
         fields += ["ts-ms", str(int(time.time() * 1000))]
         return fields + (["note", self.note] if self.note else [])
+
+
+async def require_trails(client: Redis, streams: Sequence[str]) -> None:
+    """Raise :class:`~redrive.dlq.WrongTypeError` unless ``redrive:audit`` and the
+    ``redrive:audit:{S}`` of each of ``streams`` are streams (or missing)."""
+    names = [keys.AUDIT, *(keys.audit_trail(s) for s in sorted(set(streams)))]
+    for name, kind in zip(names, await key_types(client, names), strict=True):
+        if kind not in ("stream", "none"):
+            outcome = "nothing changed, as every change is recorded there"
+            raise WrongTypeError(wrong_type(name, kind, outcome))
 
 
 async def record(

@@ -76,10 +76,14 @@ async def watch(
     while waiting:
         still: list[Canary] = []
         for canary in waiting:
-            if await _died(client, canary, marks.get(canary.stream, "0-0")):
-                result.died.append(canary.dlq_id)
-            elif await _in_flight(client, canary):
+            # In flight first, dead second: a worker dead-letters a retry in one step
+            # (out of the retry stream, into the DLQ), so one that is no longer in flight
+            # is already in the DLQ if it died. The other order read "not dead yet", then
+            # "not in flight": a canary that died in between counted as a success.
+            if await _in_flight(client, canary):
                 still.append(canary)
+            elif await _died(client, canary, marks.get(canary.stream, "0-0")):
+                result.died.append(canary.dlq_id)
             else:
                 result.succeeded.append(canary.dlq_id)
         waiting = still

@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 
 from redrive.dlq import audit
 from redrive.dlq.model import DeadLetter, Pair, scan
-from redrive.dlq.query import Filter, select
+from redrive.dlq.query import Filter, OnSkip, require_streams, select
 from redrive.errors import ConfigError, RedriveError
 from redrive.store import keys
 
@@ -75,9 +75,12 @@ def to_line(entry: DeadLetter) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
-async def export_lines(client: Redis, flt: Filter) -> Iterator[str]:
-    """Export lines of the dead letters ``flt`` selects (collected, then yielded)."""
-    return iter([to_line(entry) async for entry in select(client, flt)])
+async def export_lines(
+    client: Redis, flt: Filter, *, on_skip: OnSkip | None = None
+) -> Iterator[str]:
+    """Export lines of the dead letters ``flt`` selects (collected, then yielded); a DLQ
+    of the index that is not a stream is skipped, and ``on_skip`` told."""
+    return iter([to_line(entry) async for entry in select(client, flt, on_skip=on_skip)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +169,9 @@ async def import_records(
     allow_duplicates: bool = False,
 ) -> ImportResult:
     """Append ``records`` to their DLQs (one MULTI/EXEC per batch), skipping the ones
-    already there unless ``allow_duplicates`` (see the module docstring).
+    already there unless ``allow_duplicates`` (see the module docstring). A target DLQ
+    that holds another type than a stream refuses the whole import
+    (:class:`~redrive.dlq.WrongTypeError`), before anything is written.
 
     Example::
 
@@ -175,7 +180,11 @@ async def import_records(
     """
     op = audit.Operation.start("import", by=by)
     result = ImportResult()
-    seen = set() if allow_duplicates else await _present(client, {r.stream for r in records})
+    streams = sorted({r.stream for r in records})
+    # Before any write: a MULTI/EXEC batch runs its other XADDs when one fails (WRONGTYPE).
+    await require_streams(client, streams, "nothing was imported")
+    await audit.require_trails(client, [])  # the import's record goes to redrive:audit
+    seen = set() if allow_duplicates else await _present(client, streams)
     fresh: list[Record] = []
     for record in records:
         mark = (record.stream, identity(record.pairs))

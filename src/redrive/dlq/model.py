@@ -18,7 +18,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from redrive.core.codec import META_PREFIX
-from redrive.errors import ConfigError
+from redrive.errors import ConfigError, StoreError
 from redrive.store import keys
 from redrive.store.connection import async_client
 
@@ -26,6 +26,39 @@ Pair = tuple[bytes, bytes]
 PAGE = 500
 STREAM_ID = re.compile(r"^\d+(-\d+)?$")
 REF_HELP = "an id like 1700000000000-0, or STREAM@ID (ecommerce:orders@1700000000000-0)"
+
+
+class WrongTypeError(StoreError):
+    """A key redrive was asked to read or write (``dlq:{S}``, say) holds another type
+    than it needs; the message names the key, its type and how to move it aside."""
+
+
+def wrong_type(key: str, kind: str, outcome: str, expected: str = "stream") -> str:
+    """One line: ``key`` holds a ``kind``, so ``outcome``; and how to move it aside.
+
+    RENAMENX, not RENAME: a key already called ``KEY:saved`` is never overwritten, and the
+    new name keeps the hash tag, so it works on a cluster too.
+    """
+    return (
+        f"{key} is a {kind}, not a {expected}: {outcome} "
+        f"(move it aside: RENAMENX '{key}' '{key}:saved')"
+    )
+
+
+def dlq_wrong_type(stream: str, kind: str, outcome: str) -> str:
+    """:func:`wrong_type` for ``dlq:{stream}``, saying that dead-lettering is stuck too."""
+    return wrong_type(
+        keys.dlq(stream), kind, f"{outcome}; workers cannot dead-letter {stream} there either"
+    )
+
+
+async def key_types(client: Redis, names: Sequence[str]) -> list[str]:
+    """``TYPE`` of each of ``names`` (``"none"`` when missing), in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.type(name)
+    replies = await pipe.execute() if names else []
+    return [_s(kind) for kind in replies]
 
 
 def iso(ms: int) -> str:

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from redrive.dlq import audit
 from redrive.dlq.model import DeadLetter
-from redrive.dlq.query import Filter, select
+from redrive.dlq.query import Filter, OnSkip, select
 from redrive.errors import ConfigError
 from redrive.store import keys
 from redrive.store.scripts import Arg, scripts
@@ -38,16 +38,21 @@ class PurgePlan:
         return dict(sorted(Counter(e.stream for e in self.entries).items()))
 
 
-async def plan_purge(client: Redis, flt: Filter, *, everything: bool = False) -> PurgePlan:
+async def plan_purge(
+    client: Redis, flt: Filter, *, everything: bool = False, on_skip: OnSkip | None = None
+) -> PurgePlan:
     """Select what to delete; refuses an unfiltered purge unless ``everything``.
 
-    ``older_than`` is expressed as ``flt.until_ms`` (entries that died before it).
+    ``older_than`` is expressed as ``flt.until_ms`` (entries that died before it). A DLQ
+    of the index that is not a stream is left alone, and ``on_skip`` told.
     """
     if flt.is_empty and not everything:
         raise ConfigError("say what to purge: --id, a filter, --older-than or --all")
     chosen = PurgePlan()
-    async for entry in select(client, flt):  # an --id in no DLQ, or in two, raises here
+    # An --id in no DLQ, or in two, raises here; so does a named DLQ that is not a stream.
+    async for entry in select(client, flt, on_skip=on_skip):
         chosen.entries.append(entry)
+    await audit.require_trails(client, list(chosen.by_stream()))  # refused before "Delete?"
     return chosen
 
 
@@ -62,6 +67,7 @@ async def purge(
         if input(f"delete {chosen.count}? ") == "y":
             await purge(client, chosen)
     """
+    await audit.require_trails(client, list(chosen.by_stream()))
     op = audit.Operation.start("purge", by=by, note=note)
     deleted = 0
     try:

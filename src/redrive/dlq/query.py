@@ -6,6 +6,7 @@ saying what to write). Time filters use the time each entry died.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,16 +16,31 @@ from redis.asyncio import Redis
 
 from redrive.core.decision import REASONS
 from redrive.dlq.fingerprint import fingerprint
-from redrive.dlq.model import STREAM_ID, DeadLetter, fetch, id_key, iso, scan, split_ref
+from redrive.dlq.model import (
+    STREAM_ID,
+    DeadLetter,
+    WrongTypeError,
+    dlq_wrong_type,
+    fetch,
+    id_key,
+    iso,
+    key_types,
+    scan,
+    split_ref,
+)
 from redrive.errors import ConfigError
 from redrive.store import keys
+
+log = logging.getLogger("redrive.dlq")
+#: Told, one line each, about every DLQ of the index that is skipped (see resolve_streams).
+OnSkip = Callable[[str], None]
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 TIME_HELP = "a duration ago (30m, 2h, 7d), an ISO time (2024-05-01T12:00) or ms since the epoch"
 Ref = tuple[str | None, str]
-__all__ = ["REASONS", "TIME_HELP", "Filter", "Page", "by_ids", "find", "list_dead_letters",
-           "parse_duration", "parse_time", "select"]  # fmt: skip
+__all__ = ["REASONS", "TIME_HELP", "Filter", "OnSkip", "Page", "by_ids", "find",
+           "list_dead_letters", "parse_duration", "parse_time", "select"]  # fmt: skip
 
 
 class UnknownStreamError(ConfigError):
@@ -178,11 +194,19 @@ async def known_streams(client: Redis) -> list[str]:
     return sorted(m.decode("utf-8", "replace") if isinstance(m, bytes) else m for m in members)
 
 
-async def resolve_streams(client: Redis, wanted: Sequence[str]) -> list[str]:
-    """The streams to look at: ``wanted`` (each checked to exist), else every known one."""
+async def resolve_streams(
+    client: Redis, wanted: Sequence[str], on_skip: OnSkip | None = None
+) -> list[str]:
+    """The streams to look at: ``wanted`` (each checked to exist), else every known one.
+
+    A ``dlq:{S}`` that holds another type than a stream cannot be read. Taken from the
+    index (no ``wanted``), it is skipped and ``on_skip`` (default: a logged warning) is
+    told, so one bad key does not hide every other DLQ; named in ``wanted``, it raises
+    :class:`WrongTypeError`: what was asked for cannot be done.
+    """
     known = await known_streams(client)
     if not wanted:
-        return known
+        return await _readable(client, known, on_skip or _log_skip)
     for stream in wanted:
         if stream not in known and not await client.exists(keys.dlq(stream)):
             shown = ", ".join(known[:10]) or "none yet"
@@ -190,7 +214,33 @@ async def resolve_streams(client: Redis, wanted: Sequence[str]) -> list[str]:
                 f"unknown stream {stream!r}: no {keys.dlq(stream)} and no worker ran on it "
                 f"(known streams: {shown})"
             )
-    return sorted(set(wanted))
+    streams = sorted(set(wanted))
+    await require_streams(client, streams, "nothing read or changed")
+    return streams
+
+
+async def require_streams(client: Redis, streams: Sequence[str], outcome: str) -> None:
+    """Raise :class:`WrongTypeError` if the ``dlq:{S}`` of one of ``streams`` is not a
+    stream (a missing one is fine: the first dead letter creates it)."""
+    for stream, kind in (await _wrong_types(client, streams)).items():
+        raise WrongTypeError(dlq_wrong_type(stream, kind, outcome))
+
+
+async def _readable(client: Redis, streams: list[str], on_skip: OnSkip) -> list[str]:
+    bad = await _wrong_types(client, streams)
+    for stream, kind in bad.items():
+        on_skip(dlq_wrong_type(stream, kind, "skipped"))
+    return [s for s in streams if s not in bad]
+
+
+async def _wrong_types(client: Redis, streams: Sequence[str]) -> dict[str, str]:
+    """Stream -> type of its ``dlq:{S}``, for each that is neither a stream nor missing."""
+    kinds = await key_types(client, [keys.dlq(s) for s in streams])
+    return {s: k for s, k in zip(streams, kinds, strict=True) if k not in ("stream", "none")}
+
+
+def _log_skip(message: str) -> None:
+    log.warning("%s", message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,19 +267,20 @@ def _split_cursor(cursor: str) -> tuple[str, str]:
 
 
 async def select(
-    client: Redis, flt: Filter, *, cursor: str | None = None
+    client: Redis, flt: Filter, *, cursor: str | None = None, on_skip: OnSkip | None = None
 ) -> AsyncIterator[DeadLetter]:
     """Every matching dead letter, stream by stream (sorted), in id order within each.
 
-    With ``flt.ids`` only those entries are read (see :func:`by_ids`).
+    With ``flt.ids`` only those entries are read (see :func:`by_ids`). A DLQ of the index
+    that is not a stream is skipped, and ``on_skip`` told (see :func:`resolve_streams`).
     """
     resume_stream, after = _split_cursor(cursor) if cursor else ("", None)
     if flt.refs:
-        for entry in await by_ids(client, flt):
+        for entry in await by_ids(client, flt, on_skip=on_skip):
             if not after or (entry.stream, id_key(entry.id)) > (resume_stream, id_key(after)):
                 yield entry
         return
-    for stream in await resolve_streams(client, flt.streams):
+    for stream in await resolve_streams(client, flt.streams, on_skip):
         if cursor and stream < resume_stream:
             continue
         start = after if stream == resume_stream else None
@@ -238,16 +289,19 @@ async def select(
                 yield entry
 
 
-async def by_ids(client: Redis, flt: Filter) -> list[DeadLetter]:
+async def by_ids(client: Redis, flt: Filter, *, on_skip: OnSkip | None = None) -> list[DeadLetter]:
     """The entries ``flt.ids`` name, each checked against the other criteria.
 
     Raises :class:`UnknownIdError` (in no selected DLQ), :class:`AmbiguousIdError` (a bare
     id in several: the candidates are listed) or :class:`FilterMismatchError` (found, but
-    e.g. ``--reason`` excludes it: says what the entry really is).
+    e.g. ``--reason`` excludes it: says what the entry really is). A bare id is looked up
+    in the readable DLQs only (``on_skip`` is told of the others); ``STREAM@ID`` names its
+    DLQ, so one that is not a stream raises :class:`WrongTypeError`.
     """
     found: dict[str, DeadLetter] = {}
     unknown: list[str] = []
-    every = await resolve_streams(client, flt.streams)
+    bare = any(stream is None for stream, _ in flt.refs)
+    every = await resolve_streams(client, flt.streams, on_skip) if bare else []
     for stream, entry_id in flt.refs:
         where = await resolve_streams(client, [stream]) if stream else every
         hits = [e for s in where if (e := await fetch(client, s, keys.dlq(s), entry_id))]
@@ -269,7 +323,12 @@ async def by_ids(client: Redis, flt: Filter) -> list[DeadLetter]:
 
 
 async def list_dead_letters(
-    client: Redis, flt: Filter, *, limit: int = 50, cursor: str | None = None
+    client: Redis,
+    flt: Filter,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    on_skip: OnSkip | None = None,
 ) -> Page:
     """Up to ``limit`` matching dead letters and the cursor of the next page.
 
@@ -281,20 +340,22 @@ async def list_dead_letters(
     if limit < 1:
         raise ConfigError(f"limit={limit}: use an integer >= 1")
     out: list[DeadLetter] = []
-    async for entry in select(client, flt, cursor=cursor):
+    async for entry in select(client, flt, cursor=cursor, on_skip=on_skip):
         if len(out) == limit:
             return Page(out, make_cursor(out[-1]))
         out.append(entry)
     return Page(out, None)
 
 
-async def find(client: Redis, entry_id: str, streams: Sequence[str] = ()) -> list[DeadLetter]:
+async def find(
+    client: Redis, entry_id: str, streams: Sequence[str] = (), on_skip: OnSkip | None = None
+) -> list[DeadLetter]:
     """The dead letters with id ``entry_id`` in ``streams`` (default: every known one).
 
     Every candidate is returned; :func:`by_ids` is the strict form the CLI uses.
     """
     found = []
-    for stream in await resolve_streams(client, streams):
+    for stream in await resolve_streams(client, streams, on_skip):
         entry = await fetch(client, stream, keys.dlq(stream), entry_id)
         if entry is not None:
             found.append(entry)

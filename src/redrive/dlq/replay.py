@@ -32,8 +32,8 @@ from redis.exceptions import ResponseError
 
 from redrive.core.records import MAX_HISTORY
 from redrive.dlq import audit, canary
-from redrive.dlq.model import DeadLetter
-from redrive.dlq.query import Filter, UnknownIdError, select
+from redrive.dlq.model import DeadLetter, WrongTypeError, key_types, wrong_type
+from redrive.dlq.query import Filter, OnSkip, UnknownIdError, select
 from redrive.dlq.ratelimit import TokenBucket
 from redrive.errors import ConfigError
 from redrive.store import keys
@@ -164,12 +164,17 @@ def _history(entry: DeadLetter, op: audit.Operation, now_ms: int) -> str:
     return json.dumps(items, separators=(",", ":"), ensure_ascii=False)
 
 
-async def plan(client: Redis, flt: Filter, options: ReplayOptions) -> ReplayReport:
-    """Select the entries and sort them into planned and refused; nothing moves."""
+async def plan(
+    client: Redis, flt: Filter, options: ReplayOptions, on_skip: OnSkip | None = None
+) -> ReplayReport:
+    """Select the entries and sort them into planned and refused; nothing moves.
+
+    A DLQ of the index that is not a stream is left alone, and ``on_skip`` told.
+    """
     if flt.is_empty and not options.everything:
         raise ConfigError("say what to replay: --id, a filter, --fingerprint or --all")
     report = ReplayReport(dry_run=options.dry_run)
-    async for entry in select(client, flt):
+    async for entry in select(client, flt, on_skip=on_skip):
         why = refusal(entry, options)
         if why is None:
             report.planned.append((entry, target_of(entry, options.to) or ""))
@@ -181,9 +186,9 @@ async def plan(client: Redis, flt: Filter, options: ReplayOptions) -> ReplayRepo
 
 async def _check_targets(client: Redis, report: ReplayReport, options: ReplayOptions) -> None:
     for target in sorted({t for _, t in report.planned}):
-        kind = await client.type(target)
-        if kind not in (b"none", b"stream", "none", "stream"):
-            raise ConfigError(f"target {target!r} is a {kind!r}, not a stream")
+        [kind] = await key_types(client, [target])
+        if kind not in ("none", "stream"):
+            raise WrongTypeError(wrong_type(target, kind, "nothing replayed"))
     if options.to is not None:
         return
     # A retry stream is read only by its group: without the group, a replayed entry would
@@ -229,6 +234,7 @@ async def replay(
     options: ReplayOptions,
     progress: Progress | None = None,
     stop: asyncio.Event | None = None,
+    on_skip: OnSkip | None = None,
 ) -> ReplayReport:
     """Replay the dead letters ``flt`` selects (see the module docstring).
 
@@ -243,9 +249,10 @@ async def replay(
                               ReplayOptions(rate=100, canary=5, note="gateway fixed"))
         print(len(report.moved), "replayed;", report.stopped or "done")
     """
-    report = await plan(client, flt, options)
+    report = await plan(client, flt, options, on_skip)
     if options.dry_run or not report.planned:
         return report
+    await audit.require_trails(client, [e.stream for e, _ in report.planned])
     op = audit.Operation.start("replay", by=options.by, note=options.note)
     report.op = op.op
     try:

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from redrive.dlq.fingerprint import fingerprint, normalise_message
 from redrive.dlq.model import DeadLetter
-from redrive.dlq.query import Filter, select
+from redrive.dlq.query import Filter, OnSkip, select
 
 
 @dataclass(slots=True)
@@ -79,8 +79,9 @@ class DlqStats:
                 "fingerprints": [f.to_json() for f in self.top_fingerprints()]}  # fmt: skip
 
 
-async def dlq_stats(client: Redis, flt: Filter) -> DlqStats:
-    """Count the dead letters ``flt`` selects.
+async def dlq_stats(client: Redis, flt: Filter, *, on_skip: OnSkip | None = None) -> DlqStats:
+    """Count the dead letters ``flt`` selects (a DLQ of the index that is not a stream is
+    skipped, and ``on_skip`` told: see :func:`~redrive.dlq.query.resolve_streams`).
 
     Example::
 
@@ -89,6 +90,6 @@ async def dlq_stats(client: Redis, flt: Filter) -> DlqStats:
             print(fp.count, fp.error_type, fp.message)
     """
     out = DlqStats()
-    async for entry in select(client, flt):
+    async for entry in select(client, flt, on_skip=on_skip):
         out.add(entry)
     return out
