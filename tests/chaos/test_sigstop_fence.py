@@ -85,3 +85,42 @@ def test_stalled_worker_is_fenced_after_reclaim(
     assert counters["fenced"] == fence_rejections(stalled) > 0, counters
     assert fence_rejections(rescuer) == 0, "the rescuer's own outcomes were fenced"
     assert counters["reclaimed"] >= len(frozen), counters
+
+
+def test_a_resumed_worker_does_not_run_buffered_entries_another_one_reclaimed(
+    r: redis.Redis, scenario: Scenario, workers: Workers
+) -> None:
+    # Arrange: a slow worker with a read-ahead buffer freezes; its buffered entries, never
+    # started, are reclaimed and handled by a fast rescuer.
+    produced = produce(r, scenario, ({"n": i} for i in range(MESSAGES)))
+    stalled = workers.spawn("stalled", visibility=VISIBILITY, sleep=0.3, concurrency=2, prefetch=6)
+    wait_until(lambda: r.hlen(scenario.ledger) >= 1, "a first success", alive=[stalled])
+    stalled.signal(signal.SIGSTOP)
+    frozen = owned_by(r, scenario, "stalled")
+    assert len(frozen) > 2, "nothing buffered beyond the running handlers: proves nothing"
+    rescuer = workers.spawn("rescuer", visibility=VISIBILITY, sleep=0.0, concurrency=8, prefetch=8)
+    wait_until(
+        lambda: Outcome.read(r, scenario).settled(produced),
+        "the rescuer to handle everything",
+        alive=[rescuer],
+    )
+
+    # Act: the stalled worker resumes with its stale buffer.
+    stalled.signal(signal.SIGCONT)
+    # Whichever runs first on resume notices: the lane about to start a long-held entry,
+    # or the lease renewal.
+    noticed = ("reclaimed by another consumer", "lease lost on")
+    wait_until(
+        lambda: any(any(n in rec.get("msg", "") for n in noticed) for rec in stalled.records()),
+        "the resumed worker to notice",
+        alive=[stalled, rescuer],
+    )
+    for worker in (stalled, rescuer):
+        worker.signal(signal.SIGTERM)
+    assert [worker.wait(15) for worker in (stalled, rescuer)] == [0, 0]
+
+    # Assert: only the runs the stop interrupted (at most its 2 lanes) ran twice; the
+    # buffered entries were dropped, not run again.
+    outcome = Outcome.read(r, scenario)
+    assert_no_loss(outcome, produced, dead={})
+    assert len(outcome.duplicates) <= 2, outcome.report(produced)

@@ -80,7 +80,7 @@ async def lease_loop(c: Consumer) -> None:
     third = c.spec.visibility_timeout / 3
     while not c.draining:
         await asyncio.sleep(third / 2)
-        cutoff = time.monotonic() - third
+        cutoff = time.perf_counter() - third
         for source in c.sources:
             old = [eid for eid, since in source.held.items() if since < cutoff]
             if not old:
@@ -89,7 +89,7 @@ async def lease_loop(c: Consumer) -> None:
                 lost = await c.scripts.renew(c.client, [source.key], [c.spec.group, c.name, *old])
             except TRANSPORT_ERRORS:
                 continue
-            now = time.monotonic()
+            now = time.perf_counter()
             for eid in old:
                 if eid in source.held:
                     source.held[eid] = now

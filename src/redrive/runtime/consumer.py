@@ -268,7 +268,7 @@ class Consumer:
         """Queue the entries of an XREADGROUP reply for the lanes."""
         if not reply:
             return
-        now = time.monotonic()
+        now = time.perf_counter()
         queue = self.queue
         received = 0
         for name, entries in reply:

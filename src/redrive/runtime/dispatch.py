@@ -26,6 +26,7 @@ from redrive.core.codec import check_size
 from redrive.core.message import Message
 from redrive.errors import ConfigError, HandlerTimeout
 from redrive.runtime import moves
+from redrive.runtime.background import drop_unstarted
 from redrive.runtime.recovery import SHARED_RUNS
 from redrive.runtime.settings import AsyncHandler, SyncHandler
 from redrive.store.channel import TRANSPORT_ERRORS
@@ -121,6 +122,9 @@ class Lanes:
         max_bytes = c.spec.max_payload_bytes
         breaker = c.breaker
         timings = c.stats.timings  # None when metrics are off
+        # Leases are renewed at a third of the visibility timeout; an entry that waited
+        # longer than this was held through a stall (SIGSTOP, a frozen VM).
+        confirm_after = c.spec.visibility_timeout * 0.6
         streak = 0
         while True:
             if (
@@ -146,6 +150,11 @@ class Lanes:
                 if fields is None:
                     await moves.trimmed(c, source, entry_id)
                     continue
+                since = source.held.get(entry_id, 0.0)
+                if time.perf_counter() - since > confirm_after and not await self.still_ours(
+                    source, entry_id
+                ):
+                    continue  # another consumer reclaimed it while this process was stalled
                 msg: Message = source.message(entry_id, fields)
                 if timings is not None and source.trusted:  # a retry: how late is it?
                     timings.late(msg.meta.get("due-ms"))
@@ -182,6 +191,38 @@ class Lanes:
                     c.capacity.set()
                 if entry_id is c.suspect_entry:
                     await self.suspect_done(source, entry_id)
+
+    async def still_ours(self, source: Source, entry_id: bytes) -> bool:
+        """Renew the lease of every long-waiting buffered entry of ``source``; drop the
+        ones another consumer took meanwhile. Whether ``entry_id`` is still ours.
+
+        After a stall past the visibility timeout, another consumer may have reclaimed and
+        even finished the buffered entries; running them again would only repeat its work
+        (the fence would reject the outcome, but the handler's effects would happen twice).
+        """
+        c = self.c
+        cutoff = time.perf_counter() - c.spec.visibility_timeout / 3
+        old = [eid for eid, since in source.held.items() if since < cutoff]
+        if entry_id not in old:
+            old.append(entry_id)
+        try:
+            lost = await c.scripts.renew(c.client, [source.key], [c.spec.group, c.name, *old])
+        except TRANSPORT_ERRORS:
+            return True  # cannot tell: run it, the fence still guards the outcome
+        now = time.perf_counter()
+        for eid in old:
+            if eid in source.held:
+                source.held[eid] = now
+        if not lost:
+            return True
+        gone = set(lost)
+        drop_unstarted(c, source, gone)
+        log.warning(
+            "%d buffered entries of %s were reclaimed by another consumer while this one "
+            "was stalled: dropped, not run",
+            len(gone), source.key,
+        )  # fmt: skip
+        return entry_id not in gone
 
     def timed_out(self, run: Run) -> HandlerTimeout:
         """The run the watchdog cancelled: un-cancel the lane and name the failure.

@@ -76,7 +76,7 @@ async def _admit(
         elif before >= max(limit * 4, DELIVERY_BOUND) or before >= limit == 1:
             await moves.exceeded(c, source, entry_id, fields, before)
         else:
-            source.held[entry_id] = time.monotonic()
+            source.held[entry_id] = time.perf_counter()
             if before >= SHARED_RUNS:
                 c.suspects.append((source, entry_id, fields))
             else:

@@ -29,7 +29,7 @@ class Source:
         self.delete = "1" if trusted else "0"
         self.tag = b"r:" if trusted else b"s:"  # field prefix in the suspects' starts hash
         self.acks: list[bytes] = []
-        # entry id -> monotonic time it was received (for lease renewal)
+        # entry id -> when it was received or its lease last renewed (time.perf_counter)
         self.held: dict[bytes, float] = {}
         # Recently acked ids (insertion-ordered, bounded): an ack that Redis lost (a crash
         # before its fsync) makes the entry pending again; it is acked again, not re-run.
