@@ -134,3 +134,15 @@ def test_frame_fits_80_columns_and_marks_unknown_lag() -> None:
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "lag ?" in text and "DLQ 150" in text and "pend 12 (oldest 2m05s)" in text
     assert "WARN dlq_size ecommerce:orders" in text
+
+
+def test_hung_runs_of_the_window_are_shown() -> None:
+    window = WindowStats(60, totals={"succeeded": 10, "failed": 4, "timed_out": 3})
+    group = GroupSnapshot(
+        stream="s", group="g", lag=0, pending=3, oldest_pending_idle_ms=1_000, consumers=(),
+        retry_scheduled=0, retry_next_due_ms=None, retry_ready=0, counters={}, window=window,
+    )  # fmt: skip
+    snap = Snapshot(int(time.time() * 1000), 60, (StreamSnapshot("s", 20, 0, 0.0, (group,)),))
+    console = Console(width=80, record=True)
+    console.print(render(snap, evaluate(snap, HealthConfig())))
+    assert "hung 3 runs (cancelled at their time limit)" in console.export_text()

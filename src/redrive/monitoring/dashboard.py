@@ -109,6 +109,7 @@ def _group_lines(g: GroupSnapshot, now_ms: int) -> list[Text]:
         ("   -  " if rate is None else f"{rate:5.1%} ", "red" if rate else "green"),
         (sparkline(errors, 16, top=1.0), "red"),
     )
+
     lag = "?" if g.lag is None else str(g.lag)  # unknown (Redis 6.2), not zero
     next_due = "-" if g.retry_next_due_ms is None else fmt_age(g.retry_next_due_ms - now_ms)
     dead = len(g.dead_consumers)
@@ -119,6 +120,9 @@ def _group_lines(g: GroupSnapshot, now_ms: int) -> list[Text]:
         (f" ({dead} dead)" if dead else "", "bold red"),
     )
     lines = [throughput, backlog]
+    hung = w.totals.get("timed_out", 0)  # runs cancelled at the handler's time limit
+    if hung:
+        lines.append(Text(f"  hung {hung} runs (cancelled at their time limit)", "bold red"))
     for c in g.consumers[:MAX_CONSUMER_LINES]:
         state = "DEAD" if c.dead else "ok"
         breaker = c.breaker or "-"
