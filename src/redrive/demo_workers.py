@@ -47,7 +47,8 @@ class WorkerPool:
             "--redis-url", self.redis_url,
             "--log-level", "warning",
             "worker", APP,
-            "--consumer", f"demo-{index}",
+            # Per demo slot (demo-1, demo2-1, …): two demos at once never share a name.
+            "--consumer", f"{self.prefix.rstrip(':') or 'demo'}-{index}",
             "--shutdown-timeout", str(SHUTDOWN_TIMEOUT),
         ]  # fmt: skip
 

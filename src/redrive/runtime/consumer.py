@@ -160,8 +160,23 @@ class Consumer:
         stopper.cancel()
         for task in self._tasks:
             if task.done() and not task.cancelled() and task.exception():
+                await self.abort()
                 raise task.exception()  # type: ignore[misc]
         await self.shutdown()
+
+    async def abort(self) -> None:
+        """After a part failed: stop the others and give the connections back.
+
+        Nothing is flushed (the failure may be Redis's); unsettled entries stay pending
+        under this name and are re-read or reclaimed, as after a crash.
+        """
+        self.closing = self.draining = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.lanes.close()
+        await self.channel.close()
+        await self.ack_channel.close()
 
     async def shutdown(self) -> None:
         """Stop reading, finish what is buffered (bounded), flush acks and counters.

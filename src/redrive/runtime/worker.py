@@ -67,7 +67,7 @@ class Worker:
                 redact_url(url),
             )
             try:
-                await asyncio.gather(*(c.run(stop) for c in consumers))
+                await run_all(consumers, stop)
             except ResponseError as exc:
                 # An ACL refusal is a set-up error: one line naming the missing permission.
                 if permission_hint(exc) is None:
@@ -82,6 +82,30 @@ class Worker:
                 await lease.release()
             await reader.aclose()
             await client.aclose()
+
+
+async def run_all(consumers: list[Consumer], stop: asyncio.Event) -> None:
+    """Run every consumer until ``stop``; if one fails, stop the others gracefully and
+    raise its error (instead of leaving them running with nobody awaiting them)."""
+    inner = asyncio.Event()
+    relay = asyncio.create_task(_relay(stop, inner))
+    tasks = [asyncio.create_task(c.run(inner)) for c in consumers]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        failed = [t for t in done if not t.cancelled() and t.exception() is not None]
+        if failed:
+            inner.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise failed[0].exception()  # type: ignore[misc]
+    finally:
+        relay.cancel()
+        for task in tasks:
+            task.cancel()  # only matters when run_all itself is cancelled
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
 
 
 def run_forever(app: App, options: WorkerOptions, redis_url: str | None) -> None:
