@@ -31,13 +31,22 @@ def is_nogroup(exc: BaseException) -> bool:
 
 
 async def run_id(c: Consumer) -> str | None:
-    """The server's ``run_id`` (changes at every restart), ``None`` if unknown."""
+    """The server's ``run_id`` (changes at every restart), ``None`` if unknown.
+
+    Asked over the consumer's own channel (on a cluster: the master of the stream's slot),
+    not through the client's node pools.
+    """
     try:
-        info = await c.client.info("server")
-    except (ResponseError, *TRANSPORT_ERRORS):
+        [reply] = await c.ack_channel.roundtrip([("INFO", "server")], 5.0)
+    except TRANSPORT_ERRORS:
         return None
-    value = info.get("run_id")
-    return value.decode() if isinstance(value, bytes) else value
+    if not isinstance(reply, bytes | str):
+        return None
+    text = reply.decode() if isinstance(reply, bytes) else reply
+    for line in text.splitlines():
+        if line.startswith("run_id:"):
+            return line.partition(":")[2].strip()
+    return None
 
 
 async def ensure(c: Consumer, *, warn: bool) -> None:
