@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
 from redrive.store.channel import TRANSPORT_ERRORS
+from redrive.store.cluster import is_cluster
 
 if TYPE_CHECKING:
     from redrive.runtime.consumer import Consumer
@@ -33,20 +34,20 @@ def is_nogroup(exc: BaseException) -> bool:
 async def run_id(c: Consumer) -> str | None:
     """The server's ``run_id`` (changes at every restart), ``None`` if unknown.
 
-    Asked over the consumer's own channel (on a cluster: the master of the stream's slot),
-    not through the client's node pools.
+    On a cluster, that of the master serving the stream's slot. (Not over the consumer's
+    channels: each belongs to one task at a time.)
     """
+    client: Any = c.client
     try:
-        [reply] = await c.ack_channel.roundtrip([("INFO", "server")], 5.0)
-    except TRANSPORT_ERRORS:
+        if is_cluster(client):
+            node = client.get_node_from_key(c.main.key)
+            info = await client.info("server", target_nodes=node)
+        else:
+            info = await client.info("server")
+    except (ResponseError, *TRANSPORT_ERRORS):
         return None
-    if not isinstance(reply, bytes | str):
-        return None
-    text = reply.decode() if isinstance(reply, bytes) else reply
-    for line in text.splitlines():
-        if line.startswith("run_id:"):
-            return line.partition(":")[2].strip()
-    return None
+    value = info.get("run_id") if isinstance(info, dict) else None
+    return value.decode() if isinstance(value, bytes) else value
 
 
 async def ensure(c: Consumer, *, warn: bool) -> None:

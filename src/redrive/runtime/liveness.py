@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from redrive.errors import ConfigError
 from redrive.store.keys import consumer_lease
+from redrive.store.process import pid_alive
 from redrive.store.scripts import scripts
 
 log = logging.getLogger("redrive.worker")
@@ -37,16 +38,6 @@ _HELD: set[str] = set()
 
 class NameTaken(ConfigError):
     """Another live worker uses this consumer name."""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def _text(value: Any) -> str:
@@ -93,7 +84,7 @@ class NameLease:
         if host != self.host or not pid.isdigit():
             return "unknown"
         # Our own pid but not our lease: a previous life (a container restarted as pid 1).
-        if int(pid) == os.getpid() or not _pid_alive(int(pid)):
+        if int(pid) == os.getpid() or not pid_alive(int(pid)):
             return "dead"
         return "live"
 
