@@ -202,3 +202,28 @@ async def test_a_middleware_that_forgot_to_return_stops_the_start_not_every_mess
         async with running(app, redis_url, block_ms=100):
             await asyncio.sleep(0.5)
     assert await aredis.xlen(dlq(stream)) == 0  # nothing was dead-lettered by the bug
+
+
+async def test_a_handler_that_swallows_the_cancellation_does_not_blind_the_watchdog(
+    redis_url: str, prefix: str, aredis: redis.asyncio.Redis
+) -> None:
+    stream = f"{prefix}orders"
+    app = App()
+
+    @app.handler(stream, group="g", retry=RetryPolicy(max_retries=0), timeout=0.2, concurrency=1)
+    async def handle(msg):  # type: ignore[no-untyped-def]
+        if msg.data["n"] == 0:
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:  # a handler that must not do this, but does
+                raise RuntimeError("cleanup failed") from None
+        await asyncio.Event().wait()  # the next one, on the same lane, simply hangs
+
+    await publish(aredis, stream, 2)
+    async with running(app, redis_url, block_ms=100, shutdown_timeout=1.0):
+        await until(lambda: _dlq_len(aredis, stream, 2), 10, "both dead letters")
+
+    reasons = {
+        json.loads(d["data"])["n"]: d["redrive-reason"] for d in await dead_letters(aredis, stream)
+    }
+    assert reasons == {0: b"max_retries_exceeded", 1: b"handler_timeout"}

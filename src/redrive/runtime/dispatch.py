@@ -164,6 +164,8 @@ class Lanes:
                     await fn(msg)
                 except Exception as exc:  # every failure becomes a decision
                     run.started = 0.0
+                    if run.expired:  # it swallowed the cancellation and failed otherwise
+                        self.forgive(run)
                     await moves.failed(c, source, msg, exc, time.perf_counter() - started)
                     continue
                 except asyncio.CancelledError:
@@ -174,7 +176,8 @@ class Lanes:
                     await moves.failed(c, source, msg, late, time.perf_counter() - started)
                     continue
                 run.started = 0.0
-                run.expired = False
+                if run.expired:  # it swallowed the cancellation and returned
+                    self.forgive(run)
                 if timings is not None:
                     timings.success(started, msg.id)
                 source.acks.append(entry_id)
@@ -245,6 +248,13 @@ class Lanes:
                 self.c.main.key, limit, self.abandoned,
             )  # fmt: skip
         return HandlerTimeout(f"the handler ran past its time limit of {limit:g}s")
+
+    def forgive(self, run: Run) -> None:
+        """A cancelled run ended without the cancellation: undo it (the next run starts
+        with a clean slate and a watchdog that watches it)."""
+        run.expired = False
+        if run.task is not None:
+            run.task.uncancel()
 
     def expire_hung(self, now: float) -> int:
         """Cancel every run older than the handler's time limit (the watchdog's tick)."""
