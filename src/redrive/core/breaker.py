@@ -13,7 +13,7 @@ What it counts (docs/concepts.md, "Circuit breaker"):
   (permanent errors that are not bad input: a ``TypeError`` on every message is a bad
   deploy, not bad data). "Above" means beyond sampling noise (:func:`surely_above`), so
   a failing subset near the threshold does not open it by chance. ``streak`` fresh
-  failures in a row (``streak``) open it too, so an outage after a long healthy history shows at
+  failures in a row open it too, so an outage after a long healthy history shows at
   once. Either opens the breaker; :attr:`CircuitBreaker.cause` says which.
 - Open: nothing new is read for ``open_seconds``; failures of work already started are
   parked by the caller (re-scheduled without using an attempt). Then half-open:

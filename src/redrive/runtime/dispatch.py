@@ -150,30 +150,27 @@ class Lanes:
                 if fields is None:
                     await moves.trimmed(c, source, entry_id)
                     continue
-                since = source.held.get(entry_id, 0.0)
-                if time.perf_counter() - since > confirm_after and not await self.still_ours(
-                    source, entry_id
-                ):
-                    continue  # another consumer reclaimed it while this process was stalled
+                started = time.perf_counter()
+                since = source.held.get(entry_id)
+                if since is not None and started - since > confirm_after:
+                    if not await self.still_ours(source, entry_id):
+                        continue  # another consumer reclaimed it while we were stalled
+                    started = time.perf_counter()
                 msg: Message = source.message(entry_id, fields)
                 if timings is not None and source.trusted:  # a retry: how late is it?
                     timings.late(msg.meta.get("due-ms"))
-                started = run.started = time.perf_counter()
+                run.started = started
                 try:
                     check_size(fields, max_bytes)
                     await fn(msg)
                 except Exception as exc:  # every failure becomes a decision
-                    run.started = 0.0
-                    if run.expired:  # it swallowed the cancellation and failed otherwise
-                        self.forgive(run)
-                    await moves.failed(c, source, msg, exc, time.perf_counter() - started)
+                    await self.failed(run, source, msg, exc, started)
                     continue
                 except asyncio.CancelledError:
-                    run.started = 0.0
                     if not run.expired:
+                        run.started = 0.0
                         raise  # shutdown
-                    late = self.timed_out(run)
-                    await moves.failed(c, source, msg, late, time.perf_counter() - started)
+                    await self.failed(run, source, msg, None, started)
                     continue
                 run.started = 0.0
                 if run.expired:  # it swallowed the cancellation and returned
@@ -227,6 +224,17 @@ class Lanes:
         )  # fmt: skip
         return entry_id not in gone
 
+    async def failed(
+        self, run: Run, source: Source, msg: Message, exc: Exception | None, started: float
+    ) -> None:
+        """Settle a failed run; ``exc=None``: the watchdog cancelled it at its time limit."""
+        run.started = 0.0
+        if exc is None:
+            exc = self.timed_out(run)
+        elif run.expired:  # it swallowed the cancellation and failed otherwise
+            self.forgive(run)
+        await moves.failed(self.c, source, msg, exc, time.perf_counter() - started)
+
     def timed_out(self, run: Run) -> HandlerTimeout:
         """The run the watchdog cancelled: un-cancel the lane and name the failure.
 
@@ -234,9 +242,7 @@ class Lanes:
         on its own) and the lanes continue on a fresh thread pool, so a hung call never
         takes a lane for good. Each abandoned thread is counted and logged.
         """
-        run.expired = False
-        if run.task is not None:
-            run.task.uncancel()
+        self.forgive(run)
         limit = self.c.spec.timeout
         if self.executor is not None:
             old, self.executor = self.executor, self._new_executor()
