@@ -14,7 +14,7 @@ runs on the same server), never the names an application uses.
 5. replay (:mod:`redrive.dlq`) the dead letters of the gateway outage — the timeouts that
    exhausted their retries — now that the gateway is back, and wait again: they succeed;
 6. stop the workers with SIGTERM (they drain and exit 0);
-7. reconcile (:mod:`redrive.reconcile`): produced = succeeded + dead + pending + **lost**,
+7. reconcile (:mod:`redrive.verify.reconcile`): produced = succeeded + dead + pending + **lost**,
    and lost must be 0.
 
 Example::
@@ -39,9 +39,9 @@ from redrive.errors import ConfigError, RedriveError
 from redrive.examples.ecommerce import STREAMS, ledger_key
 from redrive.examples.ecommerce_traffic import StreamTraffic, plan_traffic
 from redrive.producer import publish_bodies
-from redrive.reconcile import StreamReport, read_ledger, reconcile
 from redrive.store import keys
 from redrive.store.connection import describe_error, sync_client
+from redrive.verify.reconcile import StreamReport, read_ledger, reconcile
 
 POLL_SECONDS = 0.1
 

@@ -10,8 +10,8 @@ import sys
 
 import redis
 
-from redrive.audit import audit_stream
 from redrive.store.keys import StreamKeys
+from redrive.verify.conservation import audit_stream
 
 
 def _arrange(r: redis.Redis, k: StreamKeys) -> dict[str, str]:

@@ -10,7 +10,7 @@ import redis.asyncio
 from redrive import Message, RetryPolicy
 from redrive.examples.ecommerce import ORDERS, PAYMENTS, build_app, ledger_key
 from redrive.examples.ecommerce_traffic import plan_traffic
-from redrive.reconcile import unpack_strings
+from redrive.store.schedule import unpack_strings
 from tests.integration.helpers import dead_letters, running, until
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.02)

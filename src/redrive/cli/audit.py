@@ -8,12 +8,12 @@ import click
 from redis.exceptions import RedisClusterException, RedisError
 from rich.text import Text
 
-from redrive.audit import GroupAudit, audit_stream
 from redrive.cli.main import CliContext
 from redrive.cli.tabular import Cell, Col, emit
 from redrive.errors import ConfigError, StoreError
 from redrive.store.connection import describe_error, sync_client
 from redrive.store.embedded import ensure_url
+from redrive.verify.conservation import GroupAudit, audit_stream
 
 PLACES = ("acked", "pending", "unread", "retrying", "dead")
 COLS = (Col("stream"), Col("group"), Col("entries", right=True),

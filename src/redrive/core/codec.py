@@ -10,10 +10,26 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from redrive.core.fields import META_PREFIX
+from redrive.core.ids import stream_id_ms
 from redrive.errors import DecodeError
 
+# META_PREFIX and stream_id_ms are re-exported: defined in core.fields and core.ids, and
+# still imported from here by the runtime.
+__all__ = [
+    "DATA_FIELD",
+    "META_PREFIX",
+    "body",
+    "check_size",
+    "decode_body",
+    "encode_body",
+    "has_meta",
+    "split_meta",
+    "stream_id_ms",
+    "strip_meta",
+]
+
 DATA_FIELD = b"data"
-META_PREFIX = b"redrive-"
 
 
 def _no_constant(name: str) -> Any:
@@ -95,10 +111,3 @@ def split_meta(flat: list[bytes]) -> tuple[dict[bytes, bytes], dict[str, str]]:
         else:
             user[key] = value
     return user, meta
-
-
-def stream_id_ms(entry_id: bytes | str) -> int:
-    """Milliseconds part of a stream id (``1700000000000-0`` → 1700000000000)."""
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    head, _, _ = text.partition("-")
-    return int(head)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from redrive.core import fields as f
 from redrive.core.message import Message
 
 Fields = list[bytes | str]
@@ -18,7 +19,6 @@ MAX_ERROR_MESSAGE = 1024
 MAX_HISTORY_MESSAGE = 200
 MAX_TRACEBACK = 8192
 MAX_HISTORY = 20
-REPLAY_PROVENANCE = ("replayed-from", "replayed-by", "replayed-ms", "replay-note")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ def history(msg: Message, failure: Failure) -> str:
     When capped, the first attempt is kept (it shows how the trouble began) and the
     oldest of the rest are dropped.
     """
-    raw = msg.meta.get("history")
+    raw = msg.meta.get(f.HISTORY.meta)
     item = json.dumps(failure.history_item(msg.attempt), separators=(",", ":"), ensure_ascii=False)
     # Appended as text while under the cap (no parse, no re-encode: retries are frequent).
     # Item objects start with '{"a":' and a quote inside a message is escaped, so the
@@ -82,21 +82,21 @@ def _base(msg: Message, failure: Failure, group: str) -> Fields:
         out.append(value)
     meta = msg.meta
     out += [
-        "redrive-origin-stream", msg.stream,
-        "redrive-origin-id", msg.id,
-        "redrive-group", group,
-        "redrive-first-failed-ms", meta.get("first-failed-ms") or str(failure.at_ms),
-        "redrive-error-type", failure.error_type,
-        "redrive-error-class", failure.error_class,
-        "redrive-error-message", failure.message[:MAX_ERROR_MESSAGE],
-        "redrive-replays", meta.get("replays") or "0",
-        "redrive-history", history(msg, failure),
+        f.ORIGIN_STREAM.name, msg.stream,
+        f.ORIGIN_ID.name, msg.id,
+        f.GROUP.name, group,
+        f.FIRST_FAILED_MS.name, meta.get(f.FIRST_FAILED_MS.meta) or str(failure.at_ms),
+        f.ERROR_TYPE.name, failure.error_type,
+        f.ERROR_CLASS.name, failure.error_class,
+        f.ERROR_MESSAGE.name, failure.message[:MAX_ERROR_MESSAGE],
+        f.REPLAYS.name, meta.get(f.REPLAYS.meta) or "0",
+        f.HISTORY.name, history(msg, failure),
     ]  # fmt: skip
     # A replayed message keeps its provenance if it fails again, so its next dead letter
     # still says where it was replayed from, by whom and why (redrive.dlq.replay).
-    for name in REPLAY_PROVENANCE:
-        if meta.get(name):
-            out += ["redrive-" + name, meta[name]]
+    for field in f.REPLAY_PROVENANCE:
+        if meta.get(field.meta):
+            out += [field.name, meta[field.meta]]
     return out
 
 
@@ -106,9 +106,9 @@ def retry_record(
     """Fields of the retry entry that will deliver attempt ``next_attempt`` at ``due_ms``."""
     out = _base(msg, failure, group)
     out += [
-        "redrive-attempt", str(next_attempt),
-        "redrive-due-ms", str(due_ms),
-        "redrive-delay-ms", str(delay_ms),
+        f.ATTEMPT.name, str(next_attempt),
+        f.DUE_MS.name, str(due_ms),
+        f.DELAY_MS.name, str(delay_ms),
     ]  # fmt: skip
     return out
 
@@ -117,10 +117,10 @@ def dead_record(msg: Message, failure: Failure, *, group: str, reason: str) -> F
     """Fields of the dead letter for ``msg`` (``redrive-attempt`` = attempts made)."""
     out = _base(msg, failure, group)
     out += [
-        "redrive-attempt", str(msg.attempt),
-        "redrive-reason", reason,
-        "redrive-consumer", failure.consumer,
-        "redrive-dead-ms", str(failure.at_ms),
-        "redrive-traceback", failure.traceback[-MAX_TRACEBACK:],
+        f.ATTEMPT.name, str(msg.attempt),
+        f.REASON.name, reason,
+        f.CONSUMER.name, failure.consumer,
+        f.DEAD_MS.name, str(failure.at_ms),
+        f.TRACEBACK.name, failure.traceback[-MAX_TRACEBACK:],
     ]  # fmt: skip
     return out

@@ -26,6 +26,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from redrive.core.text import text
 from redrive.dlq.model import WrongTypeError, key_types, wrong_type
 from redrive.store import keys
 from redrive.store.keys import AUDIT_MAXLEN
@@ -99,4 +100,4 @@ async def record(
     for name, value in (details or {}).items():
         fields[name] = str(value)
     entry_id = await client.xadd(keys.AUDIT, fields, maxlen=AUDIT_MAXLEN, approximate=True)
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    return text(entry_id)

@@ -19,12 +19,14 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from redrive.core.ids import exclusive, id_key
+from redrive.core.text import text
 from redrive.dlq.model import command, pairs_of
-from redrive.reconcile import unpack_strings
 from redrive.store import keys
+from redrive.store.schedule import member_fields
+from redrive.verify.places import origin_of, retrying_origins, written_by
 
 POLL_SECONDS = 0.1
-_ORIGIN = b"redrive-origin-id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ class CanaryResult:
 async def last_id(client: Redis, key: str) -> str:
     """The newest id of ``key`` (``0-0`` when empty): dead letters after it are new."""
     reply = await command(client, "XREVRANGE", key, "+", "-", "COUNT", 1)
-    return _s(reply[0][0]) if reply else "0-0"
+    return text(reply[0][0]) if reply else "0-0"
 
 
 async def watch(
@@ -96,12 +98,11 @@ async def watch(
 
 
 async def _died(client: Redis, canary: Canary, mark: str) -> bool:
-    reply = await command(client, "XRANGE", keys.dlq(canary.stream), "(" + mark, "+")
+    reply = await command(client, "XRANGE", keys.dlq(canary.stream), exclusive(mark), "+")
+    group = canary.group or None  # "": a --to target, whose every group counts
     for _, raw in reply:
         fields = dict(pairs_of(raw))
-        if _s(fields.get(_ORIGIN, b"")) != canary.origin:
-            continue
-        if not canary.group or _s(fields.get(b"redrive-group", b"")) == canary.group:
+        if origin_of(fields) == canary.origin and written_by(fields, None, group):
             return True
     return False
 
@@ -111,8 +112,8 @@ async def _in_flight(client: Redis, canary: Canary) -> bool:
         return await _in_retry_keys(client, canary.stream, canary.group, canary.origin)
     groups = await client.xinfo_groups(canary.stream)
     for info in groups:
-        group = _s(info["name"])
-        if _id_key(_s(info["last-delivered-id"])) < _id_key(canary.target_id):
+        group = text(info["name"])
+        if id_key(info["last-delivered-id"]) < id_key(canary.target_id):
             return True
         pending = await client.xpending_range(
             canary.stream, group, min=canary.target_id, max=canary.target_id, count=1
@@ -127,20 +128,5 @@ async def _in_retry_keys(client: Redis, stream: str, group: str, origin: str) ->
         cast(Any, pipe).execute_command("XRANGE", keys.retry_stream(stream, group), "-", "+")
         pipe.zrange(keys.retry_due(stream, group), 0, -1)
         entries, scheduled = await pipe.execute()
-    wanted = origin.encode()
-    if any(dict(pairs_of(raw)).get(_ORIGIN) == wanted for _, raw in entries):
-        return True
-    for member in scheduled:
-        flat = unpack_strings(member)
-        if dict(zip(flat[::2], flat[1::2], strict=False)).get(_ORIGIN) == wanted:
-            return True
-    return False
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _s(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    retries = (dict(pairs_of(raw)) for _, raw in entries)
+    return origin in retrying_origins(retries, (member_fields(m) for m in scheduled))

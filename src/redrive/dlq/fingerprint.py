@@ -17,6 +17,8 @@ import hashlib
 import re
 from typing import TYPE_CHECKING
 
+from redrive.core import fields as f
+
 if TYPE_CHECKING:
     from redrive.dlq.model import DeadLetter
 
@@ -63,5 +65,7 @@ def fingerprint(entry: DeadLetter) -> str:
     """The fingerprint of a dead letter's last failure."""
     meta = entry.meta
     return compute(
-        meta.get("error-type", ""), meta.get("error-message", ""), meta.get("traceback", "")
+        meta.get(f.ERROR_TYPE.meta, ""),
+        meta.get(f.ERROR_MESSAGE.meta, ""),
+        meta.get(f.TRACEBACK.meta, ""),
     )

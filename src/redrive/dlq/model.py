@@ -13,14 +13,19 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from operator import itemgetter
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from redrive.core.codec import META_PREFIX
+from redrive.core import fields as f
+from redrive.core.fields import META_PREFIX
+from redrive.core.ids import exclusive, stream_id_ms
+from redrive.core.text import text
 from redrive.errors import ConfigError, StoreError
 from redrive.store import keys
 from redrive.store.connection import async_client
+from redrive.store.readers import next_start
 
 Pair = tuple[bytes, bytes]
 PAGE = 500
@@ -58,7 +63,7 @@ async def key_types(client: Redis, names: Sequence[str]) -> list[str]:
     for name in names:
         pipe.type(name)
     replies = await pipe.execute() if names else []
-    return [_s(kind) for kind in replies]
+    return [text(kind) for kind in replies]
 
 
 def iso(ms: int) -> str:
@@ -77,12 +82,6 @@ def split_ref(text: str, what: str = "dead-letter id") -> tuple[str | None, str]
     if sep:
         keys.validate_stream_name(stream)
     return (stream if sep else None), entry_id if "-" in entry_id else entry_id + "-0"
-
-
-def id_key(entry_id: str) -> tuple[int, int]:
-    """An entry id as a sortable pair (``"5-1"`` → ``(5, 1)``)."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def connect(url: str) -> Redis:
@@ -133,39 +132,39 @@ class DeadLetter:
     @property
     def dead_ms(self) -> int:
         """When it died: ``redrive-dead-ms``, else the time in its entry id."""
-        value = self.meta.get("dead-ms", "")
-        return int(value) if value.isdigit() else int(self.id.partition("-")[0])
+        value = self.meta.get(f.DEAD_MS.meta, "")
+        return int(value) if value.isdigit() else stream_id_ms(self.id)
 
     @property
     def reason(self) -> str:
         """Why it died (``poison``, ``max_retries_exceeded``…)."""
-        return self.meta.get("reason", "")
+        return self.meta.get(f.REASON.meta, "")
 
     @property
     def error_type(self) -> str:
         """The exception type of the last failure."""
-        return self.meta.get("error-type", "")
+        return self.meta.get(f.ERROR_TYPE.meta, "")
 
     @property
     def error_message(self) -> str:
         """The message of the last failure."""
-        return self.meta.get("error-message", "")
+        return self.meta.get(f.ERROR_MESSAGE.meta, "")
 
     @property
     def group(self) -> str:
         """The consumer group whose handler failed it."""
-        return self.meta.get("group", "")
+        return self.meta.get(f.GROUP.meta, "")
 
     @property
     def replays(self) -> int:
         """How often it has been replayed from a DLQ already."""
-        value = self.meta.get("replays", "0")
+        value = self.meta.get(f.REPLAYS.meta, "0")
         return int(value) if value.isdigit() else 0
 
     @property
     def attempts(self) -> int:
         """Attempts made before it died."""
-        value = self.meta.get("attempt", "0")
+        value = self.meta.get(f.ATTEMPT.meta, "0")
         return int(value) if value.isdigit() else 0
 
     @property
@@ -173,7 +172,7 @@ class DeadLetter:
         """The attempt history (items ``{"a", "t", "c", "e", "k", "m", "d"}``; replays
         appear as ``{"replay", "t", "by", "from", "note"}``)."""
         try:
-            items = json.loads(self.meta.get("history", "[]"))
+            items = json.loads(self.meta.get(f.HISTORY.meta, "[]"))
         except ValueError:
             return []
         return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
@@ -200,22 +199,16 @@ def pairs_of(raw: Any) -> tuple[Pair, ...]:
     return tuple((flat[i], flat[i + 1]) for i in range(0, len(flat) - 1, 2))
 
 
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 async def scan(
     client: Redis, stream: str, key: str, *, after: str | None = None, page: int = PAGE
 ) -> AsyncIterator[DeadLetter]:
     """Every entry of ``key`` in id order, starting after id ``after``."""
-    start = "-" if after is None else "(" + after
-    while True:
+    start: str | None = "-" if after is None else exclusive(after)
+    while start is not None:
         reply = await command(client, "XRANGE", key, start, "+", "COUNT", page)
         for entry_id, raw in reply:
-            yield DeadLetter(stream, key, _s(entry_id), pairs_of(raw))
-        if len(reply) < page:
-            return
-        start = "(" + _s(reply[-1][0])
+            yield DeadLetter(stream, key, text(entry_id), pairs_of(raw))
+        start = next_start(reply, page, itemgetter(0))
 
 
 async def fetch(client: Redis, stream: str, key: str, entry_id: str) -> DeadLetter | None:
@@ -223,4 +216,4 @@ async def fetch(client: Redis, stream: str, key: str, entry_id: str) -> DeadLett
     reply = await command(client, "XRANGE", key, entry_id, entry_id)
     if not reply:
         return None
-    return DeadLetter(stream, key, _s(reply[0][0]), pairs_of(reply[0][1]))
+    return DeadLetter(stream, key, text(reply[0][0]), pairs_of(reply[0][1]))

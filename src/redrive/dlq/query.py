@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from redrive.core.decision import REASONS
+from redrive.core.ids import id_key, stream_id_ms
+from redrive.core.text import text as as_text
 from redrive.dlq.fingerprint import fingerprint
 from redrive.dlq.model import (
     STREAM_ID,
@@ -22,7 +24,6 @@ from redrive.dlq.model import (
     WrongTypeError,
     dlq_wrong_type,
     fetch,
-    id_key,
     iso,
     key_types,
     scan,
@@ -73,7 +74,7 @@ def parse_time(text: str, now_ms: int, what: str = "--since") -> int:
     if _DURATION.match(value):
         return now_ms - parse_duration(value, what)
     if STREAM_ID.match(value):
-        return int(value.partition("-")[0])
+        return stream_id_ms(value)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -191,7 +192,7 @@ def _type_matches(actual: str, wanted: str) -> bool:
 async def known_streams(client: Redis) -> list[str]:
     """Source streams that have had a worker, sorted (the ``redrive:streams`` index)."""
     members = await client.smembers(keys.STREAMS_INDEX)
-    return sorted(m.decode("utf-8", "replace") if isinstance(m, bytes) else m for m in members)
+    return sorted(as_text(m) for m in members)
 
 
 async def resolve_streams(

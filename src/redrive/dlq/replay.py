@@ -30,7 +30,9 @@ from typing import TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from redrive.core import fields as f
 from redrive.core.records import MAX_HISTORY
+from redrive.core.text import text
 from redrive.dlq import audit, canary
 from redrive.dlq.model import DeadLetter, WrongTypeError, key_types, wrong_type
 from redrive.dlq.query import Filter, OnSkip, UnknownIdError, select
@@ -117,7 +119,7 @@ def target_of(entry: DeadLetter, to: str | None) -> str | None:
     """Where ``entry`` goes: ``to``, else its group's retry stream (``None``: unknown)."""
     if to is not None:
         return to
-    if not entry.group or not entry.meta.get("origin-stream", entry.stream):
+    if not entry.group or not entry.meta.get(f.ORIGIN_STREAM.meta, entry.stream):
         return None
     return keys.retry_stream(entry.stream, entry.group)
 
@@ -137,19 +139,19 @@ def replay_fields(entry: DeadLetter, op: audit.Operation, now_ms: int) -> list[b
     """The fields of the replayed message (see the module docstring)."""
     meta = entry.meta
     out: list[bytes | str] = [v for pair in entry.user_pairs for v in pair]
-    out += ["redrive-origin-stream", meta.get("origin-stream") or entry.stream,
-            "redrive-origin-id", meta.get("origin-id") or entry.id,
-            "redrive-attempt", "1",
-            "redrive-replays", str(entry.replays + 1),
-            "redrive-replayed-from", entry.id,
-            "redrive-replayed-by", op.by,
-            "redrive-replayed-ms", str(now_ms),
-            "redrive-history", _history(entry, op, now_ms)]  # fmt: skip
-    for name in ("group", "first-failed-ms"):
-        if meta.get(name):
-            out += [f"redrive-{name}", meta[name]]
+    out += [f.ORIGIN_STREAM.name, meta.get(f.ORIGIN_STREAM.meta) or entry.stream,
+            f.ORIGIN_ID.name, meta.get(f.ORIGIN_ID.meta) or entry.id,
+            f.ATTEMPT.name, "1",
+            f.REPLAYS.name, str(entry.replays + 1),
+            f.REPLAYED_FROM.name, entry.id,
+            f.REPLAYED_BY.name, op.by,
+            f.REPLAYED_MS.name, str(now_ms),
+            f.HISTORY.name, _history(entry, op, now_ms)]  # fmt: skip
+    for kept in (f.GROUP, f.FIRST_FAILED_MS):
+        if meta.get(kept.meta):
+            out += [kept.name, meta[kept.meta]]
     if op.note:
-        out += ["redrive-replay-note", op.note]
+        out += [f.REPLAY_NOTE.name, op.note]
     return out
 
 
@@ -211,13 +213,13 @@ async def _groups(client: Redis, stream: str) -> set[str]:
     except ResponseError:  # no such stream
         return set()
     names = (i["name"] for i in infos)
-    return {n.decode() if isinstance(n, bytes) else str(n) for n in names}
+    return {text(n) for n in names}
 
 
 async def move(client: Redis, entry: DeadLetter, target: str, op: audit.Operation) -> str | None:
     """Replay one entry atomically; returns its id in ``target`` (``None``: already gone)."""
     fields = replay_fields(entry, op, int(time.time() * 1000))
-    origin = entry.meta.get("origin-id") or entry.id
+    origin = entry.meta.get(f.ORIGIN_ID.meta) or entry.id
     record = [*op.entry_fields(), "stream", entry.stream, "dlq-id", entry.id,
               "origin-id", origin, "reason", entry.reason, "target", target]  # fmt: skip
     args: list[Arg] = [entry.id, keys.AUDIT_MAXLEN, len(fields), *fields, *record]
@@ -225,7 +227,7 @@ async def move(client: Redis, entry: DeadLetter, target: str, op: audit.Operatio
     new_id = await scripts().replay(client, sha_keys, args)
     if new_id is None:
         return None
-    return new_id.decode() if isinstance(new_id, bytes) else str(new_id)
+    return text(new_id)
 
 
 async def replay(
@@ -323,7 +325,7 @@ async def _unless(stop: asyncio.Event | None, work: Awaitable[T]) -> T | None:
 
 def _canary(entry: DeadLetter, options: ReplayOptions, new_id: str) -> canary.Canary:
     if options.to is None:
-        origin = entry.meta.get("origin-id") or entry.id
+        origin = entry.meta.get(f.ORIGIN_ID.meta) or entry.id
         return canary.Canary(entry.id, entry.stream, entry.group, new_id, origin)
     return canary.Canary(entry.id, options.to, "", new_id, new_id)
 

@@ -11,7 +11,9 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from redrive.core.codec import DATA_FIELD, META_PREFIX
+from redrive.core import fields as f
+from redrive.core.codec import DATA_FIELD
+from redrive.core.fields import META_PREFIX
 from redrive.dlq.export_import import encode_bytes
 from redrive.dlq.fingerprint import fingerprint
 from redrive.dlq.model import DeadLetter, iso
@@ -79,7 +81,7 @@ def summary(
         "error_message": _truncate(entry.error_message, None if show_payload else MESSAGE),
         "attempts": entry.attempts,
         "replays": entry.replays,
-        "origin_id": entry.meta.get("origin-id", ""),
+        "origin_id": entry.meta.get(f.ORIGIN_ID.meta, ""),
         "fingerprint": fingerprint(entry),
         "payload": payload(entry, redact=() if show_payload else redact, width=width),
         "cursor": make_cursor(entry),
@@ -96,8 +98,8 @@ def detail(
     out["fields"] = [
         [encode_bytes(n), _text(v, n, masked) if masked and not _is_meta(n) else encode_bytes(v)]
         for n, v in entry.pairs
-        if n not in (b"redrive-history", b"redrive-traceback")  # shown on their own
+        if n not in (f.HISTORY.key, f.TRACEBACK.key)  # shown on their own
     ]
     out["history"] = entry.history
-    out["traceback"] = entry.meta.get("traceback", "")
+    out["traceback"] = entry.meta.get(f.TRACEBACK.meta, "")
     return out

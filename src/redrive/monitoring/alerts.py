@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 
+from redrive.core.text import text
 from redrive.monitoring.health import CheckResult, HealthReport
 from redrive.monitoring.thresholds import State, WebhookConfig
 from redrive.store import keys
@@ -58,7 +59,7 @@ def record_changes(client: redis.Redis, report: HealthReport) -> list[Change]:
         with client.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(keys.HEALTH_STATE)  # type: ignore[no-untyped-call]
-                stored = {_text(k): _text(v) for k, v in pipe.hgetall(keys.HEALTH_STATE).items()}
+                stored = {text(k): text(v) for k, v in pipe.hgetall(keys.HEALTH_STATE).items()}
                 changes = [
                     Change(r, State(stored.get(r.id, State.OK.value)))
                     for r in report.results
@@ -122,7 +123,3 @@ def redact_webhook(url: str) -> str:
     host = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
     more = len(rest) > len(rest.split("/", 1)[0]) or "?" in rest
     return f"{scheme}{sep}{host}" + ("/…" if more else "")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 
+from redrive.core.text import text
 from redrive.monitoring.model import ConsumerInfo, GroupSnapshot, Snapshot, StreamSnapshot
 from redrive.monitoring.window import summarize, window_start
 from redrive.store import keys
@@ -43,7 +44,7 @@ class CollectOptions:
 
 def indexed_streams(client: redis.Redis) -> list[str]:
     """Source streams that have had a worker (the ``redrive:streams`` set), sorted."""
-    return sorted(_text(s) for s in client.smembers(keys.STREAMS_INDEX))
+    return sorted(text(s) for s in client.smembers(keys.STREAMS_INDEX))
 
 
 def collect(
@@ -75,7 +76,7 @@ def _stream(client: redis.Redis, stream: str, now_ms: int, opts: CollectOptions)
         infos = []  # the stream does not exist (yet): no groups
     groups = tuple(
         _group(client, stream, info, now_ms, opts)
-        for info in sorted(infos, key=lambda i: _text(i["name"]))
+        for info in sorted(infos, key=lambda i: text(i["name"]))
     )
     dead = sum(g.window.totals.get("dead", 0) for g in groups)
     return StreamSnapshot(
@@ -90,7 +91,7 @@ def _stream(client: redis.Redis, stream: str, now_ms: int, opts: CollectOptions)
 def _group(
     client: redis.Redis, stream: str, info: dict[str, Any], now_ms: int, opts: CollectOptions
 ) -> GroupSnapshot:
-    group = _text(info["name"])
+    group = text(info["name"])
     k = keys.StreamKeys.of(stream, group)
     pipe = client.pipeline(transaction=False)
     for key in (stream, k.retry):
@@ -116,7 +117,7 @@ def _group(
         retry_scheduled=int(zcard or 0),
         retry_next_due_ms=int(first_due[0][1]) if first_due else None,
         retry_ready=int(ready or 0),
-        counters={_text(f): int(v) for f, v in (counters or {}).items()},
+        counters={text(f): int(v) for f, v in (counters or {}).items()},
         window=window,
     )
 
@@ -157,7 +158,7 @@ def _consumers(
     merged: dict[str, tuple[int, int]] = {}
     for rows in (main or [], retry or []):
         for row in rows:
-            name = _text(row["name"])
+            name = text(row["name"])
             pending, idle = merged.get(name, (0, int(row["idle"])))
             # Idle since its last command on either stream: the smaller is the truth.
             merged[name] = (pending + int(row["pending"]), min(idle, int(row["idle"])))
@@ -166,7 +167,3 @@ def _consumers(
         ConsumerInfo(name, pending, idle, pending > 0 and idle > limit_ms, breakers.get(name))
         for name, (pending, idle) in sorted(merged.items())
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

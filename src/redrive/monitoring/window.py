@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from redrive.core.ids import stream_id_ms
+from redrive.core.text import text
 from redrive.monitoring.model import WindowStats
 
 #: Entry fields that are not counter deltas.
@@ -32,10 +34,10 @@ def summarize(entries: Sequence[Any], now_ms: int, seconds: float) -> WindowStat
     totals: dict[str, int] = {}
     breakers: dict[str, str] = {}
     for entry_id, raw in entries:
-        ms = int(_text(entry_id).partition("-")[0])
+        ms = stream_id_ms(entry_id)
         if ms < start:
             continue
-        fields = {_text(k): _text(v) for k, v in raw.items()}
+        fields = {text(k): text(v) for k, v in raw.items()}
         for name, value in fields.items():
             if name not in META_FIELDS and not name.startswith("h:"):
                 totals[name] = totals.get(name, 0) + int(value)
@@ -45,7 +47,3 @@ def summarize(entries: Sequence[Any], now_ms: int, seconds: float) -> WindowStat
         if "consumer" in fields:
             breakers[fields["consumer"]] = fields.get("breaker", "none")
     return WindowStats(seconds, totals, tuple(runs), tuple(failures), breakers)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -3,7 +3,7 @@
 Every message the producer got an id for (``ok``), or whose reply was lost but whose
 ``sim-id`` is found in the stream (``indeterminate`` that landed), must end *succeeded*
 (in the ledger) or *dead* (in ``dlq:{S}``). Otherwise it is still pending — or lost,
-and then :func:`~redrive.reconcile.locate` says where its entry is now.
+and then :func:`~redrive.verify.locate` says where its entry is now.
 
 A message with more than one outcome is a duplicate. It is *explained* when a fault's
 window (from ``slack`` seconds before it began to ``slack`` after it healed) contains its
@@ -20,13 +20,16 @@ from typing import Any, cast
 
 import redis
 
+from redrive.core import fields as f
+from redrive.core.text import text
 from redrive.examples.ecommerce import ledger_key
-from redrive.reconcile import entries, locate, pending_ids, read_ledger
 from redrive.simulate.chaos import FaultEvent
 from redrive.simulate.ledger import effects_key
 from redrive.simulate.producer import FAILED, INDETERMINATE, OK, Record
 from redrive.simulate.traffic import EXPECTED, SIM_ID
 from redrive.store.keys import StreamKeys
+from redrive.store.readers import entries
+from redrive.verify import Snapshot, locate, read_ledger, read_snapshot
 
 INJECTED = "redrive.simulate.faults.Injected"
 
@@ -109,12 +112,12 @@ def account(
     """Account for every message the producer sent to ``k.stream``."""
     acc = StreamAccount(k.stream, k.group)
     produced = _produced(client, k, records, acc)
-    outcomes = _outcomes(client, k)
-    unsettled = pending_ids(client, k, list(produced))
+    snap = read_snapshot(client, k)
+    outcomes = _outcomes(client, k, snap)
     lost_ids: list[str] = []
     for entry_id, (sim_id, kind) in produced.items():
         found = outcomes.get(entry_id, [])
-        result = _classify(acc, found, entry_id in unsettled)
+        result = _classify(acc, found, snap.unsettled(entry_id))
         acc.by_kind[kind][result] += 1
         if result == "lost":
             lost_ids.append(entry_id)
@@ -170,35 +173,33 @@ def _produced(
     return out
 
 
-def _outcomes(client: redis.Redis, k: StreamKeys) -> dict[str, list[Outcome]]:
+def _outcomes(client: redis.Redis, k: StreamKeys, snap: Snapshot) -> dict[str, list[Outcome]]:
     """origin id → its successes (effects log) and dead letters (this group's), by time."""
     out: dict[str, list[Outcome]] = defaultdict(list)
-    for _, f in entries(client, effects_key(k.stream)):
-        worker = f[b"w"].decode()
+    for _, e in entries(client, effects_key(k.stream)):
+        worker = e[b"w"].decode()
         # One process's run of one attempt: two successes of the same attempt by one
         # process are the same delivery run twice (a retry after a lost reply is not).
-        process = f"{worker}/{f.get(b'p', b'?').decode()}/{f.get(b'a', b'?').decode()}"
-        out[f[b"id"].decode()].append(Outcome(int(f[b"t"]), worker, process=process))
+        process = f"{worker}/{e.get(b'p', b'?').decode()}/{e.get(b'a', b'?').decode()}"
+        out[e[b"id"].decode()].append(Outcome(int(e[b"t"]), worker, process=process))
     ledger = read_ledger(client, ledger_key(k.stream))
     for entry_id, count in ledger.items():  # the ledger and the log are written together
         missing = count - len(out.get(entry_id, ()))
         out[entry_id] += [Outcome(0, "?")] * max(0, missing)
-    for _, f in entries(client, k.dlq):
-        if f.get(b"redrive-origin-stream", b"").decode() != k.stream:
-            continue
-        if f.get(b"redrive-group", b"").decode() != k.group:
-            continue
-        out[f.get(b"redrive-origin-id", b"").decode()].append(
-            Outcome(
-                int(f.get(b"redrive-dead-ms", b"0") or 0),
-                f.get(b"redrive-consumer", b"?").decode(),
-                f.get(b"redrive-reason", b"?").decode(),
-                f.get(b"redrive-error-type", b"").decode(),
-            )
-        )
+    for origin, dead_letters in snap.dead.items():
+        out[origin] += [_dead_outcome(d) for d in dead_letters]
     for found in out.values():
         found.sort(key=lambda o: o.at_ms)
     return out
+
+
+def _dead_outcome(d: Mapping[bytes, bytes]) -> Outcome:
+    return Outcome(
+        int(d.get(f.DEAD_MS.key, b"0") or 0),
+        text(d.get(f.CONSUMER.key, b"?")),
+        text(d.get(f.REASON.key, b"?")),
+        text(d.get(f.ERROR_TYPE.key, b"")),
+    )
 
 
 def _duplicate(

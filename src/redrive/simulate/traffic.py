@@ -27,6 +27,7 @@ import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from redrive.core import fields as f
 from redrive.errors import ConfigError
 from redrive.examples.ecommerce_traffic import shaped_body
 
@@ -61,10 +62,10 @@ DEFAULT_MIX: dict[str, float] = {
     "forged_meta": 0.013,
 }
 FORGED = {
-    b"redrive-attempt": b"99",
-    b"redrive-reason": b"poison",
-    b"redrive-origin-id": b"0-1",
-    b"redrive-due-ms": b"0",
+    f.ATTEMPT.key: b"99",
+    f.REASON.key: b"poison",
+    f.ORIGIN_ID.key: b"0-1",
+    f.DUE_MS.key: b"0",
 }
 
 

@@ -1,12 +1,7 @@
 """Conservation of one stream, right now: where is every entry of ``S`` for a group?
 
-Every entry of a source stream, seen from a consumer group, is in exactly one place:
-
-- ``dead``: a dead letter in ``dlq:{S}`` written by that group names it as its origin;
-- ``retrying``: a retry of it waits in ``retry:{S}:<group>:due`` or ``retry:{S}:<group>``;
-- ``pending``: delivered, in the group's pending list, no outcome yet;
-- ``unread``: after the group's last delivered id;
-- ``acked``: acknowledged with none of the above — handled successfully.
+Every entry of a source stream, seen from a consumer group, is in exactly one place —
+acked, pending, unread, retrying or dead (:mod:`redrive.verify.places`).
 
 Two findings break conservation and make the audit fail:
 
@@ -25,18 +20,20 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import redis
 
+from redrive.core.ids import sort_ids
+from redrive.core.text import text
 from redrive.dlq.model import WrongTypeError, wrong_type
 from redrive.errors import ConfigError
-from redrive.reconcile import entries, unpack_strings
+from redrive.store import readers
 from redrive.store.keys import StreamKeys
+from redrive.verify.places import PLACES
+from redrive.verify.read import read_snapshot
 
-PAGE = 1000
 SAMPLE = 20
-ORIGIN = b"redrive-origin-id"
 
 
 @dataclass(slots=True)
@@ -64,9 +61,7 @@ class GroupAudit:
             "group": self.group,
             "ok": self.ok,
             "entries": self.entries,
-            **{
-                k: self.counts.get(k, 0) for k in ("acked", "pending", "unread", "retrying", "dead")
-            },
+            **{k: self.counts.get(k, 0) for k in PLACES},
             "double_booked": len(self.double_booked),
             "double_booked_sample": self.double_booked[:SAMPLE],
             "trimmed_pending": len(self.trimmed_pending),
@@ -78,11 +73,7 @@ class GroupAudit:
 
 def groups_of(client: redis.Redis, stream: str) -> list[str]:
     """Names of the consumer groups of ``stream`` (none if it does not exist)."""
-    try:
-        groups = client.xinfo_groups(stream)
-    except redis.ResponseError:
-        return []
-    return [_s(g["name"]) for g in groups]
+    return readers.group_names(client, stream)
 
 
 def audit_stream(client: redis.Redis, stream: str, group: str | None = None) -> list[GroupAudit]:
@@ -112,88 +103,24 @@ def _check_types(client: redis.Redis, wanted: list[tuple[str, str]]) -> None:
     for name, _ in wanted:
         pipe.type(name)
     for (name, expected), kind in zip(wanted, pipe.execute(), strict=True):
-        if _s(kind) not in (expected, "none"):
+        if text(kind) not in (expected, "none"):
             outcome = "the audit cannot count what it holds"
-            raise WrongTypeError(wrong_type(name, _s(kind), outcome, expected))
+            raise WrongTypeError(wrong_type(name, text(kind), outcome, expected))
 
 
 def audit_group(client: redis.Redis, k: StreamKeys) -> GroupAudit:
     """Audit one (stream, group); see the module docstring."""
     _check_types(client, [(k.retry, "stream"), (k.due, "zset"), (k.dlq, "stream")])
     out = GroupAudit(k.stream, k.group)
-    ids = [_s(entry_id) for entry_id, _ in entries(client, k.stream)]
+    ids = [text(entry_id) for entry_id, _ in readers.entries(client, k.stream)]
     present = set(ids)
     out.entries = len(ids)
-    pel = _pending(client, k.stream, k.group)
-    retrying = _retrying(client, k)
-    dead = _dead(client, k)
-    last = _last_delivered(client, k)
+    snap = read_snapshot(client, k)
     for entry_id in ids:
-        places = [
-            n
-            for n, s in (("dead", dead), ("retrying", retrying), ("pending", pel))
-            if entry_id in s
-        ]
-        if len(places) > 1:
+        if len(snap.places(entry_id)) > 1:
             out.double_booked.append(entry_id)
-        if places:
-            out.counts[places[0]] += 1
-        elif last is None or _key(entry_id) > last:
-            out.counts["unread"] += 1
-        else:
-            out.counts["acked"] += 1
-    out.trimmed_pending = sorted(pel - present, key=_key)
-    retry_present = {_s(i) for i, _ in entries(client, k.retry)}
-    out.trimmed_retry_pending = sorted(_pending(client, k.retry, k.group) - retry_present, key=_key)
-    out.outcomes_of_trimmed_entries = len((dead | retrying) - present)
+        out.counts[snap.place(entry_id)] += 1
+    out.trimmed_pending = sort_ids(snap.pending - present)
+    out.trimmed_retry_pending = sort_ids(snap.retry_pending - snap.retry_ids)
+    out.outcomes_of_trimmed_entries = len((snap.dead.keys() | snap.retrying) - present)
     return out
-
-
-def _pending(client: redis.Redis, key: str, group: str) -> set[str]:
-    out: set[str] = set()
-    start = "-"
-    while True:
-        try:
-            page = client.xpending_range(key, group, min=start, max="+", count=PAGE)
-        except redis.ResponseError:
-            return out  # NOGROUP / no stream: nothing pending
-        out.update(_s(cast(bytes, row["message_id"])) for row in page)
-        if len(page) < PAGE:
-            return out
-        start = "(" + _s(cast(bytes, page[-1]["message_id"]))
-
-
-def _retrying(client: redis.Redis, k: StreamKeys) -> set[str]:
-    out = {_s(f.get(ORIGIN, b"")) for _, f in entries(client, k.retry)}
-    for member in cast(list[bytes], client.zrange(k.due, 0, -1)):
-        flat = unpack_strings(member)
-        fields = dict(zip(flat[::2], flat[1::2], strict=False))
-        out.add(_s(fields.get(ORIGIN, b"")))
-    out.discard("")
-    return out
-
-
-def _dead(client: redis.Redis, k: StreamKeys) -> set[str]:
-    out: set[str] = set()
-    for _, f in entries(client, k.dlq):
-        if _s(f.get(b"redrive-origin-stream", b"")) == k.stream and (
-            _s(f.get(b"redrive-group", b"")) == k.group
-        ):
-            out.add(_s(f.get(ORIGIN, b"")))
-    return out
-
-
-def _last_delivered(client: redis.Redis, k: StreamKeys) -> tuple[int, int] | None:
-    for info in client.xinfo_groups(k.stream):
-        if _s(info["name"]) == k.group:
-            return _key(_s(info["last-delivered-id"]))
-    return None
-
-
-def _key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -1,0 +1,63 @@
+"""redrive's own message fields, each name spelled once (pure; DESIGN §3).
+
+Every metadata field starts with ``redrive-``. A field is met in three spellings, all
+here: ``name`` as written (``"redrive-origin-id"``), ``key`` as raw replies carry it
+(``b"redrive-origin-id"``) and ``meta``, its name in a decoded metadata dict without the
+prefix (``"origin-id"``, as in :attr:`redrive.Message.meta`).
+
+Example::
+
+    fields.get(ORIGIN_ID.key, b"")      # a raw XRANGE entry
+    msg.meta.get(ORIGIN_ID.meta)        # decoded metadata
+    [ORIGIN_ID.name, msg.id]            # a field list to write
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+PREFIX = "redrive-"
+META_PREFIX = PREFIX.encode()
+
+
+class Field(NamedTuple):
+    """One metadata field in its three spellings (see the module docstring)."""
+
+    meta: str
+    name: str
+    key: bytes
+
+
+def _field(meta: str) -> Field:
+    name = PREFIX + meta
+    return Field(meta, name, name.encode())
+
+
+# Where the message came from and who failed it.
+ORIGIN_STREAM = _field("origin-stream")
+ORIGIN_ID = _field("origin-id")
+GROUP = _field("group")
+CONSUMER = _field("consumer")
+# The failure.
+ATTEMPT = _field("attempt")
+FIRST_FAILED_MS = _field("first-failed-ms")
+ERROR_TYPE = _field("error-type")
+ERROR_CLASS = _field("error-class")
+ERROR_MESSAGE = _field("error-message")
+TRACEBACK = _field("traceback")
+HISTORY = _field("history")
+# A retry.
+DUE_MS = _field("due-ms")
+DELAY_MS = _field("delay-ms")
+# A dead letter.
+REASON = _field("reason")
+DEAD_MS = _field("dead-ms")
+# Replays (redrive.dlq.replay).
+REPLAYS = _field("replays")
+REPLAYED_FROM = _field("replayed-from")
+REPLAYED_BY = _field("replayed-by")
+REPLAYED_MS = _field("replayed-ms")
+REPLAY_NOTE = _field("replay-note")
+
+#: What a replayed message carries about its replay, kept if it fails again.
+REPLAY_PROVENANCE = (REPLAYED_FROM, REPLAYED_BY, REPLAYED_MS, REPLAY_NOTE)
