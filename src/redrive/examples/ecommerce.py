@@ -34,6 +34,7 @@ from pathlib import Path
 
 import redis.asyncio
 
+from redrive.core import fields
 from redrive.core.breaker import BreakerPolicy
 from redrive.core.message import Message
 from redrive.core.retry import RetryPolicy
@@ -244,7 +245,7 @@ def _gateway_attempt(msg: Message) -> int:
     """The attempt as the fake gateway sees it: a replayed message arrives after the
     simulated outage is over (an operator replays once the dependency is back), so it
     is past every ``timeout_first``."""
-    return msg.attempt if msg.meta.get("replays", "0") == "0" else 1_000_000
+    return msg.attempt if msg.meta.get(fields.REPLAYS.meta, "0") == "0" else 1_000_000
 
 
 #: The app ``redrive worker redrive.examples.ecommerce:app`` runs. Nothing is resolved at

@@ -17,6 +17,7 @@ from typing import Any
 from redis import exceptions as rex
 from redis.asyncio import Redis
 
+from redrive.core import fields
 from redrive.core.message import Message
 from redrive.errors import ConfigError
 from redrive.examples.ecommerce import ledger_key
@@ -70,7 +71,7 @@ class SimLedger:
         """Middleware: note how late each retry starts (best effort, never fails it)."""
 
         async def call(msg: Message) -> Any:
-            due = msg.meta.get("due-ms")
+            due = msg.meta.get(fields.DUE_MS.meta)
             if due is not None and due.isdigit() and self.client is not None:
                 late = int(time.time() * 1000) - int(due)
                 field = f"{msg.id}:{msg.attempt}:{msg.entry_id}"

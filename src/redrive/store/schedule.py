@@ -9,7 +9,7 @@ with no msgpack dependency.
 Example::
 
     for member in client.zrange(keys.retry_due(stream, group), 0, -1):
-        origin = member_fields(member).get(b"redrive-origin-id")
+        origin = member_fields(member).get(fields.ORIGIN_ID.key)
 """
 
 from __future__ import annotations

@@ -2,8 +2,12 @@
 
 The places are read in the order messages move through them — the group's last
 delivered id, its pending list, the retry schedule, the retry stream, the DLQ — so a
-message that moves while the read walks on is seen twice rather than missed: a live
-read may report a double booking, it never invents a loss.
+message that moves on while the read walks is mostly seen twice (a double booking the
+audit reports) rather than missed. The read is a walk, not a snapshot: a retry that fails
+again goes back from the retry stream to the schedule, against that order, and an
+outcome recorded outside these keys (a ledger) is read by the caller at another moment.
+Exact numbers want a quiet stream; the canary, which must not miss a retry in flight,
+reads the schedule and the retry stream in one MULTI instead.
 """
 
 from __future__ import annotations
