@@ -10,7 +10,6 @@ import redis.asyncio
 from redrive import Message, RetryPolicy
 from redrive.examples.ecommerce import ORDERS, PAYMENTS, build_app, ledger_key
 from redrive.examples.ecommerce_traffic import plan_traffic
-from redrive.store.schedule import unpack_strings
 from tests.integration.helpers import dead_letters, running, until
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.02)
@@ -136,18 +135,6 @@ def test_traffic_plan_is_reproducible_and_mixes_every_fault() -> None:
         "ok", "timeout_then_ok", "timeout_exhausted", "declined",
         "malformed_json", "missing_field", "wrong_type",
     }  # fmt: skip
-
-
-async def test_scheduled_retries_can_be_read_back(
-    redis_url: str, prefix: str, aredis: redis.asyncio.Redis
-) -> None:
-    # The reconciliation decodes the retry schedule (msgpack made by Lua) without msgpack.
-    due = prefix + "due"
-    packed = await aredis.eval(
-        "return cmsgpack.pack({'data', ARGV[1], 'redrive-origin-id', '1-0'})", 0, "x" * 300
-    )
-    await aredis.zadd(due, {packed: 1})
-    assert unpack_strings(packed) == [b"data", b"x" * 300, b"redrive-origin-id", b"1-0"]
 
 
 def _dlq_len(r: redis.asyncio.Redis, stream: str, n: int) -> Any:

@@ -12,6 +12,7 @@ import redis.asyncio
 from redrive.core.message import Message
 from redrive.core.records import Failure, dead_record, retry_record
 from redrive.store.keys import StreamKeys
+from redrive.store.schedule import unpack_strings
 from redrive.store.scripts import scripts
 from redrive.verify import (
     ACKED,
@@ -113,3 +114,15 @@ async def test_audit_reconcile_and_locate_read_the_same_places(
                      placed["unread"]: UNREAD}  # fmt: skip
     r.xack(k.stream, k.group, placed["trimmed"])
     assert locate(r, k, [placed["trimmed"]]) == {placed["trimmed"]: GONE}
+
+
+async def test_scheduled_retries_can_be_read_back(
+    redis_url: str, prefix: str, aredis: redis.asyncio.Redis
+) -> None:
+    # The read model decodes the retry schedule (msgpack made by Lua) without msgpack.
+    due = prefix + "due"
+    packed = await aredis.eval(
+        "return cmsgpack.pack({'data', ARGV[1], 'redrive-origin-id', '1-0'})", 0, "x" * 300
+    )
+    await aredis.zadd(due, {packed: 1})
+    assert unpack_strings(packed) == [b"data", b"x" * 300, b"redrive-origin-id", b"1-0"]
