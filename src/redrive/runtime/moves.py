@@ -173,7 +173,7 @@ async def dead_letter(
     fields = dead_record(msg, failure, group=c.spec.group, reason=reason)
     # No MAXLEN here: dlq_maxlen is applied by the retention loop, which warns before it
     # evicts and keeps an audit; trimming on every write would drop dead letters silently.
-    args: list[Arg] = [c.spec.group, c.name, msg.entry_id, source.delete, 0, *fields]
+    args: list[Arg] = [c.spec.group, c.name, msg.entry_id, source.delete, *fields]
 
     def done(result: Any) -> None:
         code = result[0] if isinstance(result, list) else result
