@@ -9,8 +9,11 @@ import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 
 from redrive.errors import ConfigError
+from redrive.store import calls
+from redrive.store.calls import Fence
 from redrive.store.channel import Channel, Redirected
 from redrive.store.connection import async_client, sync_client, validate_url
+from redrive.store.keys import dlq
 from redrive.store.scripts import scripts
 from redrive.testing import RedisProcess
 from redrive.testing_cluster import RedisClusterProcess
@@ -61,6 +64,24 @@ async def test_scripts_are_loaded_on_every_master_and_reloaded_after_a_flush(
         await owner.aclose()
     await aredis.xgroup_create(stream, "g", id="0", mkstream=True)
     assert await s.ack(aredis, [stream], ["g", "c", "0", "1-1"]) == [0, [], [b"1-1"]]
+
+
+async def test_typed_calls_run_on_a_cluster_client_within_the_stream_slot(
+    aredis: redis.asyncio.Redis, prefix: str
+) -> None:
+    stream = f"{prefix}orders"  # dlq:{<stream>} hashes to the stream's own slot
+    await aredis.xgroup_create(stream, "g", id="0", mkstream=True)
+    entry = await aredis.xadd(stream, {"data": b"{}"})
+    await aredis.xreadgroup("g", "c1", {stream: ">"})
+
+    def move(consumer: str) -> calls.Call[calls.DeadLetterResult]:
+        return calls.dead_letter(stream=stream, dlq=dlq(stream), group="g", consumer=consumer,
+                                 entry_id=entry, delete=False, fields=["data", "{}"])  # fmt: skip
+
+    assert (await move("c2")(aredis)).fence is Fence.FENCED
+    assert (await move("c1")(aredis)).fence is Fence.MOVED
+    assert (await move("c1")(aredis)).fence is Fence.NOT_PENDING
+    assert await aredis.xlen(dlq(stream)) == 1
 
 
 async def test_channel_follows_a_moved_slot_to_its_new_owner(

@@ -139,7 +139,7 @@ async def test_fence_rejects_moves_by_a_consumer_that_no_longer_owns_the_entry(
 
     acked, fenced, gone = await s.ack(aredis, [stream], ["g", "paused", "0", entry])
     assert (acked, fenced, gone) == (0, [entry], [])
-    dead = await s.dead_letter(aredis, [stream, dlq(stream)], ["g", "paused", entry, "0", 0,
+    dead = await s.dead_letter(aredis, [stream, dlq(stream)], ["g", "paused", entry, "0",
                                                               "data", "{}"])  # fmt: skip
     assert dead == [-1, None]
     assert await aredis.xlen(dlq(stream)) == 0

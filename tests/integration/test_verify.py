@@ -11,9 +11,9 @@ import redis.asyncio
 
 from redrive.core.message import Message
 from redrive.core.records import Failure, dead_record, retry_record
+from redrive.store import calls
 from redrive.store.keys import StreamKeys
 from redrive.store.schedule import unpack_strings
-from redrive.store.scripts import scripts
 from redrive.verify import (
     ACKED,
     DEAD,
@@ -38,18 +38,24 @@ def _msg(k: StreamKeys, entry_id: str) -> Message:
 async def _schedule(a: redis.asyncio.Redis, k: StreamKeys, entry_id: str, due_ms: int) -> None:
     fields = retry_record(_msg(k, entry_id), FAILURE, group=k.group, next_attempt=2,
                           due_ms=due_ms, delay_ms=0)  # fmt: skip
-    done = await scripts().schedule_retry(
-        a, [k.stream, k.due], [k.group, "c1", entry_id, due_ms, "0", *fields]
-    )
-    assert done == 1
+    call = calls.schedule_retry(
+        stream=k.stream, due=k.due, group=k.group, consumer="c1",
+        entry_id=entry_id, due_ms=due_ms, delete=False, fields=fields,
+    )  # fmt: skip
+    assert await call(a) is calls.Fence.MOVED
 
 
 async def _dead_letter(a: redis.asyncio.Redis, k: StreamKeys, entry_id: str) -> None:
     fields = dead_record(_msg(k, entry_id), FAILURE, group=k.group, reason="poison")
-    done = await scripts().dead_letter(
-        a, [k.stream, k.dlq], [k.group, "c1", entry_id, "0", "0", *fields]
-    )
-    assert done[0] == 1
+    call = calls.dead_letter(stream=k.stream, dlq=k.dlq, group=k.group, consumer="c1",
+                             entry_id=entry_id, delete=False, fields=fields)  # fmt: skip
+    assert (await call(a)).fence is calls.Fence.MOVED
+
+
+async def _promote(a: redis.asyncio.Redis, k: StreamKeys) -> int:
+    now_ms = int(time.time() * 1000)
+    result = await calls.promote_due(due=k.due, retry=k.retry, now_ms=now_ms, limit=10)(a)
+    return result.moved
 
 
 async def _arrange(r: redis.Redis, a: redis.asyncio.Redis, k: StreamKeys) -> dict[str, str]:
@@ -73,10 +79,10 @@ async def test_every_entry_is_in_its_place_and_a_moving_retry_is_always_retrying
     k = StreamKeys.of(f"{prefix}orders", "g")
     placed = await _arrange(r, aredis, k)
     before = read_snapshot(r, k)
-    moved, _ = await scripts().promote_due(aredis, [k.due, k.retry], [int(time.time() * 1000), 10])
+    promoted = await _promote(aredis, k)
     after = read_snapshot(r, k)
 
-    assert moved == 1
+    assert promoted == 1
     assert r.zcard(k.due) == 1 and r.xlen(k.retry) == 1  # it did move
     for snap in (before, after):
         where = {name: snap.place(i) for name, i in placed.items() if name != "trimmed"}
@@ -92,7 +98,7 @@ async def test_audit_reconcile_and_locate_read_the_same_places(
 ) -> None:
     k = StreamKeys.of(f"{prefix}orders", "g")
     placed = await _arrange(r, aredis, k)
-    await scripts().promote_due(aredis, [k.due, k.retry], [int(time.time() * 1000), 10])
+    assert await _promote(aredis, k) == 1
     r.xgroup_create(k.retry, k.group, id="0")
     r.xreadgroup(k.group, "c2", {k.retry: ">"})  # the retry is delivered: pending there
     [retry_id] = [i.decode() for i, _ in r.xrange(k.retry)]

@@ -81,6 +81,7 @@ def decide_failure(
     by_class: dict[ErrorClass, RetryPolicy] | None = None,
     previous_delay: float | None = None,
     breaker_wait: float | None = None,
+    klass: ErrorClass | None = None,
 ) -> Decision:
     """Decide what to do with a delivery whose handler raised ``exc``.
 
@@ -92,9 +93,11 @@ def decide_failure(
     for the next probe without using an attempt, so an outage or a bad deploy never
     empties the stream into the DLQ. Bad input still goes to the DLQ at once.
     ``retry_by_class`` (``by_class``) may hold a policy for ``PERMANENT``: such failures
-    (other than bad input) are then retried by it instead of dead-lettered.
+    (other than bad input) are then retried by it instead of dead-lettered. ``klass`` is
+    ``rules.classify(exc)`` when the caller has it already (classified once per failure).
     """
-    klass = rules.classify(exc)
+    if klass is None:
+        klass = rules.classify(exc)
     if isinstance(exc, DecodeError):
         return Decision(Action.DEAD, klass, reason=exc.reason)
     bad_input = klass is ErrorClass.PERMANENT and rules.is_bad_input(exc)

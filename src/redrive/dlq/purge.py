@@ -16,8 +16,7 @@ from redrive.dlq import audit
 from redrive.dlq.model import DeadLetter
 from redrive.dlq.query import Filter, OnSkip, select
 from redrive.errors import ConfigError
-from redrive.store import keys
-from redrive.store.scripts import Arg, scripts
+from redrive.store import calls, keys
 
 BATCH = 500
 
@@ -73,9 +72,10 @@ async def purge(
     try:
         for stream, ids in _batches(chosen):
             head = [*op.entry_fields(), "stream", stream]
-            args: list[Arg] = [keys.AUDIT_MAXLEN, len(head), *head, *ids]
-            sha_keys = [keys.dlq(stream), keys.audit_trail(stream)]
-            deleted += int(await scripts().purge(client, sha_keys, args))
+            call = calls.purge(
+                dlq=keys.dlq(stream), audit=keys.audit_trail(stream), record=head, ids=ids
+            )
+            deleted += await call(client)
     finally:
         await audit.record(
             client, op, count=deleted, streams=list(chosen.by_stream()), details={"filter": what}

@@ -38,8 +38,7 @@ from redrive.dlq.model import DeadLetter, WrongTypeError, key_types, wrong_type
 from redrive.dlq.query import Filter, OnSkip, UnknownIdError, select
 from redrive.dlq.ratelimit import TokenBucket
 from redrive.errors import ConfigError
-from redrive.store import keys
-from redrive.store.scripts import Arg, scripts
+from redrive.store import calls, keys
 
 DEFAULT_MAX_REPLAYS = 3
 INTERRUPTED = "interrupted"
@@ -222,12 +221,15 @@ async def move(client: Redis, entry: DeadLetter, target: str, op: audit.Operatio
     origin = entry.meta.get(f.ORIGIN_ID.meta) or entry.id
     record = [*op.entry_fields(), "stream", entry.stream, "dlq-id", entry.id,
               "origin-id", origin, "reason", entry.reason, "target", target]  # fmt: skip
-    args: list[Arg] = [entry.id, keys.AUDIT_MAXLEN, len(fields), *fields, *record]
-    sha_keys = [entry.key, target, keys.audit_trail(entry.stream)]
-    new_id = await scripts().replay(client, sha_keys, args)
-    if new_id is None:
-        return None
-    return text(new_id)
+    call = calls.replay(
+        dlq=entry.key,
+        target=target,
+        audit=keys.audit_trail(entry.stream),
+        dead_id=entry.id,
+        fields=fields,
+        record=record,
+    )
+    return await call(client)
 
 
 async def replay(

@@ -1,34 +1,40 @@
-"""Batched, fenced settlements: acknowledgements and failure moves.
+"""The ack batcher: batched, fenced settlements of one consumer.
 
-Successes are collected per stream and sent as one ``ack`` script call per stream; failure
-moves (``schedule_retry``, ``dead_letter``) wait in the consumer's outbox. Both go out in
-the reader's next XREADGROUP round trip or, when the reader is blocked, by the flush loop
-after a short linger: a failure costs no round trip of its own, so the failure path is
-about as cheap as the happy path. A batch whose reply was lost is given back and sent
-again: settling twice is harmless (each script is fenced, and the second time the entry
-is simply no longer pending).
+Successes are collected per stream and sent as one ``ack`` script call per stream;
+failure moves (``schedule_retry``, ``dead_letter``, built by the settler) wait in the
+outbox. Both go out in the reader's next XREADGROUP round trip (``take`` / ``settle``) or,
+when the reader is blocked, by the flush loop after a short linger: a failure costs no
+round trip of its own, so the failure path is about as cheap as the happy path. A batch
+whose reply was lost is given back and sent again: settling twice is harmless (each
+script is fenced, and the second time the entry is simply no longer pending).
+
+The batcher is the only owner of what is settled here but not yet in Redis (``settling``)
+and of the memory of recent acks, which recovery asks before it runs an entry again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from redrive.store.channel import TRANSPORT_ERRORS, Command
+from redrive.runtime.source import Source
+from redrive.runtime.stats import Stats
+from redrive.store.channel import TRANSPORT_ERRORS, Channel, Command
 from redrive.store.scripts import Arg, Script
-
-if TYPE_CHECKING:
-    from redrive.runtime.consumer import Consumer
-    from redrive.runtime.source import Source
 
 log = logging.getLogger("redrive.acks")
 
 ACK_DEADLINE = 10.0
+#: Recently acked ids kept per stream: an ack that Redis lost (a crash before its fsync)
+#: makes the entry pending again; it is acked again, not run again.
+ACKED_MEMORY = 20_000
 
 
 @dataclass(slots=True)
@@ -58,143 +64,208 @@ class Batch:
         return bool(self.acks or self.moves)
 
 
-def take(c: Consumer) -> Batch:
-    """Remove and return the pending acks of both streams and the queued moves."""
-    batch = Batch()
-    for source in c.sources:
-        if source.acks:
-            batch.acks.append((source, source.acks))
-            source.acks = []
-    if c.outbox:
-        batch.moves, c.outbox = c.outbox, []
-    if batch:
-        c.in_flight.append(batch)  # until settled or given back: see ``settling``
-    return batch
+class AckBatcher:
+    """Acks and moves of one consumer, from the lanes and the settler to Redis.
 
-
-def give_back(c: Consumer, batch: Batch) -> None:
-    """Return a batch whose outcome is unknown, to be sent again."""
-    _landed(c, batch)
-    for source, ids in batch.acks:
-        source.acks[:0] = ids
-    c.outbox[:0] = batch.moves
-
-
-def commands(c: Consumer, batch: Batch) -> list[Command]:
-    """One ``ack`` script call (EVALSHA) per stream, then one call per move."""
-    sha = c.scripts.ack.sha
-    out: list[Command] = [
-        ("EVALSHA", sha, 1, source.key, c.spec.group, c.name, source.delete, *ids)
-        for source, ids in batch.acks
-    ]
-    out += [move.command() for move in batch.moves]
-    return out
-
-
-def settling(c: Consumer, source: Source) -> set[bytes]:
-    """Entries of ``source`` whose outcome is known here but not yet sent to Redis.
-
-    Such an entry must not run again when the own pending list is re-read (after a
-    reconnect): its ack or move simply goes out with the next round trip.
+    ``on_error_reply`` handles a move's error reply (NOGROUP recreates the group, anything
+    else raises); ``linger`` is how long the flush loop waits for the reader to take a batch.
     """
-    ids = set(source.acks)
-    ids.update(m.entry_id for m in c.outbox if m.source is source)
-    for batch in c.in_flight:  # taken for a round trip whose reply has not come yet
-        for acked, batch_ids in batch.acks:
-            if acked is source:
-                ids.update(batch_ids)
-        ids.update(m.entry_id for m in batch.moves if m.source is source)
-    return ids
 
+    def __init__(
+        self,
+        *,
+        client: Redis,
+        channel: Channel,
+        ack_script: Script,
+        group: str,
+        consumer: str,
+        sources: Sequence[Source],
+        stats: Stats,
+        linger: float,
+        on_error_reply: Callable[[Exception], Awaitable[None]],
+    ) -> None:
+        self.client = client
+        self.channel = channel
+        self.ack_script = ack_script
+        self.group = group
+        self.consumer = consumer
+        self.sources = tuple(sources)
+        self.stats = stats
+        self.linger = linger
+        self.on_error_reply = on_error_reply
+        self.ids: dict[Source, list[bytes]] = {s: [] for s in sources}
+        self.acked: dict[Source, dict[bytes, None]] = {s: {} for s in sources}
+        self.outbox: list[Move] = []  # failure moves waiting for the next round trip
+        self.in_flight: list[Batch] = []  # sent, reply not yet read
+        # A plain flag beside the event: the lanes test a bool per message instead of
+        # calling Event.set() (a method call per message is measurable on the hot path).
+        self.signalled = False
+        self._wanted = asyncio.Event()
 
-def _landed(c: Consumer, batch: Batch) -> None:
-    for i, sent in enumerate(c.in_flight):
-        if sent is batch:
-            del c.in_flight[i]
-            return
+    # -- what the lanes, the settler and recovery hand in --------------------------------
 
+    def ack(self, source: Source, entry_id: bytes) -> None:
+        """Acknowledge ``entry_id`` with the next round trip."""
+        self.ids[source].append(entry_id)
+        if not self.signalled:
+            self.signalled = True
+            self._wanted.set()
 
-async def settle(c: Consumer, batch: Batch, results: list[Any]) -> None:
-    """Count the outcome of each call; re-run calls that met NOSCRIPT."""
-    try:
-        await _settle(c, batch, results)
-    finally:
-        _landed(c, batch)  # anything unsettled is queued again by now
+    def send(self, move: Move) -> None:
+        """Queue a fenced move for the next round trip (the reader's or the flush loop's).
 
+        Until it is sent the entry stays pending under this consumer: a crash re-delivers
+        it, a reconnect does not run it again (``settling``), a lost reply sends it again.
+        """
+        self.outbox.append(move)
+        self.want()
 
-async def _settle(c: Consumer, batch: Batch, results: list[Any]) -> None:
-    n = len(batch.acks)
-    for (source, ids), reply in zip(batch.acks, results[:n], strict=True):
-        result = reply
-        if isinstance(reply, NoScriptError):
-            result = await c.scripts.ack(
-                c.client, [source.key], [c.spec.group, c.name, source.delete, *ids]
-            )
-        if isinstance(result, Exception):
-            log.error("ack of %d entries on %s failed: %s", len(ids), source.key, result)
-            source.acks[:0] = ids
-            continue
-        _count(c, source, ids, result)
-    for move, reply in zip(batch.moves, results[n:], strict=True):
-        result = reply
-        if isinstance(reply, NoScriptError):
-            result = await move.script(c.client, move.keys, move.args)
-        if isinstance(result, Exception):
-            c.outbox.append(move)  # sent again next round trip
-            await c.on_response_error(result)  # NOGROUP recreates the group, else raises
-            continue
-        move.done(result)
+    def want(self) -> None:
+        """Ask the flush loop to send what is pending unless the reader takes it first."""
+        if not self.signalled:
+            self.signalled = True
+            self._wanted.set()
 
+    # -- what recovery asks --------------------------------------------------------------
 
-def _count(c: Consumer, source: Source, ids: list[bytes], result: list[Any]) -> None:
-    _, fenced, gone = result
-    source.remember_acked(ids)
-    if fenced:
-        c.stats.fenced += len(fenced)
-        log.warning(
-            "fence: %d acks on %s rejected, the entries now belong to another consumer",
-            len(fenced),
-            source.key,
-            extra={"stream": source.key, "decision": "fenced", "count": len(fenced)},
-        )
-    if gone:
-        c.stats.stale_acks += len(gone)
+    def settling(self, source: Source) -> set[bytes]:
+        """Entries of ``source`` whose outcome is known here but not yet sent to Redis.
 
+        Such an entry must not run again when the own pending list is re-read (after a
+        reconnect): its ack or move simply goes out with the next round trip.
+        """
+        ids = set(self.ids[source])
+        ids.update(m.entry_id for m in self.outbox if m.source is source)
+        for batch in self.in_flight:  # taken for a round trip whose reply has not come yet
+            for acked, batch_ids in batch.acks:
+                if acked is source:
+                    ids.update(batch_ids)
+            ids.update(m.entry_id for m in batch.moves if m.source is source)
+        return ids
 
-async def flush(c: Consumer) -> None:
-    """Send all pending acks and moves now (one round trip)."""
-    batch = take(c)
-    if not batch:
-        return
-    try:
-        results = await c.ack_channel.roundtrip(commands(c, batch), ACK_DEADLINE)
-    except BaseException:
-        give_back(c, batch)
-        raise
-    await settle(c, batch, results)
+    def was_acked(self, source: Source, entry_id: bytes) -> bool:
+        """Whether ``entry_id`` was acked recently (pending again: Redis lost the ack)."""
+        return entry_id in self.acked[source]
 
+    # -- a round trip --------------------------------------------------------------------
 
-def wanted(c: Consumer) -> None:
-    """Ask the flush loop to send what is pending unless the reader takes it first."""
-    if not c.ack_signalled:
-        c.ack_signalled = True
-        c.ack_wanted.set()
+    def take(self) -> Batch:
+        """Remove and return the pending acks of both streams and the queued moves."""
+        batch = Batch()
+        for source, ids in self.ids.items():
+            if ids:
+                batch.acks.append((source, ids[:]))
+                ids.clear()  # in place: the list object stays the stream's
+        if self.outbox:
+            batch.moves, self.outbox = self.outbox, []
+        if batch:
+            self.in_flight.append(batch)  # until settled or given back: see ``settling``
+        return batch
 
+    def commands(self, batch: Batch) -> list[Command]:
+        """One ``ack`` script call (EVALSHA) per stream, then one call per move."""
+        sha = self.ack_script.sha
+        out: list[Command] = [
+            ("EVALSHA", sha, 1, source.key, self.group, self.consumer, source.delete, *ids)
+            for source, ids in batch.acks
+        ]
+        out += [move.command() for move in batch.moves]
+        return out
 
-async def flush_loop(c: Consumer) -> None:
-    """Flush what the reader did not piggyback within ``ack_linger`` seconds."""
-    failures = 0
-    while not c.draining:
-        await c.ack_wanted.wait()
-        c.ack_wanted.clear()
-        c.ack_signalled = False
-        await asyncio.sleep(c.opts.ack_linger)
+    def give_back(self, batch: Batch) -> None:
+        """Return a batch whose outcome is unknown, to be sent again."""
+        self._landed(batch)
+        for source, ids in batch.acks:
+            self.ids[source][:0] = ids
+        self.outbox[:0] = batch.moves
+
+    async def settle(self, batch: Batch, results: list[Any]) -> None:
+        """Count the outcome of each call; re-run calls that met NOSCRIPT."""
         try:
-            await flush(c)
-            failures = 0
-        except TRANSPORT_ERRORS as exc:
-            failures += 1
-            if failures & (failures - 1) == 0:  # 1st, 2nd, 4th, 8th…: an outage, not a flood
-                log.warning("ack flush failed %d times (%s); retrying", failures, exc)
-            await asyncio.sleep(min(2.0, 0.05 * 2**failures))
-            c.ack_wanted.set()
+            await self._settle(batch, results)
+        finally:
+            self._landed(batch)  # anything unsettled is queued again by now
+
+    async def flush(self) -> None:
+        """Send all pending acks and moves now (one round trip)."""
+        batch = self.take()
+        if not batch:
+            return
+        try:
+            results = await self.channel.roundtrip(self.commands(batch), ACK_DEADLINE)
+        except BaseException:
+            self.give_back(batch)
+            raise
+        await self.settle(batch, results)
+
+    async def flush_loop(self) -> None:
+        """Flush what the reader did not piggyback within ``linger`` seconds."""
+        failures = 0
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            self.signalled = False
+            await asyncio.sleep(self.linger)
+            try:
+                await self.flush()
+                failures = 0
+            except TRANSPORT_ERRORS as exc:
+                failures += 1
+                if failures & (failures - 1) == 0:  # 1st, 2nd, 4th…: an outage, not a flood
+                    log.warning("ack flush failed %d times (%s); retrying", failures, exc)
+                await asyncio.sleep(min(2.0, 0.05 * 2**failures))
+                self._wanted.set()
+
+    def _landed(self, batch: Batch) -> None:
+        for i, sent in enumerate(self.in_flight):
+            if sent is batch:
+                del self.in_flight[i]
+                return
+
+    async def _settle(self, batch: Batch, results: list[Any]) -> None:
+        n = len(batch.acks)
+        for (source, ids), reply in zip(batch.acks, results[:n], strict=True):
+            result = reply
+            if isinstance(reply, NoScriptError):
+                result = await self.ack_script(
+                    self.client, [source.key], [self.group, self.consumer, source.delete, *ids]
+                )
+            if isinstance(result, Exception):
+                log.error("ack of %d entries on %s failed: %s", len(ids), source.key, result)
+                self.ids[source][:0] = ids
+                continue
+            self._count(source, ids, result)
+        for move, reply in zip(batch.moves, results[n:], strict=True):
+            result = reply
+            if isinstance(reply, NoScriptError):
+                result = await move.script(self.client, move.keys, move.args)
+            if isinstance(result, Exception):
+                self.outbox.append(move)  # sent again next round trip
+                await self.on_error_reply(result)  # NOGROUP recreates the group, else raises
+                continue
+            move.done(result)
+
+    def _count(self, source: Source, ids: list[bytes], result: list[Any]) -> None:
+        _, fenced, gone = result
+        self._remember(source, ids)
+        if fenced:
+            self.stats.fenced += len(fenced)
+            log.warning(
+                "fence: %d acks on %s rejected, the entries now belong to another consumer",
+                len(fenced),
+                source.key,
+                extra={"stream": source.key, "decision": "fenced", "count": len(fenced)},
+            )
+        if gone:
+            self.stats.stale_acks += len(gone)
+
+    def _remember(self, source: Source, ids: list[bytes]) -> None:
+        acked = self.acked[source]
+        acked.update(dict.fromkeys(ids))
+        excess = len(acked) - ACKED_MEMORY
+        if excess > 0:
+            for entry_id in list(itertools.islice(acked, excess)):
+                del acked[entry_id]
+
+
+__all__ = ["ACKED_MEMORY", "AckBatcher", "Batch", "Move"]

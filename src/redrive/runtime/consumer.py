@@ -1,10 +1,14 @@
-"""The consumer of one handler: reads ``S`` and its retry stream, dispatches, settles.
+"""The consumer of one handler: the composition root of the runtime's parts.
 
 Life cycle (DESIGN §4): create the groups, re-read this consumer's own pending entries,
-then loop: XREADGROUP (with the pending acks pipelined in the same round trip) → lanes run
-the handler → success is acked in batches, failures are moved by one Lua call each.
-Background tasks promote due retries, reclaim entries of crashed consumers, renew leases
-of long handlers, flush acks that the reader did not take, and publish counters.
+then loop: the reader fills the buffer (XREADGROUP, with the pending acks and moves in the
+same round trip) → the lanes run the handler → successes go to the ack batcher, failures
+to the settler, which queues one fenced move each with the batcher. Named background
+tasks promote due retries, reclaim entries of crashed consumers, renew leases of long
+handlers, flush settlements the reader did not take, publish counters, watch handler time
+limits and apply the DLQ retention. ``docs/architecture.md`` shows who owns which state.
+
+Every part is built here and given its collaborators; nothing reaches into the consumer.
 """
 
 from __future__ import annotations
@@ -13,16 +17,23 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from redrive.core.breaker import BreakerState, CircuitBreaker, Transition
-from redrive.runtime import acks, background, dispatch, groups, recovery
+from redrive.runtime import background
+from redrive.runtime.acks import AckBatcher
+from redrive.runtime.buffer import Buffer
+from redrive.runtime.dispatch import Lanes
+from redrive.runtime.groups import Groups
+from redrive.runtime.isolation import Isolation
+from redrive.runtime.leases import Leases
+from redrive.runtime.moves import Settler
+from redrive.runtime.reader import Reader
+from redrive.runtime.recovery import Recovery
+from redrive.runtime.scheduler import Scheduler
 from redrive.runtime.settings import HandlerSpec, Middleware, WorkerOptions
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
@@ -31,8 +42,6 @@ from redrive.store.keys import STREAMS_INDEX, StreamKeys
 from redrive.store.scripts import scripts
 
 log = logging.getLogger("redrive.consumer")
-
-Item = tuple[Source, bytes, list[bytes] | None]
 
 
 def _raw(response: Any, **options: Any) -> Any:
@@ -56,52 +65,73 @@ class Consumer:
         reader: Redis,
         middleware: Sequence[Middleware] = (),
     ) -> None:
-        self.spec = spec
-        self.middleware = tuple(middleware)
-        self.opts = opts
-        self.client = client
-        self.reader = reader
-        self.name = opts.consumer
-        self.keys = StreamKeys.of(spec.stream, spec.group)
-        self.main = Source(self.keys.stream, spec.stream, trusted=False)
-        self.retry = Source(self.keys.retry, spec.stream, trusted=True)
-        self.sources = (self.main, self.retry)
-        self.scripts = scripts()
-        self.rng = random.Random()
-        self.breaker = CircuitBreaker(spec.breaker, self.breaker_moved) if spec.breaker else None
-        self.stats = Stats(spec.stream, spec.group, self.name, metrics=opts.metrics)
-        self.stats.breaker = self.breaker
-        self.queue: deque[Item] = deque()
-        self.suspects: deque[Item] = deque()  # re-delivered after a crash: run one at a time
-        self.suspect_busy = False
-        self.suspect_entry: bytes | None = None
-        self.inflight = 0
-        self.closing = False
-        self.draining = False
-        self.need_own_pending = True
-        self.outbox: list[acks.Move] = []  # failure moves waiting for the next round trip
-        self.in_flight: list[acks.Batch] = []  # sent, reply not yet read
-        self.run_id: str | None = None  # the server's: tells a restart from a deleted group
-        # Plain flags beside the events: the lanes test a bool per message instead of
-        # calling Event.set() (a method call per message is measurable on the hot path).
-        self.capacity = asyncio.Event()
-        self.reader_waiting = False
-        self.ack_wanted = asyncio.Event()
-        self.ack_signalled = False
-        self.schedule_changed = asyncio.Event()
-        self.promote_at_ms = 0.0  # when the sleeping scheduler wakes next (0: awake)
-        self.lanes = dispatch.Lanes(self)
-        self.channel = Channel(reader, self.keys.stream)  # cluster: the slot of S and its keys
-        self.ack_channel = Channel(client, self.keys.stream)
-        # One deadline per round trip, above BLOCK: a dead peer is noticed, BLOCK never cut.
-        self.read_deadline = opts.block_ms / 1000 + 10.0
-        self._tasks: list[asyncio.Task[None]] = []
         use_raw_replies(reader)
         use_raw_replies(client)
+        self.spec = spec
+        self.opts = opts
+        self.client = client
+        self.name = name = opts.consumer
+        self.keys = keys = StreamKeys.of(spec.stream, spec.group)
+        self.scripts = lua = scripts()
+        main = Source(keys.stream, spec.stream, trusted=False)
+        retry = Source(keys.retry, spec.stream, trusted=True)
+        self.sources = sources = (main, retry)
+        rng = random.Random()
+        self.breaker = breaker = (
+            CircuitBreaker(spec.breaker, self.breaker_moved) if spec.breaker else None
+        )
+        self.stats = stats = Stats(spec.stream, spec.group, name, metrics=opts.metrics)
+        stats.breaker = breaker
+        # Cluster: each channel is pinned to the slot of S (and so of all its keys).
+        self.read_channel = Channel(reader, keys.stream)
+        self.ack_channel = Channel(client, keys.stream)
+        self.buffer = buffer = Buffer(sources)
+        self.groups = groups = Groups(
+            client=client, group=spec.group, start_id=spec.start_id, main=main, retry=retry,
+            stats=stats, buffer=buffer,
+        )  # fmt: skip
+        self.batcher = batcher = AckBatcher(
+            client=client, channel=self.ack_channel, ack_script=lua.ack, group=spec.group,
+            consumer=name, sources=sources, stats=stats, linger=opts.ack_linger,
+            on_error_reply=groups.on_error_reply,
+        )  # fmt: skip
+        self.scheduler = Scheduler(
+            client=client, promote=lua.promote_due, due_key=keys.due, retry_key=keys.retry,
+            interval=opts.scheduler_interval,
+        )  # fmt: skip
+        self.settler = settler = Settler(
+            spec=spec, consumer=name, keys=keys, scripts=lua, batcher=batcher, stats=stats,
+            breaker=breaker, client=client, rng=rng, on_scheduled=self.scheduler.scheduled,
+        )  # fmt: skip
+        self.recovery = recovery = Recovery(
+            client=client, spec=spec, consumer=name, sources=sources, buffer=buffer,
+            batcher=batcher, settler=settler, stats=stats,
+        )  # fmt: skip
+        self.leases = leases = Leases(
+            client=client, renew=lua.renew, group=spec.group, consumer=name, buffer=buffer,
+            visibility_timeout=spec.visibility_timeout,
+        )  # fmt: skip
+        isolation = Isolation(
+            client=client, starts_key=keys.starts, buffer=buffer, settler=settler,
+            max_deliveries=spec.max_deliveries,
+        )  # fmt: skip
+        self.lanes = Lanes(
+            spec=spec, middleware=middleware, buffer=buffer, batcher=batcher, settler=settler,
+            isolation=isolation, leases=leases, breaker=breaker, stats=stats,
+        )  # fmt: skip
+        self.reader = Reader(
+            spec=spec, consumer=name, block_ms=opts.block_ms, main=main, retry=retry,
+            channel=self.read_channel, buffer=buffer, batcher=batcher, recovery=recovery,
+            groups=groups, breaker=breaker, stats=stats,
+        )  # fmt: skip
+        self.rng = rng
+        self.reader_task: asyncio.Task[None] | None = None
+        self.lane_tasks: list[asyncio.Task[None]] = []
+        self.background: dict[str, asyncio.Task[None]] = {}
 
     def breaker_moved(self, t: Transition) -> None:
         """Log every change of the breaker at WARNING (a pause must be visible) and count it."""
-        extra = {"stream": self.main.key, "group": self.spec.group, "breaker": t.after.value}
+        extra = {"stream": self.keys.stream, "group": self.spec.group, "breaker": t.after.value}
         if t.after is BreakerState.OPEN:
             self.stats.breaker_opened += 1
             what = "transient failures" if t.cause == "dependency" else "handler failures"
@@ -112,57 +142,79 @@ class Consumer:
             hint = "" if t.cause == "dependency" else "; a bad deploy? fix the handler"
             log.warning(
                 "breaker of %s (%s) opened: %s; reading paused for %.1fs%s",
-                self.main.key, self.spec.group, why, self.spec.breaker.open_seconds,  # type: ignore[union-attr]
+                self.keys.stream, self.spec.group, why, self.spec.breaker.open_seconds,  # type: ignore[union-attr]
                 hint, extra=extra,
             )  # fmt: skip
         elif t.after is BreakerState.HALF_OPEN:
-            log.warning("breaker of %s (%s) half-open: probing", self.main.key, self.spec.group,
+            log.warning("breaker of %s (%s) half-open: probing", self.keys.stream, self.spec.group,
                         extra=extra)  # fmt: skip
         else:
             self.stats.breaker_closed += 1
             log.warning("breaker of %s (%s) closed: a probe succeeded, reading resumed",
-                        self.main.key, self.spec.group, extra=extra)  # fmt: skip
+                        self.keys.stream, self.spec.group, extra=extra)  # fmt: skip
 
     # -- life cycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create groups, load scripts and register the stream in the index."""
+        """Load scripts, create the groups and register the stream in the index."""
         await self.scripts.load_all(self.client)
-        self.run_id = await groups.run_id(self)
-        await self.ensure_groups(warn=False)
+        await self.groups.start()
         await self.client.sadd(STREAMS_INDEX, self.spec.stream)
 
-    async def ensure_groups(self, *, warn: bool) -> None:
-        """Create the groups if missing (after a restart without persistence: NOGROUP)."""
-        await groups.ensure(self, warn=warn)
-
-    async def on_response_error(self, exc: Exception) -> None:
-        """An error reply: NOGROUP recreates the groups, anything else is raised."""
-        await groups.on_error_reply(self, exc)
+    def _loops(self) -> dict[str, Coroutine[Any, Any, None]]:
+        """The background loops, by task name; the ones naming the group survive NOGROUP."""
+        spec, opts, guarded = self.spec, self.opts, self.groups.guarded
+        reclaim_every = opts.reclaim_interval or spec.visibility_timeout / 4
+        return {
+            "acks": guarded(self.batcher.flush_loop),
+            "scheduler": self.scheduler.loop(),
+            "reclaim": guarded(lambda: background.reclaim_loop(self.recovery, reclaim_every)),
+            "lease": guarded(lambda: self.leases.loop(self.sources)),
+            "stats": background.stats_loop(
+                self.stats, self.client, self.keys.stats, opts.stats_interval
+            ),
+            "watchdog": background.watchdog_loop(self.lanes, self.stats, spec.stream, spec.group),
+            "dlq retention": background.retention_loop(self.client, spec, self.name, self.rng),
+        }
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set, then shut down gracefully."""
+        """Consume until ``stop`` is set, then shut down gracefully.
+
+        If a part fails (an error no loop can retry), the others are stopped and the error
+        is raised; unsettled entries stay pending under this name, as after a crash.
+        """
         await self.start()
         spawn = asyncio.get_running_loop().create_task
-        self._tasks = [
-            spawn(self.read_loop(), name=f"read {self.main.key}"),
-            *self.lanes.start(),
-            spawn(groups.guarded(self, acks.flush_loop), name="acks"),
-            spawn(background.promote_loop(self), name="scheduler"),
-            spawn(groups.guarded(self, background.reclaim_loop), name="reclaim"),
-            spawn(groups.guarded(self, background.lease_loop), name="lease"),
-            spawn(background.stats_loop(self), name="stats"),
-            spawn(background.watchdog_loop(self), name="watchdog"),
-            spawn(background.retention_loop(self), name="dlq retention"),
-        ]
-        stopper = spawn(stop.wait())
-        await asyncio.wait([stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        for task in self._tasks:
-            if task.done() and not task.cancelled() and task.exception():
-                await self.abort()
-                raise task.exception()  # type: ignore[misc]
+        where = self.keys.stream
+        self.reader_task = spawn(self.reader.loop(), name=f"read {where}")
+        self.lane_tasks = self.lanes.start()
+        self.background = {
+            name: spawn(loop, name=f"{name} {where}") for name, loop in self._loops().items()
+        }
+        failed = await self._until(stop)
+        if failed is not None:
+            await self.abort()
+            raise failed
         await self.shutdown()
+
+    async def _until(self, stop: asyncio.Event) -> BaseException | None:
+        """Wait for ``stop``, or for a task to fail (returns its error). A loop that ends
+        without an error (nothing to do: no time limit, no retention) is simply done."""
+        stopper = asyncio.ensure_future(stop.wait())
+        running: set[asyncio.Future[Any]] = {stopper, *self._tasks()}
+        try:
+            while not stopper.done():
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not stopper and not task.cancelled() and task.exception():
+                        return task.exception()
+            return None
+        finally:
+            stopper.cancel()
+
+    def _tasks(self) -> list[asyncio.Task[None]]:
+        reader = [self.reader_task] if self.reader_task is not None else []
+        return [*reader, *self.lane_tasks, *self.background.values()]
 
     async def abort(self) -> None:
         """After a part failed: stop the others and give the connections back.
@@ -170,128 +222,39 @@ class Consumer:
         Nothing is flushed (the failure may be Redis's); unsettled entries stay pending
         under this name and are re-read or reclaimed, as after a crash.
         """
-        self.closing = self.draining = True
-        for task in self._tasks:
+        self.reader.closing = True
+        self.buffer.seal()
+        tasks = self._tasks()
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.lanes.close()
-        await self.channel.close()
+        await self.read_channel.close()
         await self.ack_channel.close()
 
     async def shutdown(self) -> None:
-        """Stop reading, finish what is buffered (bounded), flush acks and counters.
-
-        The reader's current XREADGROUP is allowed to return (at most BLOCK), so entries
-        already delivered are handled instead of being stranded in the pending list.
-        """
-        self.closing = True
-        n = self.spec.concurrency
-        reader, lanes, rest = self._tasks[0], self._tasks[1 : 1 + n], self._tasks[1 + n :]
-        await asyncio.wait([reader], timeout=self.read_deadline - 9.0)
-        reader.cancel()
-        self.draining = True  # nothing more will be queued: idle lanes may now return
-        self.capacity.set()
-        self.lanes.wake_all()
-        _, late = await asyncio.wait(lanes, timeout=self.opts.shutdown_timeout)
-        for task in (*late, *rest):
-            task.cancel()  # unfinished entries stay pending: re-read or reclaimed later
-        await asyncio.gather(reader, *late, *rest, return_exceptions=True)
+        """Stop in order: the reader (its read under way may return), the lanes (they
+        finish what is buffered, bounded by ``shutdown_timeout``), the background loops;
+        then flush the last settlements and counters and leave the group if nothing is
+        pending here. Unfinished entries stay pending: re-read or reclaimed later."""
+        if self.reader_task is not None:
+            await self.reader.stop(self.reader_task)
+        self.buffer.seal()  # nothing more will be queued: idle lanes may now return
+        _, late = await asyncio.wait(self.lane_tasks, timeout=self.opts.shutdown_timeout)
+        rest = [*late, *self.background.values()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*self._tasks(), return_exceptions=True)
         self.lanes.close()
         with contextlib.suppress(*TRANSPORT_ERRORS):
-            await acks.flush(self)
+            await self.batcher.flush()
             await self.stats.publish(self.client, self.keys.stats)
             await self.retire()
-        await self.channel.close()
+        await self.read_channel.close()
         await self.ack_channel.close()
-        log.info("consumer %s stopped on %s", self.name, self.main.key)
+        log.info("consumer %s stopped on %s", self.name, self.keys.stream)
 
     async def retire(self) -> None:
         """Leave the group where nothing is pending under this name (keeps groups tidy)."""
         for source in self.sources:
             await self.scripts.retire(self.client, [source.key], [self.spec.group, self.name])
-
-    # -- reading ------------------------------------------------------------------------
-
-    async def read_loop(self) -> None:
-        """Read while there is room; on a transport error back off and re-read own pending."""
-        failures = 0
-        while not self.closing:
-            try:
-                if self.need_own_pending:
-                    await recovery.reread_own(self)
-                    self.need_own_pending = False
-                count = await self.room()
-                if count:
-                    self.accept(await self.read(count))
-                failures = 0
-            except TRANSPORT_ERRORS as exc:
-                failures += 1
-                self.need_own_pending = True
-                log.warning("redis unreachable (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(min(5.0, 0.05 * 2**failures))
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                await self.ensure_groups(warn=True)
-
-    async def room(self) -> int:
-        """Wait until the buffer has drained, then return how many entries to read."""
-        spec = self.spec
-        # Read again once half the read-ahead is used up, so the next batch is on its way
-        # while the lanes finish this one.
-        low_water = spec.concurrency + spec.prefetch
-        while True:
-            held = len(self.queue) + len(self.suspects) + self.inflight
-            if held <= low_water:
-                break
-            self.capacity.clear()
-            self.reader_waiting = True
-            try:
-                await self.capacity.wait()
-            finally:
-                self.reader_waiting = False
-        count = spec.concurrency + 2 * spec.prefetch - held
-        breaker = self.breaker
-        if breaker is not None:
-            allowed = breaker.allowance(time.monotonic())
-            if allowed is not None:  # open or half-open: read only what may be probed
-                if allowed == 0 or self.queue:
-                    await asyncio.sleep(min(0.1, max(0.01, breaker.wait(time.monotonic()) or 0)))
-                    return 0
-                count = min(count, allowed)
-        return count
-
-    async def read(self, count: int) -> Any:
-        """One round trip: the pending acks, then XREADGROUP over both streams."""
-        batch = acks.take(self)
-        commands = acks.commands(self, batch)
-        read = ("XREADGROUP", "GROUP", self.spec.group, self.name, "COUNT", count, "BLOCK",
-                self.opts.block_ms, "STREAMS", self.main.key, self.retry.key, ">", ">")  # fmt: skip
-        commands.append(read)
-        try:
-            results = await self.channel.roundtrip(commands, self.read_deadline)
-        except BaseException:
-            acks.give_back(self, batch)
-            raise
-        await acks.settle(self, batch, results[:-1])
-        reply = results[-1]
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-    def accept(self, reply: Any) -> None:
-        """Queue the entries of an XREADGROUP reply for the lanes."""
-        if not reply:
-            return
-        now = time.perf_counter()
-        queue = self.queue
-        received = 0
-        for name, entries in reply:
-            source = self.main if name == self.main.name_b else self.retry
-            held = source.held
-            for entry_id, flat in entries:
-                held[entry_id] = now
-                queue.append((source, entry_id, flat))
-            received += len(entries)
-        self.stats.received += received
-        self.lanes.wake()

@@ -8,40 +8,41 @@ Lanes are woken one at a time (a woken lane wakes the next if work remains), so 
 of fast messages costs one wake-up, not one per lane. A lane that ran many handlers
 without suspending yields once, so the reader can fetch the next batch while the rest
 of this one is handled (client and server then work in parallel).
+
+Lanes take from the buffer and hand every outcome on: a success to the ack batcher, a
+failure to the settler. They never touch Redis for an outcome themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import contextvars
 import inspect
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-from redrive.core.breaker import BreakerState
+from redrive.core.breaker import BreakerState, CircuitBreaker
 from redrive.core.codec import check_size
 from redrive.core.message import Message
 from redrive.errors import ConfigError, HandlerTimeout
-from redrive.runtime import moves
-from redrive.runtime.background import drop_unstarted
-from redrive.runtime.recovery import SHARED_RUNS
-from redrive.runtime.settings import AsyncHandler, SyncHandler
-from redrive.store.channel import TRANSPORT_ERRORS
-
-if TYPE_CHECKING:
-    from redrive.runtime.consumer import Consumer, Item
-    from redrive.runtime.source import Source
+from redrive.runtime.acks import AckBatcher
+from redrive.runtime.buffer import Buffer, Item
+from redrive.runtime.isolation import Isolation
+from redrive.runtime.leases import Leases
+from redrive.runtime.moves import Settler
+from redrive.runtime.settings import AsyncHandler, HandlerSpec, Middleware, SyncHandler
+from redrive.runtime.source import Source
+from redrive.runtime.stats import Stats
 
 log = logging.getLogger("redrive.dispatch")
 
 YIELD_EVERY = 32
 #: Returned by :meth:`Lanes.next_slow` when a lane should end.
 STOP = cast("Item", ("stop",))
-ISOLATION_POLL = 0.005
-STARTS_TTL = 7 * 24 * 3600
 
 
 def take_fresh(queue: deque[Item]) -> Item:
@@ -69,73 +70,74 @@ class Run:
 
 
 class Lanes:
-    """The lanes of one consumer and their wake-up protocol."""
+    """The lanes of one consumer: they run the handler on what the buffer holds."""
 
-    def __init__(self, consumer: Consumer) -> None:
-        self.c = consumer
-        self.idle: list[asyncio.Future[None]] = []
-        self.waking = False
-        self.runs = [Run() for _ in range(consumer.spec.concurrency)]
+    def __init__(
+        self,
+        *,
+        spec: HandlerSpec,
+        middleware: Sequence[Middleware],
+        buffer: Buffer,
+        batcher: AckBatcher,
+        settler: Settler,
+        isolation: Isolation,
+        leases: Leases,
+        breaker: CircuitBreaker | None,
+        stats: Stats,
+    ) -> None:
+        self.spec = spec
+        self.middleware = tuple(middleware)
+        self.buffer = buffer
+        self.batcher = batcher
+        self.settler = settler
+        self.isolation = isolation
+        self.leases = leases
+        self.breaker = breaker
+        self.stats = stats
+        self.runs = [Run() for _ in range(spec.concurrency)]
         self.abandoned = 0  # threads of ``def`` handlers that outlived their time limit
         self.executor: ThreadPoolExecutor | None = None
-        if not consumer.spec.is_async:
+        if not spec.is_async:
             self.executor = self._new_executor()
         self.fn = self.handler()
 
     def _new_executor(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(self.c.spec.concurrency, thread_name_prefix="redrive-handler")
+        return ThreadPoolExecutor(self.spec.concurrency, thread_name_prefix="redrive-handler")
 
     def start(self) -> list[asyncio.Task[None]]:
         """Create one task per lane (the watchdog cancels a run through its task)."""
         spawn = asyncio.get_running_loop().create_task
         for i, run in enumerate(self.runs):
-            run.task = spawn(self.lane(run), name=f"lane {i}")
+            run.task = spawn(self.lane(run), name=f"lane {i} {self.spec.stream}")
         return [run.task for run in self.runs if run.task is not None]
 
-    def wake(self) -> None:
-        """Wake one idle lane unless one is already on its way."""
-        if self.waking or not self.idle:
-            return
-        self.waking = True
-        self.idle.pop().set_result(None)
-
-    def wake_all(self) -> None:
-        """Wake every idle lane (shutdown: they drain the queue and return)."""
-        while self.idle:
-            fut = self.idle.pop()
-            if not fut.done():
-                fut.set_result(None)
-
-    async def idle_wait(self) -> None:
-        """Park this lane until there is work (or shutdown)."""
-        fut = asyncio.get_running_loop().create_future()
-        self.idle.append(fut)
-        await fut
-        self.waking = False
-
     async def lane(self, run: Run) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot path
-        """Run queued entries until shutdown. One long frame on purpose: an extra coroutine
-        call per message would cost about as much as the rest of the per-message work."""
-        c = self.c
-        queue = c.queue
+        """Run buffered entries until shutdown. One long frame on purpose: an extra
+        coroutine call per message would cost about as much as the rest of its work."""
+        buffer = self.buffer
+        queue = buffer.queue
+        suspects = buffer.suspects
+        isolation = self.isolation
+        batcher = self.batcher
         fn = self.fn
-        max_bytes = c.spec.max_payload_bytes
-        breaker = c.breaker
-        timings = c.stats.timings  # None when metrics are off
+        max_bytes = self.spec.max_payload_bytes
+        breaker = self.breaker
+        stats = self.stats
+        timings = stats.timings  # None when metrics are off
         # Leases are renewed at a third of the visibility timeout; an entry that waited
         # longer than this was held through a stall (SIGSTOP, a frozen VM).
-        confirm_after = c.spec.visibility_timeout * 0.6
+        confirm_after = self.spec.visibility_timeout * 0.6
         streak = 0
         while True:
             if (
                 queue
                 and streak < YIELD_EVERY
-                and not (c.suspects or c.suspect_busy)
+                and not (suspects or isolation.busy)
                 and (breaker is None or breaker.state is BreakerState.CLOSED)
             ):
                 source, entry_id, fields = queue.popleft()
                 if queue:
-                    self.wake()
+                    buffer.wake()
                 streak += 1
             else:
                 item = await self.next_slow()
@@ -145,15 +147,16 @@ class Lanes:
                 if item is STOP:
                     return
                 source, entry_id, fields = item
-            c.inflight += 1
+            buffer.begin()
             try:
                 if fields is None:
-                    await moves.trimmed(c, source, entry_id)
+                    self.settler.trimmed(source, entry_id)
                     continue
                 started = time.perf_counter()
-                since = source.held.get(entry_id)
+                since = buffer.held[source].get(entry_id)
                 if since is not None and started - since > confirm_after:
-                    if not await self.still_ours(source, entry_id):
+                    lost = await self.leases.renew(source, also=entry_id)
+                    if lost and entry_id in lost:
                         continue  # another consumer reclaimed it while we were stalled
                     started = time.perf_counter()
                 msg: Message = source.message(entry_id, fields)
@@ -164,67 +167,29 @@ class Lanes:
                     check_size(fields, max_bytes)
                     await fn(msg)
                 except Exception as exc:  # every failure becomes a decision
-                    await self.failed(run, source, msg, exc, started)
+                    self.failed(run, source, msg, exc, started)
                     continue
                 except asyncio.CancelledError:
                     if not run.expired:
                         run.started = 0.0
                         raise  # shutdown
-                    await self.failed(run, source, msg, None, started)
+                    self.failed(run, source, msg, None, started)
                     continue
                 run.started = 0.0
                 if run.expired:  # it swallowed the cancellation and returned
                     self.forgive(run)
                 if timings is not None:
                     timings.success(started, msg.id)
-                source.acks.append(entry_id)
-                c.stats.succeeded += 1
+                batcher.ack(source, entry_id)
+                stats.succeeded += 1
                 if breaker is not None:
                     breaker.success(not source.trusted)
-                if not c.ack_signalled:
-                    c.ack_signalled = True
-                    c.ack_wanted.set()
             finally:
-                c.inflight -= 1
-                source.held.pop(entry_id, None)
-                if c.reader_waiting:
-                    c.capacity.set()
-                if entry_id is c.suspect_entry:
-                    await self.suspect_done(source, entry_id)
+                buffer.finish(source, entry_id)
+                if entry_id is isolation.entry:
+                    await isolation.done(source, entry_id)
 
-    async def still_ours(self, source: Source, entry_id: bytes) -> bool:
-        """Renew the lease of every long-waiting buffered entry of ``source``; drop the
-        ones another consumer took meanwhile. Whether ``entry_id`` is still ours.
-
-        After a stall past the visibility timeout, another consumer may have reclaimed and
-        even finished the buffered entries; running them again would only repeat its work
-        (the fence would reject the outcome, but the handler's effects would happen twice).
-        """
-        c = self.c
-        cutoff = time.perf_counter() - c.spec.visibility_timeout / 3
-        old = [eid for eid, since in source.held.items() if since < cutoff]
-        if entry_id not in old:
-            old.append(entry_id)
-        try:
-            lost = await c.scripts.renew(c.client, [source.key], [c.spec.group, c.name, *old])
-        except TRANSPORT_ERRORS:
-            return True  # cannot tell: run it, the fence still guards the outcome
-        now = time.perf_counter()
-        for eid in old:
-            if eid in source.held:
-                source.held[eid] = now
-        if not lost:
-            return True
-        gone = set(lost)
-        drop_unstarted(c, source, gone)
-        log.warning(
-            "%d buffered entries of %s were reclaimed by another consumer while this one "
-            "was stalled: dropped, not run",
-            len(gone), source.key,
-        )  # fmt: skip
-        return entry_id not in gone
-
-    async def failed(
+    def failed(
         self, run: Run, source: Source, msg: Message, exc: Exception | None, started: float
     ) -> None:
         """Settle a failed run; ``exc=None``: the watchdog cancelled it at its time limit."""
@@ -233,7 +198,7 @@ class Lanes:
             exc = self.timed_out(run)
         elif run.expired:  # it swallowed the cancellation and failed otherwise
             self.forgive(run)
-        await moves.failed(self.c, source, msg, exc, time.perf_counter() - started)
+        self.settler.failed(source, msg, exc, time.perf_counter() - started)
 
     def timed_out(self, run: Run) -> HandlerTimeout:
         """The run the watchdog cancelled: un-cancel the lane and name the failure.
@@ -243,7 +208,7 @@ class Lanes:
         takes a lane for good. Each abandoned thread is counted and logged.
         """
         self.forgive(run)
-        limit = self.c.spec.timeout
+        limit = self.spec.timeout
         if self.executor is not None:
             old, self.executor = self.executor, self._new_executor()
             old.shutdown(wait=False)  # its other threads finish their runs, then exit
@@ -251,7 +216,7 @@ class Lanes:
             log.warning(
                 "a def handler of %s ran past its %.1fs time limit: its thread cannot be "
                 "stopped and is abandoned (%d so far); the lanes go on with a new thread pool",
-                self.c.main.key, limit, self.abandoned,
+                self.spec.stream, limit, self.abandoned,
             )  # fmt: skip
         return HandlerTimeout(f"the handler ran past its time limit of {limit:g}s")
 
@@ -264,7 +229,7 @@ class Lanes:
 
     def expire_hung(self, now: float) -> int:
         """Cancel every run older than the handler's time limit (the watchdog's tick)."""
-        limit = self.c.spec.timeout
+        limit = self.spec.timeout
         if limit is None:
             return 0
         hung = 0
@@ -285,78 +250,31 @@ class Lanes:
         that never suspended (yield once so the reader can fetch ahead).
         Returns :data:`STOP` when the lane should end (shutdown).
         """
-        c = self.c
-        if c.suspects or c.suspect_busy:
-            return STOP if c.draining else await self.next_suspect()
-        breaker = c.breaker
+        buffer = self.buffer
+        if buffer.suspects or self.isolation.busy:
+            return STOP if buffer.sealed else await self.isolation.next()
+        breaker = self.breaker
         if breaker is not None and breaker.state is BreakerState.CLOSED:
             breaker = None  # only an open or half-open breaker matters here
-        waiting = not c.queue or (breaker is not None and not breaker.allowance(time.monotonic()))
+        queue = buffer.queue
+        waiting = not queue or (breaker is not None and not breaker.allowance(time.monotonic()))
         if waiting:
-            if c.draining:
+            if buffer.sealed:
                 return STOP  # anything buffered stays pending for the next worker
             if breaker is not None:  # open: wait instead of burning retries
                 await asyncio.sleep(min(0.05, breaker.wait(time.monotonic()) or 0.05))
             else:
-                await self.idle_wait()
+                await buffer.idle_wait()
             return None
         if breaker is not None:  # half-open: this entry is a probe
             breaker.take_probe()
-            item = take_fresh(c.queue)
-            if c.queue:
-                self.wake()
+            item = take_fresh(queue)
+            if queue:
+                buffer.wake()
             return item
-        c.capacity.set()  # a long streak: let the reader fetch the next batch meanwhile
+        buffer.make_room()  # a long streak: let the reader fetch the next batch meanwhile
         await asyncio.sleep(0)
         return None
-
-    async def next_suspect(self) -> Item | None:
-        """Take the next suspect once nothing else is in flight, or ``None`` to look again.
-
-        A suspect runs alone, so if it kills the worker, no other entry's run is blamed.
-        Its run is counted first (HINCRBY, which survives the crash); at the limit it is
-        dead-lettered instead of run.
-        """
-        c = self.c
-        if c.suspect_busy or c.inflight:
-            await asyncio.sleep(ISOLATION_POLL)
-            return None
-        source, entry_id, fields = item = c.suspects.popleft()
-        # Claim isolation before the first await, or another lane could start a suspect too.
-        c.suspect_busy = True
-        c.suspect_entry = entry_id
-        try:
-            runs = await self._count_start(source, entry_id)
-        except TRANSPORT_ERRORS:
-            c.suspects.appendleft(item)
-            c.suspect_busy = False
-            c.suspect_entry = None
-            await asyncio.sleep(ISOLATION_POLL * 10)
-            return None
-        # Runs before this one: the shared (uncounted) ones plus the isolated ones counted.
-        if SHARED_RUNS + runs - 1 >= c.spec.max_deliveries and fields is not None:
-            source.held.pop(entry_id, None)
-            await moves.exceeded(c, source, entry_id, fields, runs)
-            await self.suspect_done(source, entry_id)
-            return None
-        return item
-
-    async def _count_start(self, source: Source, entry_id: bytes) -> int:
-        pipe = self.c.client.pipeline(transaction=False)
-        pipe.hincrby(self.c.keys.starts, source.tag + entry_id, 1)
-        pipe.expire(self.c.keys.starts, STARTS_TTL)
-        runs, _ = await pipe.execute()
-        return int(runs)
-
-    async def suspect_done(self, source: Source, entry_id: bytes) -> None:
-        """A suspect settled (or was dead-lettered): forget its runs, let the next go."""
-        c = self.c
-        c.suspect_busy = False
-        c.suspect_entry = None
-        # On failure the hash simply expires; a stale count matters only if it crashes again.
-        with contextlib.suppress(*TRANSPORT_ERRORS):
-            await c.client.hdel(c.keys.starts, source.tag + entry_id)
-        self.wake()
 
     def close(self) -> None:
         """Release the thread pool of a ``def`` handler (after the lanes have finished)."""
@@ -371,11 +289,11 @@ class Lanes:
         once, when the consumer is made: a middleware that returns no callable is a
         start-up error, not a failure of every message.
         """
-        spec = self.c.spec
+        spec = self.spec
         fn: AsyncHandler = self._call_sync
         if spec.is_async:
             fn = spec.fn if inspect.iscoroutinefunction(spec.fn) else self._call_awaitable
-        for wrap in reversed(self.c.middleware):
+        for wrap in reversed(self.middleware):
             wrapped = wrap(spec, fn)
             if not callable(wrapped):
                 name = getattr(wrap, "__qualname__", repr(wrap))
@@ -388,12 +306,15 @@ class Lanes:
 
     async def _call_awaitable(self, msg: Message) -> Any:
         # An object with ``async def __call__`` or a decorated coroutine function.
-        result = self.c.spec.fn(msg)
+        result = self.spec.fn(msg)
         return await result if inspect.isawaitable(result) else result
 
     async def _call_sync(self, msg: Message) -> Any:
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self.executor, cast(SyncHandler, self.c.spec.fn), msg)
+        # In a copy of this context, so contextvars set by middleware reach the handler.
+        run = contextvars.copy_context().run
+        fn = cast(SyncHandler, self.spec.fn)
+        result = await loop.run_in_executor(self.executor, run, fn, msg)
         if inspect.isawaitable(result):
             # A ``def`` that returned a coroutine (say, a plain decorator around an async
             # handler): run it here; dropping it would ack a run that never happened.
@@ -401,4 +322,4 @@ class Lanes:
         return result
 
 
-__all__ = ["Item", "Lanes", "Run"]
+__all__ = ["STOP", "Lanes", "Run", "take_fresh"]

@@ -1,8 +1,9 @@
-"""Failure outcomes: decide (pure core), then move the entry with one fenced Lua call.
+"""The settler: a failed run's outcome, decided (pure core) and moved with one fenced call.
 
-The call is queued (``acks.Move``) and goes out with the next round trip, beside the
-acks; one whose reply is lost is sent again. Until it lands the entry stays pending
-under this consumer, so a crash re-delivers it. Nothing is dropped on the floor.
+The call is queued with the ack batcher (``acks.Move``) and goes out with the next round
+trip, beside the acks; one whose reply is lost is sent again. Until it lands the entry
+stays pending under this consumer, so a crash re-delivers it. Nothing is dropped on the
+floor. The settler owns the failure side of the counters and the failure log lines.
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from random import Random
+from typing import Any
 
+from redis.asyncio import Redis
+
+from redrive.core.breaker import CircuitBreaker
 from redrive.core.codec import stream_id_ms
 from redrive.core.decision import (
     MAX_DELIVERIES_EXCEEDED,
@@ -24,12 +29,12 @@ from redrive.core.decision import (
 )
 from redrive.core.message import Message
 from redrive.core.records import Failure, dead_record, retry_record
-from redrive.runtime import acks
-from redrive.store.scripts import Arg, Script
-
-if TYPE_CHECKING:
-    from redrive.runtime.consumer import Consumer
-    from redrive.runtime.source import Source
+from redrive.runtime.acks import AckBatcher, Move
+from redrive.runtime.settings import HandlerSpec
+from redrive.runtime.source import Source
+from redrive.runtime.stats import Stats
+from redrive.store.keys import StreamKeys
+from redrive.store.scripts import Arg, Script, Scripts
 
 log = logging.getLogger("redrive.moves")
 
@@ -96,145 +101,187 @@ def traceback_text(exc: BaseException) -> str:
     return text
 
 
-async def failed(
-    c: Consumer, source: Source, msg: Message, exc: Exception, duration: float
-) -> None:
-    """Retry or dead-letter ``msg`` after its handler raised ``exc``."""
-    if c.stats.timings is not None:
-        c.stats.timings.duration.observe(duration)
-    now_ms = int(time.time() * 1000)
-    mono = time.monotonic()
-    breaker = c.breaker
-    rules = c.spec.rules
-    if breaker is not None:
-        # Recorded before deciding, so the failure that opens the breaker is parked too.
-        verdict = verdict_of(exc, rules.classify(exc), rules)
-        breaker.record(verdict, fresh=not source.trusted, now=mono)
-    previous = msg.meta.get("delay-ms")
-    decision = decide_failure(
-        exc,
-        attempt=msg.attempt,
-        policy=c.spec.retry,
-        rng=c.rng,
-        now_ms=now_ms,
-        first_seen_ms=_first_seen(msg),
-        rules=rules,
-        by_class=dict(c.spec.retry_by_class),
-        previous_delay=int(previous) / 1000 if previous and previous.isdigit() else None,
-        breaker_wait=breaker.wait(mono) if breaker is not None else None,
-    )
-    c.stats.failed += 1
-    c.stats.failed_by_class[decision.error_class.value] += 1
-    failure = describe(
-        exc,
-        consumer=c.name,
-        duration=duration,
-        now_ms=now_ms,
-        error_class=decision.error_class.value,
-        with_traceback=decision.action is not Action.RETRY,
-    )
-    if decision.action is Action.RETRY:
-        await _schedule(c, source, msg, failure, decision, now_ms)
-    else:
-        await dead_letter(c, source, msg, failure, decision.reason or "permanent_error")
+class Settler:
+    """Turns a failed run into a retry or a dead letter (queued with the ack batcher).
 
-
-async def _schedule(
-    c: Consumer, source: Source, msg: Message, failure: Failure, d: Decision, now_ms: int
-) -> None:
-    delay_ms = int(d.delay * 1000)
-    due_ms = now_ms + delay_ms
-    fields = retry_record(
-        msg,
-        failure,
-        group=c.spec.group,
-        next_attempt=d.next_attempt,
-        due_ms=due_ms,
-        delay_ms=delay_ms,
-    )
-    args: list[Arg] = [c.spec.group, c.name, msg.entry_id, due_ms, source.delete, *fields]
-
-    def done(result: Any) -> None:
-        if result == 1:
-            c.stats.retried += 1
-            if d.next_attempt == msg.attempt:
-                c.stats.breaker_parked += 1
-            if not c.promote_at_ms or due_ms < c.promote_at_ms:  # else it wakes in time
-                c.schedule_changed.set()
-        _log(c, msg, "retry", result, error=failure, delay=d.delay, next_attempt=d.next_attempt)
-
-    _send(c, c.scripts.schedule_retry, [source.key, c.keys.due], args, source, msg.entry_id, done)
-
-
-async def dead_letter(
-    c: Consumer, source: Source, msg: Message, failure: Failure, reason: str
-) -> None:
-    """Move ``msg`` to the dead-letter stream with ``reason`` (fenced)."""
-    fields = dead_record(msg, failure, group=c.spec.group, reason=reason)
-    # No MAXLEN here: dlq_maxlen is applied by the retention loop, which warns before it
-    # evicts and keeps an audit; trimming on every write would drop dead letters silently.
-    args: list[Arg] = [c.spec.group, c.name, msg.entry_id, source.delete, 0, *fields]
-
-    def done(result: Any) -> None:
-        code = result[0] if isinstance(result, list) else result
-        if code == 1:
-            c.stats.dead += 1
-            c.stats.dead_by_reason[reason] += 1
-        _log(c, msg, "dead", code, error=failure, reason=reason)
-
-    _send(c, c.scripts.dead_letter, [source.key, c.keys.dlq], args, source, msg.entry_id, done)
-
-
-async def exceeded(
-    c: Consumer, source: Source, entry_id: bytes, fields: list[bytes], deliveries: int
-) -> None:
-    """Dead-letter an entry delivered ``deliveries`` times without an outcome."""
-    msg = source.message(entry_id, fields)
-    failure = Failure(
-        error_type="MaxDeliveriesExceeded",
-        error_class="crash",
-        message=f"delivered {deliveries} times without an outcome "
-        f"(max_deliveries={c.spec.max_deliveries}); the handler may crash the worker",
-        traceback="",
-        at_ms=int(time.time() * 1000),
-        consumer=c.name,
-        duration_ms=0.0,
-    )
-    await dead_letter(c, source, msg, failure, MAX_DELIVERIES_EXCEEDED)
-
-
-async def trimmed(c: Consumer, source: Source, entry_id: bytes) -> None:
-    """Record an owned pending entry whose payload was deleted or trimmed: a loss to report."""
-    c.stats.trimmed += 1
-    msg = source.message(entry_id, [])
-    failure = Failure(
-        error_type="PayloadTrimmed",
-        error_class="lost",
-        message="the entry was deleted or trimmed from the stream before it was processed",
-        traceback="",
-        at_ms=int(time.time() * 1000),
-        consumer=c.name,
-        duration_ms=0.0,
-    )
-    await dead_letter(c, source, msg, failure, PAYLOAD_TRIMMED)
-
-
-def _send(
-    c: Consumer,
-    script: Script,
-    keys: Sequence[str],
-    args: Sequence[Arg],
-    source: Source,
-    entry_id: str,
-    done: Callable[[Any], None],
-) -> None:
-    """Queue a fenced move for the next round trip (the reader's or the flush loop's).
-
-    Until it is sent the entry stays pending under this consumer: a crash re-delivers it,
-    a reconnect does not run it again (``acks.settling``), a lost reply sends it again.
+    ``on_scheduled(due_ms)`` tells the retry scheduler a retry now waits until ``due_ms``.
     """
-    c.outbox.append(acks.Move(script, keys, args, source, entry_id.encode(), done))
-    acks.wanted(c)
+
+    def __init__(
+        self,
+        *,
+        spec: HandlerSpec,
+        consumer: str,
+        keys: StreamKeys,
+        scripts: Scripts,
+        batcher: AckBatcher,
+        stats: Stats,
+        breaker: CircuitBreaker | None,
+        client: Redis,
+        rng: Random,
+        on_scheduled: Callable[[int], None],
+    ) -> None:
+        self.spec = spec
+        self.consumer = consumer
+        self.keys = keys
+        self.scripts = scripts
+        self.batcher = batcher
+        self.stats = stats
+        self.breaker = breaker
+        self.client = client
+        self.rng = rng
+        self.on_scheduled = on_scheduled
+        self.by_class = dict(spec.retry_by_class)
+
+    def failed(self, source: Source, msg: Message, exc: Exception, duration: float) -> None:
+        """Retry or dead-letter ``msg`` after its handler raised ``exc``."""
+        stats = self.stats
+        if stats.timings is not None:
+            stats.timings.duration.observe(duration)
+        now_ms = int(time.time() * 1000)
+        mono = time.monotonic()
+        breaker = self.breaker
+        rules = self.spec.rules
+        klass = rules.classify(exc)
+        if breaker is not None:
+            # Recorded before deciding, so the failure that opens the breaker is parked too.
+            breaker.record(verdict_of(exc, klass, rules), fresh=not source.trusted, now=mono)
+        previous = msg.meta.get("delay-ms")
+        decision = decide_failure(
+            exc,
+            attempt=msg.attempt,
+            policy=self.spec.retry,
+            rng=self.rng,
+            now_ms=now_ms,
+            first_seen_ms=_first_seen(msg),
+            rules=rules,
+            by_class=self.by_class,
+            previous_delay=int(previous) / 1000 if previous and previous.isdigit() else None,
+            breaker_wait=breaker.wait(mono) if breaker is not None else None,
+            klass=klass,
+        )
+        stats.failed += 1
+        stats.failed_by_class[decision.error_class.value] += 1
+        failure = describe(
+            exc,
+            consumer=self.consumer,
+            duration=duration,
+            now_ms=now_ms,
+            error_class=decision.error_class.value,
+            with_traceback=decision.action is not Action.RETRY,
+        )
+        if decision.action is Action.RETRY:
+            self._schedule(source, msg, failure, decision, now_ms)
+        else:
+            self.dead_letter(source, msg, failure, decision.reason or "permanent_error")
+
+    def _schedule(
+        self, source: Source, msg: Message, failure: Failure, d: Decision, now_ms: int
+    ) -> None:
+        delay_ms = int(d.delay * 1000)
+        due_ms = now_ms + delay_ms
+        group = self.spec.group
+        fields = retry_record(
+            msg, failure, group=group, next_attempt=d.next_attempt, due_ms=due_ms,
+            delay_ms=delay_ms,
+        )  # fmt: skip
+        args: list[Arg] = [group, self.consumer, msg.entry_id, due_ms, source.delete, *fields]
+
+        def done(result: Any) -> None:
+            if result == 1:
+                self.stats.retried += 1
+                if d.next_attempt == msg.attempt:
+                    self.stats.breaker_parked += 1
+                self.on_scheduled(due_ms)
+            self._log(msg, "retry", result, failure, delay=d.delay, next_attempt=d.next_attempt)
+
+        keys = [source.key, self.keys.due]
+        self._send(self.scripts.schedule_retry, keys, args, source, msg.entry_id, done)
+
+    def dead_letter(self, source: Source, msg: Message, failure: Failure, reason: str) -> None:
+        """Move ``msg`` to the dead-letter stream with ``reason`` (fenced)."""
+        fields = dead_record(msg, failure, group=self.spec.group, reason=reason)
+        # No MAXLEN here: dlq_maxlen is applied by the retention loop, which warns before it
+        # evicts and keeps an audit; trimming on every write would drop dead letters silently.
+        args: list[Arg] = [self.spec.group, self.consumer, msg.entry_id, source.delete, 0,
+                           *fields]  # fmt: skip
+
+        def done(result: Any) -> None:
+            code = result[0] if isinstance(result, list) else result
+            if code == 1:
+                self.stats.dead += 1
+                self.stats.dead_by_reason[reason] += 1
+            self._log(msg, "dead", code, failure, reason=reason)
+
+        keys = [source.key, self.keys.dlq]
+        self._send(self.scripts.dead_letter, keys, args, source, msg.entry_id, done)
+
+    def exceeded(
+        self, source: Source, entry_id: bytes, fields: list[bytes], deliveries: int
+    ) -> None:
+        """Dead-letter an entry delivered ``deliveries`` times without an outcome."""
+        failure = self._failure(
+            "MaxDeliveriesExceeded", "crash",
+            f"delivered {deliveries} times without an outcome "
+            f"(max_deliveries={self.spec.max_deliveries}); the handler may crash the worker",
+        )  # fmt: skip
+        self.dead_letter(source, source.message(entry_id, fields), failure, MAX_DELIVERIES_EXCEEDED)
+
+    def trimmed(self, source: Source, entry_id: bytes) -> None:
+        """Record an owned pending entry whose payload was deleted or trimmed: a loss."""
+        self.stats.trimmed += 1
+        failure = self._failure(
+            "PayloadTrimmed", "lost",
+            "the entry was deleted or trimmed from the stream before it was processed",
+        )  # fmt: skip
+        self.dead_letter(source, source.message(entry_id, []), failure, PAYLOAD_TRIMMED)
+
+    async def lost(self, source: Source, entry_id: bytes) -> None:
+        """Record a pending id whose entry Redis reports deleted (XAUTOCLAIM, Redis >= 7).
+
+        Redis already dropped it from the pending list, so there is nothing to move: the
+        dead-letter stream gets a tombstone so the loss is visible and counted.
+        """
+        self.stats.trimmed += 1
+        msg = source.message(entry_id, [])
+        failure = self._failure(
+            "PayloadTrimmed", "lost",
+            "the entry was deleted or trimmed while pending; its payload is gone",
+        )  # fmt: skip
+        fields = dead_record(msg, failure, group=self.spec.group, reason=PAYLOAD_TRIMMED)
+        it = iter(fields)
+        await self.client.xadd(self.keys.dlq, dict(zip(it, it, strict=False)))
+        # Counted like the tombstone of ``trimmed`` (which goes through ``dead_letter``).
+        self.stats.dead += 1
+        self.stats.dead_by_reason[PAYLOAD_TRIMMED] += 1
+        log.error("%s %s was trimmed while pending: recorded as lost", source.key, entry_id)
+
+    def _failure(self, error_type: str, error_class: str, message: str) -> Failure:
+        return Failure(
+            error_type=error_type,
+            error_class=error_class,
+            message=message,
+            traceback="",
+            at_ms=int(time.time() * 1000),
+            consumer=self.consumer,
+            duration_ms=0.0,
+        )
+
+    def _send(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[Arg],
+        source: Source,
+        entry_id: str,
+        done: Callable[[Any], None],
+    ) -> None:
+        self.batcher.send(Move(script, keys, args, source, entry_id.encode(), done))
+
+    def _log(self, msg: Message, decision: str, code: Any, failure: Failure, **info: Any) -> None:
+        if code == -1:
+            self.stats.fenced += 1
+        _log(msg, decision, code, failure, info)
 
 
 def _first_seen(msg: Message) -> int:
@@ -248,10 +295,9 @@ def _first_seen(msg: Message) -> int:
         return int(time.time() * 1000)
 
 
-def _log(c: Consumer, msg: Message, decision: str, code: Any, **info: Any) -> None:
+def _log(msg: Message, decision: str, code: Any, failure: Failure, info: dict[str, Any]) -> None:
     if code == 1 and not log.isEnabledFor(logging.INFO):
         return  # the common case: skip building the record's extra fields
-    failure: Failure = info.pop("error")
     extra = {
         "stream": msg.stream,
         "id": msg.id,
@@ -262,7 +308,6 @@ def _log(c: Consumer, msg: Message, decision: str, code: Any, **info: Any) -> No
         **info,
     }
     if code == -1:
-        c.stats.fenced += 1
         log.warning("fence: %s %s now belongs to another consumer", msg.stream, msg.id, extra=extra)
     elif code == 1:
         log.info(
@@ -276,29 +321,3 @@ def _log(c: Consumer, msg: Message, decision: str, code: Any, **info: Any) -> No
         )
     elif code is not None:
         log.debug("%s %s was already settled", msg.stream, msg.id, extra=extra)
-
-
-async def lost(c: Consumer, source: Source, entry_id: bytes) -> None:
-    """Record a pending id whose entry Redis reports deleted (XAUTOCLAIM, Redis >= 7).
-
-    Redis already dropped it from the pending list, so there is nothing to move: the
-    dead-letter stream gets a tombstone so the loss is visible and counted.
-    """
-    c.stats.trimmed += 1
-    msg = source.message(entry_id, [])
-    failure = Failure(
-        error_type="PayloadTrimmed",
-        error_class="lost",
-        message="the entry was deleted or trimmed while pending; its payload is gone",
-        traceback="",
-        at_ms=int(time.time() * 1000),
-        consumer=c.name,
-        duration_ms=0.0,
-    )
-    fields = dead_record(msg, failure, group=c.spec.group, reason=PAYLOAD_TRIMMED)
-    it = iter(fields)
-    await c.client.xadd(c.keys.dlq, dict(zip(it, it, strict=False)))
-    # Counted like the tombstone of ``trimmed`` (which goes through ``dead_letter``).
-    c.stats.dead += 1
-    c.stats.dead_by_reason[PAYLOAD_TRIMMED] += 1
-    log.error("%s %s was trimmed while pending: recorded as lost", source.key, entry_id)

@@ -7,18 +7,14 @@ skip retries or forge a dead-letter record by writing them.
 
 from __future__ import annotations
 
-import itertools
-
 from redrive.core.codec import META_PREFIX, split_meta, strip_meta
 from redrive.core.message import _UNSET, Message
 
-ACKED_MEMORY = 20_000
-
 
 class Source:
-    """A stream key with its pending acks and the entries this consumer holds."""
+    """A stream key a consumer reads, and how its entries are treated (a plain value)."""
 
-    __slots__ = ("acked", "acks", "delete", "held", "key", "name_b", "stream", "tag", "trusted")
+    __slots__ = ("delete", "key", "name_b", "stream", "tag", "trusted")
 
     def __init__(self, key: str, stream: str, *, trusted: bool) -> None:
         self.key = key
@@ -28,21 +24,6 @@ class Source:
         # Retry entries are deleted once settled: their content lives on elsewhere.
         self.delete = "1" if trusted else "0"
         self.tag = b"r:" if trusted else b"s:"  # field prefix in the suspects' starts hash
-        self.acks: list[bytes] = []
-        # entry id -> when it was received or its lease last renewed (time.perf_counter)
-        self.held: dict[bytes, float] = {}
-        # Recently acked ids (insertion-ordered, bounded): an ack that Redis lost (a crash
-        # before its fsync) makes the entry pending again; it is acked again, not re-run.
-        self.acked: dict[bytes, None] = {}
-
-    def remember_acked(self, ids: list[bytes]) -> None:
-        """Note ``ids`` as acked; keep the latest :data:`ACKED_MEMORY` of them."""
-        acked = self.acked
-        acked.update(dict.fromkeys(ids))
-        excess = len(acked) - ACKED_MEMORY
-        if excess > 0:
-            for entry_id in list(itertools.islice(acked, excess)):
-                del acked[entry_id]
 
     def message(self, entry_id: bytes, flat: list[bytes]) -> Message:
         """Build the handler's view of an entry (``data`` is decoded on first access)."""

@@ -2,6 +2,8 @@
 
 Every move of a message between keys is one script call, so a crash at any point leaves
 the message in exactly one place. ``_lib.lua`` (the fence) is prepended to each script.
+Call them through :mod:`redrive.store.calls` (keyword arguments, typed results); the
+positional ``Script(client, keys, args)`` form stays for callers not yet converted.
 """
 
 from __future__ import annotations

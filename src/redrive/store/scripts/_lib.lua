@@ -13,9 +13,10 @@ local function owner(key, group, consumer, id)
   return 1
 end
 
--- Acknowledge an entry and, on redrive's own retry streams, delete it (its content now
--- lives elsewhere or is done), so retry streams never grow.
-local function settle(key, group, id, delete)
-  redis.call('XACK', key, group, id)
-  if delete == '1' then redis.call('XDEL', key, id) end
+-- settle(key, group, delete, id, ...) acknowledges entries and, on redrive's own retry
+-- streams (delete == '1'), deletes them (their content now lives elsewhere or is done),
+-- so retry streams never grow.
+local function settle(key, group, delete, ...)
+  redis.call('XACK', key, group, ...)
+  if delete == '1' then redis.call('XDEL', key, ...) end
 end

@@ -1,15 +1,17 @@
 -- ack: acknowledge a batch of successfully handled entries, fenced.
--- KEYS[1] = the stream the entries were read from (source or retry stream)
+-- KEYS[1] = stream: the stream the entries were read from (source or retry stream)
 -- ARGV[1] = group
 -- ARGV[2] = consumer (only entries it still owns are acked)
--- ARGV[3] = '1' to XDEL the acked entries (retry streams), else '0'
+-- ARGV[3] = delete: '1' to XDEL the acked entries (retry streams), else '0'
 -- ARGV[4..] = entry ids
 -- Returns {acked, {ids owned by another consumer}, {ids no longer pending}}
 local key, group, consumer, delete = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local mine, fenced, gone = {}, {}, {}
+local owned = {}
 local n = #ARGV - 3
 if n > 8 then
-  -- One XPENDING over the batch's id range (filtered by consumer) instead of one per id.
+  -- One XPENDING over the batch's id range (filtered by consumer) instead of one per id;
+  -- ids it does not list (not pending, or another's) are asked one by one below.
   local lo, hi
   for i = 4, #ARGV do
     local ms, seq = string.match(ARGV[i], '^(%d+)-(%d+)$')
@@ -17,31 +19,16 @@ if n > 8 then
     if not lo or v[1] < lo[1] or (v[1] == lo[1] and v[2] < lo[2]) then lo = v end
     if not hi or v[1] > hi[1] or (v[1] == hi[1] and v[2] > hi[2]) then hi = v end
   end
-  local owned = {}
   local p = redis.call('XPENDING', key, group, string.format('%.0f-%.0f', lo[1], lo[2]),
     string.format('%.0f-%.0f', hi[1], hi[2]), n * 4 + 16, consumer)
   for _, e in ipairs(p) do owned[e[1]] = true end
-  for i = 4, #ARGV do
-    local id = ARGV[i]
-    if owned[id] then
-      mine[#mine + 1] = id
-    else
-      local o = owner(key, group, consumer, id)
-      if o == 1 then mine[#mine + 1] = id
-      elseif o == -1 then fenced[#fenced + 1] = id
-      else gone[#gone + 1] = id end
-    end
-  end
-else
-  for i = 4, #ARGV do
-    local o = owner(key, group, consumer, ARGV[i])
-    if o == 1 then mine[#mine + 1] = ARGV[i]
-    elseif o == -1 then fenced[#fenced + 1] = ARGV[i]
-    else gone[#gone + 1] = ARGV[i] end
-  end
 end
-if #mine > 0 then
-  redis.call('XACK', key, group, unpack(mine))
-  if delete == '1' then redis.call('XDEL', key, unpack(mine)) end
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local o = owned[id] and 1 or owner(key, group, consumer, id)
+  if o == 1 then mine[#mine + 1] = id
+  elseif o == -1 then fenced[#fenced + 1] = id
+  else gone[#gone + 1] = id end
 end
+if #mine > 0 then settle(key, group, delete, unpack(mine)) end
 return {#mine, fenced, gone}

@@ -1,9 +1,9 @@
 -- heartbeat: one live worker per consumer name (two would share one pending list).
--- KEYS[1] = redrive:consumer:<name>
--- ARGV[1] = 'claim' | 'take' | 'renew' | 'release'
--- ARGV[2] = this worker's token ('<host> <pid> <random>')
--- ARGV[3] = time to live, ms
--- ARGV[4] = take only: the stale holder's token being replaced (compare-and-set)
+-- KEYS[1] = lease: redrive:consumer:<name>
+-- ARGV[1] = op: 'claim' | 'take' | 'renew' | 'release'
+-- ARGV[2] = token: this worker's token ('<host> <pid> <random>')
+-- ARGV[3] = ttl_ms: time to live, ms
+-- ARGV[4] = replacing (take only): the stale holder's token being replaced (compare-and-set)
 -- claim: {1} when the name is now ours, else {0, holder token, holder's ttl in ms}.
 -- take: like claim, but replaces ARGV[4] (a holder known to be dead).
 -- renew: {1} still ours (re-claimed if it had expired), {0, holder, ttl} if another has it.

@@ -1,8 +1,8 @@
 -- promote_due: move retries whose time has come from the schedule to the retry stream.
--- KEYS[1] = retry:{S}:<group>:due (sorted set, score = due ms, member = msgpack fields)
--- KEYS[2] = retry:{S}:<group> (stream read by the group)
--- ARGV[1] = now, ms since the epoch
--- ARGV[2] = at most this many members per call
+-- KEYS[1] = due: retry:{S}:<group>:due (sorted set, score = due ms, member = msgpack fields)
+-- KEYS[2] = retry: retry:{S}:<group> (stream read by the group)
+-- ARGV[1] = now_ms: now, ms since the epoch
+-- ARGV[2] = limit: at most this many members per call
 -- Returns {moved, score of the next member or false}.
 -- Safe with many workers: the script is atomic, so each member moves exactly once.
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])

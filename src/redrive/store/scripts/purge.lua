@@ -1,10 +1,10 @@
 -- purge: delete dead letters and record the deletion in the audit trail, in one step.
--- KEYS[1] = dlq:{S}
--- KEYS[2] = redrive:audit:{S} (per-entry audit trail, same slot as dlq:{S})
--- ARGV[1] = approximate MAXLEN of the audit trail
+-- KEYS[1] = dlq: dlq:{S}
+-- KEYS[2] = audit: redrive:audit:{S} (per-entry audit trail, same slot as dlq:{S})
+-- ARGV[1] = audit_maxlen: approximate MAXLEN of the audit trail
 -- ARGV[2] = n, how many of the following arguments are fields of the audit record
--- ARGV[3 .. 2+n] = field, value, ... of the audit record ('deleted', 'ids' are appended)
--- ARGV[3+n ..] = dead-letter ids
+-- ARGV[3 .. 2+n] = record: field, value, ... of the audit record ('deleted', 'ids' are appended)
+-- ARGV[3+n ..] = ids: dead-letter ids
 -- Returns how many entries were deleted (ids already gone are not counted).
 local n = tonumber(ARGV[2])
 local record, ids = {}, {}

@@ -1,8 +1,8 @@
 -- renew: extend the lease of entries a long handler still works on, fenced.
--- KEYS[1] = the stream the entries were read from
+-- KEYS[1] = stream: the stream the entries were read from
 -- ARGV[1] = group
 -- ARGV[2] = consumer (only entries it still owns are renewed)
--- ARGV[3..] = entry ids
+-- ARGV[3..] = ids: entry ids
 -- XCLAIM ... 0 JUSTID resets the idle time without raising the delivery counter.
 -- Returns the ids this consumer no longer owns (their outcome will be fenced).
 local key, group, consumer = KEYS[1], ARGV[1], ARGV[2]

@@ -1,5 +1,5 @@
 -- retire: remove a consumer from its group, but only when it has nothing pending.
--- KEYS[1] = a stream the consumer reads
+-- KEYS[1] = stream: a stream the consumer reads
 -- ARGV[1] = group
 -- ARGV[2] = consumer
 -- Deleting a consumer discards its pending entries for good (DESIGN §4), so the check and

@@ -1,11 +1,11 @@
 -- schedule_retry: move a failed entry into the retry schedule, fenced, in one step.
--- KEYS[1] = the stream the entry was read from (source or retry stream)
--- KEYS[2] = retry:{S}:<group>:due (sorted set, score = due time in ms)
+-- KEYS[1] = stream: the stream the entry was read from (source or retry stream)
+-- KEYS[2] = due: retry:{S}:<group>:due (sorted set, score = due time in ms)
 -- ARGV[1] = group
 -- ARGV[2] = consumer (must still own the entry)
 -- ARGV[3] = entry id
--- ARGV[4] = due time, ms since the epoch
--- ARGV[5] = '1' to XDEL the entry after XACK (retry streams), else '0'
+-- ARGV[4] = due_ms: due time, ms since the epoch
+-- ARGV[5] = delete: '1' to XDEL the entry after XACK (retry streams), else '0'
 -- ARGV[6..] = field, value, ... of the retry entry (producer fields + redrive-* metadata)
 -- Returns 1 when scheduled, else the fence code (0 not pending, -1 owned by another).
 local key, group, consumer, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
@@ -15,5 +15,5 @@ local fields = {}
 for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 -- msgpack is binary-safe, so non-UTF-8 payloads survive the round trip.
 redis.call('ZADD', KEYS[2], ARGV[4], cmsgpack.pack(fields))
-settle(key, group, id, ARGV[5])
+settle(key, group, ARGV[5], id)
 return 1

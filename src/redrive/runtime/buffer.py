@@ -1,0 +1,172 @@
+"""The buffer between the reader and the lanes: every entry read and not yet finished.
+
+It owns the queue of entries to run, the crash-loop suspects (re-delivered entries that
+run one at a time, see ``isolation``), the number of runs in flight, and when each held
+entry was read or its lease last renewed. It is also the rendezvous of the two sides:
+lanes park here until there is work (``idle_wait``) and are woken one at a time; the
+reader waits here until there is room (``wait_room``), and a lane that finishes makes it.
+
+No Redis, no clock of its own (times are passed in): tested alone with plain asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from redrive.runtime.source import Source
+
+#: One buffered entry: its stream, its id and its flat fields (``None``: the payload is
+#: gone from the stream, a loss to record).
+Item = tuple[Source, bytes, list[bytes] | None]
+
+
+class Buffer:
+    """Entries between read and finish, and the wake-ups on both sides."""
+
+    __slots__ = ("_idle", "_reader_waiting", "_room", "_waking", "held", "inflight", "queue",
+                 "sealed", "suspects")  # fmt: skip
+
+    def __init__(self, sources: Sequence[Source]) -> None:
+        self.queue: deque[Item] = deque()
+        self.suspects: deque[Item] = deque()
+        #: Runs started and not finished (lanes count them: ``begin``/``finish``).
+        self.inflight = 0
+        #: Per stream: entry id -> when it was read or its lease renewed (perf_counter).
+        self.held: dict[Source, dict[bytes, float]] = {s: {} for s in sources}
+        #: Nothing more will be added (shutdown): lanes return once the queue is empty.
+        self.sealed = False
+        self._idle: list[asyncio.Future[None]] = []
+        self._waking = False
+        self._room = asyncio.Event()
+        self._reader_waiting = False
+
+    # -- what the reader and recovery add -------------------------------------------------
+
+    def add(self, source: Source, entries: Iterable[Any], now: float) -> int:
+        """Queue the ``(id, fields)`` entries of one stream of a read; returns how many."""
+        held = self.held[source]
+        queue = self.queue
+        n = 0
+        for entry_id, flat in entries:
+            held[entry_id] = now
+            queue.append((source, entry_id, flat))
+            n += 1
+        return n
+
+    def add_recovered(
+        self, source: Source, entry_id: bytes, fields: list[bytes], now: float, *, suspect: bool
+    ) -> None:
+        """Queue a re-delivered entry: a suspect waits for isolation; any other runs next
+        (it is older than everything buffered, so it must not wait behind the backlog)."""
+        self.held[source][entry_id] = now
+        if suspect:
+            self.suspects.append((source, entry_id, fields))
+        else:
+            self.queue.appendleft((source, entry_id, fields))
+
+    def holds(self, source: Source, entry_id: bytes) -> bool:
+        """Whether ``entry_id`` is read and not finished in this process."""
+        return entry_id in self.held[source]
+
+    def size(self) -> int:
+        """Entries buffered or running."""
+        return len(self.queue) + len(self.suspects) + self.inflight
+
+    def held_total(self) -> int:
+        """Entries held across both streams (for messages)."""
+        return sum(len(h) for h in self.held.values())
+
+    # -- leases ---------------------------------------------------------------------------
+
+    def held_before(self, source: Source, cutoff: float) -> list[bytes]:
+        """Ids of ``source`` read (or renewed) before ``cutoff``: their lease needs renewing."""
+        return [eid for eid, since in self.held[source].items() if since < cutoff]
+
+    def renewed(self, source: Source, ids: Iterable[bytes], now: float) -> None:
+        """Note a renewed lease on the ``ids`` still held."""
+        held = self.held[source]
+        for eid in ids:
+            if eid in held:
+                held[eid] = now
+
+    def drop(self, source: Source, ids: set[bytes]) -> int:
+        """Forget entries another consumer now owns; returns how many had not started.
+
+        Running them would only repeat that consumer's work (and the fence would reject the
+        outcome anyway). A run already going finishes; its outcome is fenced.
+        """
+        dropped = 0
+        for buffer in (self.queue, self.suspects):
+            kept = [item for item in buffer if not (item[0] is source and item[1] in ids)]
+            dropped += len(buffer) - len(kept)
+            buffer.clear()  # in place: the lanes hold references to these deques
+            buffer.extend(kept)
+        held = self.held[source]
+        for entry_id in ids:
+            held.pop(entry_id, None)
+        return dropped
+
+    # -- the lanes' side ------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """A lane took an entry and runs it."""
+        self.inflight += 1
+
+    def finish(self, source: Source, entry_id: bytes) -> None:
+        """A run ended (its outcome is with the ack batcher or the settler): make room."""
+        self.inflight -= 1
+        self.held[source].pop(entry_id, None)
+        if self._reader_waiting:
+            self._room.set()
+
+    def wake(self) -> None:
+        """Wake one idle lane unless one is already on its way (it wakes the next)."""
+        if self._waking or not self._idle:
+            return
+        self._waking = True
+        self._idle.pop().set_result(None)
+
+    def wake_all(self) -> None:
+        """Wake every idle lane (shutdown: they drain the queue and return)."""
+        while self._idle:
+            fut = self._idle.pop()
+            if not fut.done():
+                fut.set_result(None)
+
+    async def idle_wait(self) -> None:
+        """Park a lane until there is work (or shutdown)."""
+        fut = asyncio.get_running_loop().create_future()
+        self._idle.append(fut)
+        await fut
+        self._waking = False
+
+    def make_room(self) -> None:
+        """Let a waiting reader look again now (a lane on a long streak yields to it)."""
+        self._room.set()
+
+    # -- the reader's side ----------------------------------------------------------------
+
+    async def wait_room(self, low_water: int) -> int:
+        """Wait until at most ``low_water`` entries are buffered or running; return that size."""
+        while True:
+            size = self.size()
+            if size <= low_water or self.sealed:
+                return size
+            self._room.clear()
+            self._reader_waiting = True
+            try:
+                await self._room.wait()
+            finally:
+                self._reader_waiting = False
+
+    def seal(self) -> None:
+        """Shutdown: nothing more will be added; idle lanes return, a waiting reader wakes."""
+        self.sealed = True
+        self._room.set()
+        self.wake_all()
+
+
+__all__ = ["Buffer", "Item"]

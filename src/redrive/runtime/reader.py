@@ -1,0 +1,159 @@
+"""The reader: XREADGROUP over the source stream and its retry stream, into the buffer.
+
+Each read is one round trip that first carries whatever the ack batcher holds (acks and
+failure moves), so settling costs no round trip of its own while messages flow. It reads
+only what the buffer has room for, and while the circuit breaker is open only what may be
+probed. After a transport error (a lost reply leaves entries pending under this name) it
+re-reads this consumer's own pending entries before reading new ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from redrive.core.breaker import CircuitBreaker
+from redrive.runtime.acks import AckBatcher
+from redrive.runtime.buffer import Buffer
+from redrive.runtime.groups import Groups, is_nogroup
+from redrive.runtime.recovery import Recovery
+from redrive.runtime.settings import HandlerSpec
+from redrive.runtime.source import Source
+from redrive.runtime.stats import Stats
+from redrive.store.channel import TRANSPORT_ERRORS, Channel
+
+log = logging.getLogger("redrive.consumer")
+
+#: Added to BLOCK for a read's deadline: a dead peer is noticed, BLOCK is never cut short.
+READ_MARGIN = 10.0
+
+
+class Reader:
+    """Fills the buffer from both streams of one handler."""
+
+    def __init__(
+        self,
+        *,
+        spec: HandlerSpec,
+        consumer: str,
+        block_ms: int,
+        main: Source,
+        retry: Source,
+        channel: Channel,
+        buffer: Buffer,
+        batcher: AckBatcher,
+        recovery: Recovery,
+        groups: Groups,
+        breaker: CircuitBreaker | None,
+        stats: Stats,
+    ) -> None:
+        self.spec = spec
+        self.consumer = consumer
+        self.block_ms = block_ms
+        self.main = main
+        self.retry = retry
+        self.channel = channel
+        self.buffer = buffer
+        self.batcher = batcher
+        self.recovery = recovery
+        self.groups = groups
+        self.breaker = breaker
+        self.stats = stats
+        #: Re-read the own pending entries before the next read (at start, after an error).
+        self.reread = True
+        self.closing = False
+        self.reading = False  # a read round trip is under way (its entries are in hand)
+        self.deadline = block_ms / 1000 + READ_MARGIN
+
+    async def stop(self, task: asyncio.Task[None]) -> None:
+        """Stop ``task`` (this reader's loop) without stranding delivered entries.
+
+        A read under way may return (at most BLOCK, plus a second for the reply), so the
+        entries it delivers are buffered and handled instead of left in the pending list.
+        A reader waiting for room or backing off has nothing in hand: it stops at once.
+        """
+        self.closing = True
+        if not self.reading:
+            task.cancel()
+        await asyncio.wait([task], timeout=self.block_ms / 1000 + 1.0)
+        task.cancel()
+
+    async def loop(self) -> None:
+        """Read while there is room; on a transport error back off and re-read own pending."""
+        failures = 0
+        while not self.closing:
+            try:
+                if self.reread:
+                    await self.recovery.reread_own()
+                    self.reread = False
+                count = await self.room()
+                if count and not self.closing:
+                    self.reading = True
+                    try:
+                        self.accept(await self.read(count))
+                    finally:
+                        self.reading = False
+                failures = 0
+            except TRANSPORT_ERRORS as exc:
+                failures += 1
+                self.reread = True
+                log.warning("redis unreachable (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(min(5.0, 0.05 * 2**failures))
+            except ResponseError as exc:
+                if not is_nogroup(exc):
+                    raise
+                await self.groups.ensure(warn=True)
+
+    async def room(self) -> int:
+        """Wait until the buffer has drained, then return how many entries to read."""
+        spec = self.spec
+        # Read again once half the read-ahead is used up, so the next batch is on its way
+        # while the lanes finish this one.
+        held = await self.buffer.wait_room(spec.concurrency + spec.prefetch)
+        count = spec.concurrency + 2 * spec.prefetch - held
+        breaker = self.breaker
+        if breaker is not None:
+            allowed = breaker.allowance(time.monotonic())
+            if allowed is not None:  # open or half-open: read only what may be probed
+                if allowed == 0 or self.buffer.queue:
+                    await asyncio.sleep(min(0.1, max(0.01, breaker.wait(time.monotonic()) or 0)))
+                    return 0
+                count = min(count, allowed)
+        return count
+
+    async def read(self, count: int) -> Any:
+        """One round trip: the pending acks and moves, then XREADGROUP over both streams."""
+        batcher = self.batcher
+        batch = batcher.take()
+        commands = batcher.commands(batch)
+        commands.append(
+            ("XREADGROUP", "GROUP", self.spec.group, self.consumer, "COUNT", count, "BLOCK",
+             self.block_ms, "STREAMS", self.main.key, self.retry.key, ">", ">")
+        )  # fmt: skip
+        try:
+            results = await self.channel.roundtrip(commands, self.deadline)
+        except BaseException:
+            batcher.give_back(batch)
+            raise
+        await batcher.settle(batch, results[:-1])
+        reply = results[-1]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def accept(self, reply: Any) -> None:
+        """Queue the entries of an XREADGROUP reply for the lanes."""
+        if not reply:
+            return
+        now = time.perf_counter()
+        buffer = self.buffer
+        main, retry = self.main, self.retry
+        received = 0
+        for name, entries in reply:
+            received += buffer.add(main if name == main.name_b else retry, entries, now)
+        self.stats.received += received
+        buffer.wake()

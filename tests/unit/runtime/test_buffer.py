@@ -1,0 +1,92 @@
+"""The buffer: what is held, the reader's room and the lanes' wake-ups (no Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redrive.runtime.buffer import Buffer
+from tests.unit.runtime.fakes import MAIN, RETRY, entries
+
+
+def test_added_entries_are_held_and_queued_in_order() -> None:
+    buffer = Buffer((MAIN, RETRY))
+    assert buffer.add(MAIN, entries("1-0", "2-0"), now=5.0) == 2
+    buffer.add_recovered(RETRY, b"0-1", [b"data", b"{}"], 6.0, suspect=False)
+    buffer.add_recovered(MAIN, b"0-2", [b"data", b"{}"], 6.0, suspect=True)
+
+    assert [item[1] for item in buffer.queue] == [b"0-1", b"1-0", b"2-0"]  # recovered first
+    assert [item[1] for item in buffer.suspects] == [b"0-2"]
+    assert buffer.holds(MAIN, b"1-0") and buffer.holds(RETRY, b"0-1")
+    assert not buffer.holds(RETRY, b"1-0")  # held per stream: ids of two streams may clash
+    assert buffer.size() == 4 and buffer.held_total() == 4
+
+
+def test_a_lease_renewal_sees_only_old_entries_and_refreshes_them() -> None:
+    buffer = Buffer((MAIN, RETRY))
+    buffer.add(MAIN, entries("1-0"), now=1.0)
+    buffer.add(MAIN, entries("2-0"), now=9.0)
+
+    assert buffer.held_before(MAIN, cutoff=5.0) == [b"1-0"]
+    buffer.renewed(MAIN, [b"1-0", b"7-0"], now=10.0)  # 7-0 finished meanwhile: not re-held
+    assert buffer.held_before(MAIN, cutoff=9.5) == [b"2-0"]
+    assert not buffer.holds(MAIN, b"7-0")
+
+
+def test_dropping_entries_lost_to_another_consumer_keeps_the_rest() -> None:
+    buffer = Buffer((MAIN, RETRY))
+    buffer.add(MAIN, entries("1-0", "2-0", "3-0"), now=1.0)
+    buffer.add(RETRY, entries("2-0"), now=1.0)
+    queue = buffer.queue
+
+    assert buffer.drop(MAIN, {b"2-0", b"3-0"}) == 2
+    assert buffer.queue is queue  # in place: the lanes hold a reference
+    assert [(s.key, i) for s, i, _ in buffer.queue] == [("orders", b"1-0"), (RETRY.key, b"2-0")]
+    assert not buffer.holds(MAIN, b"2-0") and buffer.holds(RETRY, b"2-0")
+
+
+async def test_the_reader_waits_for_room_until_a_lane_finishes() -> None:
+    buffer = Buffer((MAIN, RETRY))
+    buffer.add(MAIN, entries("1-0", "2-0", "3-0"), now=1.0)
+    waiting = asyncio.ensure_future(buffer.wait_room(low_water=2))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+
+    source, entry_id, _ = buffer.queue.popleft()
+    buffer.begin()
+    await asyncio.sleep(0)
+    assert not waiting.done()  # taken but running: still counts
+    buffer.finish(source, entry_id)
+
+    assert await asyncio.wait_for(waiting, 1) == 2
+    assert not buffer.holds(MAIN, b"1-0")
+
+
+async def test_sealing_releases_a_waiting_reader_and_idle_lanes() -> None:
+    buffer = Buffer((MAIN, RETRY))
+    buffer.add(MAIN, entries("1-0", "2-0"), now=1.0)
+    reader = asyncio.ensure_future(buffer.wait_room(low_water=0))
+    lanes = [asyncio.ensure_future(buffer.idle_wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+
+    buffer.seal()
+
+    await asyncio.wait_for(asyncio.gather(reader, *lanes), 1)
+    assert buffer.sealed
+
+
+async def test_lanes_are_woken_one_at_a_time() -> None:
+    buffer = Buffer((MAIN, RETRY))
+    lanes = [asyncio.ensure_future(buffer.idle_wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+
+    buffer.wake()
+    buffer.wake()  # one is already on its way: no second wake-up
+    await asyncio.sleep(0)
+    assert sum(lane.done() for lane in lanes) == 1
+
+    buffer.wake()  # the woken lane has run: the next wake-up goes out
+    await asyncio.sleep(0)
+    assert sum(lane.done() for lane in lanes) == 2
+    buffer.wake_all()
+    await asyncio.sleep(0)
+    assert all(lane.done() for lane in lanes)
