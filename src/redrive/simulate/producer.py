@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from redis import exceptions as rex
 from redis.asyncio.connection import Connection
 
+from redrive.core.text import text
 from redrive.simulate.traffic import Planned
 
 OK = "ok"
@@ -121,7 +122,7 @@ class Producer:
             except rex.ResponseError:
                 failed += self._mark([planned], FAILED, now_ms=now_ms)
                 continue
-            entry_id = reply.decode() if isinstance(reply, bytes) else str(reply)
+            entry_id = text(reply)
             self._mark([planned], OK, now_ms=now_ms, entry_id=entry_id)
         return failed
 

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
+from redrive.core.ids import is_after
 from redrive.errors import RedriveError
 from redrive.examples.ecommerce import STREAMS
 from redrive.simulate.accounting import account
@@ -284,13 +285,8 @@ async def _quiet(monitor: Redis, keys: list[StreamKeys]) -> bool:
             delivered = next(
                 g["last-delivered-id"] for g in groups if g["name"] == k.group.encode()
             )
-            if last and _id(last[0][0]) > _id(delivered):
+            if last and is_after(last[0][0], delivered):
                 return False  # entries nobody has read yet
     except Exception:  # NOGROUP, a restarting server, a lost reply: not quiet yet
         return False
     return True
-
-
-def _id(entry_id: bytes) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq or 0)
