@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
+from redrive.store import calls
+from redrive.store.calls import AckResult, Call
 from redrive.store.channel import TRANSPORT_ERRORS, Channel, Command
-from redrive.store.scripts import Arg, Script
 
 log = logging.getLogger("redrive.acks")
 
@@ -39,18 +40,12 @@ ACKED_MEMORY = 20_000
 
 @dataclass(slots=True)
 class Move:
-    """One fenced script call that settles a failed entry, and what to do with its reply."""
+    """One fenced script call that settles a failed entry, and what to do with its result."""
 
-    script: Script
-    keys: Sequence[str]
-    args: Sequence[Arg]
+    call: Call[Any]
     source: Source
     entry_id: bytes
-    done: Callable[[Any], None]
-
-    def command(self) -> Command:
-        """The EVALSHA of this move."""
-        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+    done: Callable[[Any], None]  # receives the parsed result
 
 
 @dataclass(slots=True)
@@ -76,7 +71,6 @@ class AckBatcher:
         *,
         client: Redis,
         channel: Channel,
-        ack_script: Script,
         group: str,
         consumer: str,
         sources: Sequence[Source],
@@ -86,7 +80,6 @@ class AckBatcher:
     ) -> None:
         self.client = client
         self.channel = channel
-        self.ack_script = ack_script
         self.group = group
         self.consumer = consumer
         self.sources = tuple(sources)
@@ -164,13 +157,13 @@ class AckBatcher:
 
     def commands(self, batch: Batch) -> list[Command]:
         """One ``ack`` script call (EVALSHA) per stream, then one call per move."""
-        sha = self.ack_script.sha
-        out: list[Command] = [
-            ("EVALSHA", sha, 1, source.key, self.group, self.consumer, source.delete, *ids)
-            for source, ids in batch.acks
-        ]
-        out += [move.command() for move in batch.moves]
+        out: list[Command] = [self._ack_call(source, ids).command() for source, ids in batch.acks]
+        out += [move.call.command() for move in batch.moves]
         return out
+
+    def _ack_call(self, source: Source, ids: list[bytes]) -> Call[AckResult]:
+        return calls.ack(stream=source.key, group=self.group, consumer=self.consumer,
+                         delete=source.trusted, ids=ids)  # fmt: skip
 
     def give_back(self, batch: Batch) -> None:
         """Return a batch whose outcome is unknown, to be sent again."""
@@ -224,29 +217,31 @@ class AckBatcher:
 
     async def _settle(self, batch: Batch, results: list[Any]) -> None:
         n = len(batch.acks)
-        for (source, ids), reply in zip(batch.acks, results[:n], strict=True):
-            result = reply
-            if isinstance(reply, NoScriptError):
-                result = await self.ack_script(
-                    self.client, [source.key], [self.group, self.consumer, source.delete, *ids]
-                )
-            if isinstance(result, Exception):
-                log.error("ack of %d entries on %s failed: %s", len(ids), source.key, result)
+        for (source, ids), sent in zip(batch.acks, results[:n], strict=True):
+            call = self._ack_call(source, ids)
+            reply = await self._rerun(call) if isinstance(sent, NoScriptError) else sent
+            if isinstance(reply, Exception):
+                log.error("ack of %d entries on %s failed: %s", len(ids), source.key, reply)
                 self.ids[source][:0] = ids
                 continue
-            self._count(source, ids, result)
-        for move, reply in zip(batch.moves, results[n:], strict=True):
-            result = reply
-            if isinstance(reply, NoScriptError):
-                result = await move.script(self.client, move.keys, move.args)
-            if isinstance(result, Exception):
+            self._count(source, ids, call.parse(reply))
+        for move, sent in zip(batch.moves, results[n:], strict=True):
+            reply = await self._rerun(move.call) if isinstance(sent, NoScriptError) else sent
+            if isinstance(reply, Exception):
                 self.outbox.append(move)  # sent again next round trip
-                await self.on_error_reply(result)  # NOGROUP recreates the group, else raises
+                await self.on_error_reply(reply)  # NOGROUP recreates the group, else raises
                 continue
-            move.done(result)
+            move.done(move.call.parse(reply))
 
-    def _count(self, source: Source, ids: list[bytes], result: list[Any]) -> None:
-        _, fenced, gone = result
+    async def _rerun(self, call: Call[Any]) -> Any:
+        """The raw reply of ``call`` run alone (it met NOSCRIPT: loaded, then run)."""
+        try:
+            return await call.script(self.client, call.keys, call.args)  # type: ignore[arg-type]
+        except ResponseError as exc:  # an error reply: handled like one in the round trip
+            return exc
+
+    def _count(self, source: Source, ids: list[bytes], result: AckResult) -> None:
+        fenced, gone = result.fenced, result.gone
         self._remember(source, ids)
         if fenced:
             self.stats.fenced += len(fenced)

@@ -37,11 +37,15 @@ from redrive.runtime.scheduler import Scheduler
 from redrive.runtime.settings import HandlerSpec, Middleware, WorkerOptions
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
+from redrive.store import calls
 from redrive.store.channel import TRANSPORT_ERRORS, Channel
 from redrive.store.keys import STREAMS_INDEX, StreamKeys
 from redrive.store.scripts import scripts
 
 log = logging.getLogger("redrive.consumer")
+
+CANCEL_TRIES = 10
+CANCEL_GRACE = 0.5
 
 
 def _raw(response: Any, **options: Any) -> Any:
@@ -52,6 +56,24 @@ def use_raw_replies(client: Redis) -> None:
     """Skip redis-py's reply parsing for the stream commands on the hot path."""
     for command in ("XREADGROUP", "XAUTOCLAIM"):
         client.set_response_callback(command, _raw)
+
+
+async def cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they end.
+
+    A cancellation can be swallowed (redis-py may absorb one that lands mid-reply, and a
+    handler may catch it): such a task is cancelled again, so shutdown never hangs on a
+    loop that carried on. One still running after that is left behind, with a warning.
+    """
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(CANCEL_TRIES):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_GRACE)
+    for task in pending:
+        log.warning("task %s did not stop when cancelled; left behind", task.get_name())
 
 
 class Consumer:
@@ -72,7 +94,7 @@ class Consumer:
         self.client = client
         self.name = name = opts.consumer
         self.keys = keys = StreamKeys.of(spec.stream, spec.group)
-        self.scripts = lua = scripts()
+        self.scripts = scripts()
         main = Source(keys.stream, spec.stream, trusted=False)
         retry = Source(keys.retry, spec.stream, trusted=True)
         self.sources = sources = (main, retry)
@@ -91,16 +113,16 @@ class Consumer:
             stats=stats, buffer=buffer,
         )  # fmt: skip
         self.batcher = batcher = AckBatcher(
-            client=client, channel=self.ack_channel, ack_script=lua.ack, group=spec.group,
+            client=client, channel=self.ack_channel, group=spec.group,
             consumer=name, sources=sources, stats=stats, linger=opts.ack_linger,
             on_error_reply=groups.on_error_reply,
         )  # fmt: skip
         self.scheduler = Scheduler(
-            client=client, promote=lua.promote_due, due_key=keys.due, retry_key=keys.retry,
+            client=client, due_key=keys.due, retry_key=keys.retry,
             interval=opts.scheduler_interval,
         )  # fmt: skip
         self.settler = settler = Settler(
-            spec=spec, consumer=name, keys=keys, scripts=lua, batcher=batcher, stats=stats,
+            spec=spec, consumer=name, keys=keys, batcher=batcher, stats=stats,
             breaker=breaker, client=client, rng=rng, on_scheduled=self.scheduler.scheduled,
         )  # fmt: skip
         self.recovery = recovery = Recovery(
@@ -108,7 +130,7 @@ class Consumer:
             batcher=batcher, settler=settler, stats=stats,
         )  # fmt: skip
         self.leases = leases = Leases(
-            client=client, renew=lua.renew, group=spec.group, consumer=name, buffer=buffer,
+            client=client, group=spec.group, consumer=name, buffer=buffer,
             visibility_timeout=spec.visibility_timeout,
         )  # fmt: skip
         isolation = Isolation(
@@ -224,10 +246,7 @@ class Consumer:
         """
         self.reader.closing = True
         self.buffer.seal()
-        tasks = self._tasks()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel(self._tasks())
         self.lanes.close()
         await self.read_channel.close()
         await self.ack_channel.close()
@@ -241,10 +260,7 @@ class Consumer:
             await self.reader.stop(self.reader_task)
         self.buffer.seal()  # nothing more will be queued: idle lanes may now return
         _, late = await asyncio.wait(self.lane_tasks, timeout=self.opts.shutdown_timeout)
-        rest = [*late, *self.background.values()]
-        for task in rest:
-            task.cancel()
-        await asyncio.gather(*self._tasks(), return_exceptions=True)
+        await cancel([*late, *self.background.values()])
         self.lanes.close()
         with contextlib.suppress(*TRANSPORT_ERRORS):
             await self.batcher.flush()
@@ -257,4 +273,6 @@ class Consumer:
     async def retire(self) -> None:
         """Leave the group where nothing is pending under this name (keeps groups tidy)."""
         for source in self.sources:
-            await self.scripts.retire(self.client, [source.key], [self.spec.group, self.name])
+            await calls.retire(stream=source.key, group=self.spec.group, consumer=self.name)(
+                self.client
+            )

@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 
 from redrive.runtime.buffer import Buffer
 from redrive.runtime.source import Source
+from redrive.store import calls
 from redrive.store.channel import TRANSPORT_ERRORS
-from redrive.store.scripts import Script
 
 log = logging.getLogger("redrive.leases")
 
@@ -27,11 +27,10 @@ class Leases:
     """Renews the claim of this consumer on the entries its buffer holds."""
 
     def __init__(
-        self, *, client: Redis, renew: Script, group: str, consumer: str, buffer: Buffer,
+        self, *, client: Redis, group: str, consumer: str, buffer: Buffer,
         visibility_timeout: float,
     ) -> None:  # fmt: skip
         self.client = client
-        self.script = renew
         self.group = group
         self.consumer = consumer
         self.buffer = buffer
@@ -50,7 +49,8 @@ class Leases:
         if not old:
             return set()
         try:
-            lost = await self.script(self.client, [source.key], [self.group, self.consumer, *old])
+            call = calls.renew(stream=source.key, group=self.group, consumer=self.consumer, ids=old)
+            lost = await call(self.client)
         except TRANSPORT_ERRORS:
             return None
         buffer.renewed(source, old, time.perf_counter())

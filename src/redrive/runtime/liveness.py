@@ -19,14 +19,14 @@ import logging
 import os
 import secrets
 import socket
-from typing import Any
 
 from redis.asyncio import Redis
 
 from redrive.errors import ConfigError
+from redrive.store import calls
+from redrive.store.calls import HeartbeatResult, LeaseOp
 from redrive.store.keys import consumer_lease
 from redrive.store.process import pid_alive
-from redrive.store.scripts import scripts
 
 log = logging.getLogger("redrive.worker")
 
@@ -40,10 +40,6 @@ class NameTaken(ConfigError):
     """Another live worker uses this consumer name."""
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class NameLease:
     """The lease of one consumer name, held while the worker runs."""
 
@@ -53,23 +49,22 @@ class NameLease:
         self.key = consumer_lease(name)
         self.host = socket.gethostname()
         self.token = f"{self.host} {os.getpid()} {secrets.token_hex(4)}"
-        self.script = scripts().heartbeat
 
-    async def _call(self, op: str, *extra: str) -> list[Any]:
-        reply: list[Any] = await self.script(
-            self.client, [self.key], [op, self.token, TTL_MS, *extra]
+    async def _call(self, op: LeaseOp, replacing: str | None = None) -> HeartbeatResult:
+        call = calls.heartbeat(
+            lease=self.key, op=op, token=self.token, ttl_ms=TTL_MS, replacing=replacing
         )
-        return reply
+        return await call(self.client)
 
     async def claim(self) -> None:
         """Take the name, or raise :class:`NameTaken` if a live worker holds it."""
         reply = await self._call("claim")
-        if reply[0] != 1:
-            holder, ttl = _text(reply[1]), int(reply[2])
+        if not reply.ours:
+            holder, ttl = reply.holder or "?", reply.ttl_ms or 0
             seen = self._judge(holder)
             if seen == "live":
                 raise self._taken(holder)
-            if seen == "dead" and (await self._call("take", holder))[0] == 1:
+            if seen == "dead" and (await self._call("take", holder)).ours:
                 log.info("consumer name %s: took over from %s (not running)", self.name, holder)
             else:
                 await self._wait_for_expiry(holder, ttl)
@@ -105,9 +100,9 @@ class NameLease:
             await asyncio.sleep(0.25)
             waited += 0.25
             reply = await self._call("claim")
-            if reply[0] == 1:
+            if reply.ours:
                 return  # it expired: the holder was dead
-            now_holder, now_ttl = _text(reply[1]), int(reply[2])
+            now_holder, now_ttl = reply.holder, reply.ttl_ms or 0
             if now_holder != holder or now_ttl > ttl + 100:
                 break  # renewed (or taken by another): alive
             ttl = now_ttl
@@ -122,11 +117,11 @@ class NameLease:
             except Exception as exc:  # Redis away: the lease may lapse; the fence guards
                 log.debug("consumer name lease renewal failed: %s", exc)
                 continue
-            if reply[0] != 1:
+            if not reply.ours:
                 log.error(
                     "consumer name %s was taken by %s while this worker was away: two "
                     "workers now share it; stop one",
-                    self.name, _text(reply[1]),
+                    self.name, reply.holder,
                 )  # fmt: skip
 
     async def release(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from random import Random
 from typing import Any
 
@@ -33,8 +33,9 @@ from redrive.runtime.acks import AckBatcher, Move
 from redrive.runtime.settings import HandlerSpec
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
+from redrive.store import calls
+from redrive.store.calls import Call, DeadLetterResult, Fence
 from redrive.store.keys import StreamKeys
-from redrive.store.scripts import Arg, Script, Scripts
 
 log = logging.getLogger("redrive.moves")
 
@@ -113,7 +114,6 @@ class Settler:
         spec: HandlerSpec,
         consumer: str,
         keys: StreamKeys,
-        scripts: Scripts,
         batcher: AckBatcher,
         stats: Stats,
         breaker: CircuitBreaker | None,
@@ -124,7 +124,6 @@ class Settler:
         self.spec = spec
         self.consumer = consumer
         self.keys = keys
-        self.scripts = scripts
         self.batcher = batcher
         self.stats = stats
         self.breaker = breaker
@@ -185,36 +184,38 @@ class Settler:
             msg, failure, group=group, next_attempt=d.next_attempt, due_ms=due_ms,
             delay_ms=delay_ms,
         )  # fmt: skip
-        args: list[Arg] = [group, self.consumer, msg.entry_id, due_ms, source.delete, *fields]
+        call = calls.schedule_retry(
+            stream=source.key, due=self.keys.due, group=group, consumer=self.consumer,
+            entry_id=msg.entry_id, due_ms=due_ms, delete=source.trusted, fields=fields,
+        )  # fmt: skip
 
-        def done(result: Any) -> None:
-            if result == 1:
+        def done(fence: Fence) -> None:
+            if fence is Fence.MOVED:
                 self.stats.retried += 1
                 if d.next_attempt == msg.attempt:
                     self.stats.breaker_parked += 1
                 self.on_scheduled(due_ms)
-            self._log(msg, "retry", result, failure, delay=d.delay, next_attempt=d.next_attempt)
+            self._log(msg, "retry", fence, failure, delay=d.delay, next_attempt=d.next_attempt)
 
-        keys = [source.key, self.keys.due]
-        self._send(self.scripts.schedule_retry, keys, args, source, msg.entry_id, done)
+        self._send(call, source, msg.entry_id, done)
 
     def dead_letter(self, source: Source, msg: Message, failure: Failure, reason: str) -> None:
         """Move ``msg`` to the dead-letter stream with ``reason`` (fenced)."""
         fields = dead_record(msg, failure, group=self.spec.group, reason=reason)
         # No MAXLEN here: dlq_maxlen is applied by the retention loop, which warns before it
         # evicts and keeps an audit; trimming on every write would drop dead letters silently.
-        args: list[Arg] = [self.spec.group, self.consumer, msg.entry_id, source.delete, 0,
-                           *fields]  # fmt: skip
+        call = calls.dead_letter(
+            stream=source.key, dlq=self.keys.dlq, group=self.spec.group, consumer=self.consumer,
+            entry_id=msg.entry_id, delete=source.trusted, fields=fields,
+        )  # fmt: skip
 
-        def done(result: Any) -> None:
-            code = result[0] if isinstance(result, list) else result
-            if code == 1:
+        def done(result: DeadLetterResult) -> None:
+            if result.fence is Fence.MOVED:
                 self.stats.dead += 1
                 self.stats.dead_by_reason[reason] += 1
-            self._log(msg, "dead", code, failure, reason=reason)
+            self._log(msg, "dead", result.fence, failure, reason=reason)
 
-        keys = [source.key, self.keys.dlq]
-        self._send(self.scripts.dead_letter, keys, args, source, msg.entry_id, done)
+        self._send(call, source, msg.entry_id, done)
 
     def exceeded(
         self, source: Source, entry_id: bytes, fields: list[bytes], deliveries: int
@@ -268,20 +269,16 @@ class Settler:
         )
 
     def _send(
-        self,
-        script: Script,
-        keys: Sequence[str],
-        args: Sequence[Arg],
-        source: Source,
-        entry_id: str,
-        done: Callable[[Any], None],
+        self, call: Call[Any], source: Source, entry_id: str, done: Callable[[Any], None]
     ) -> None:
-        self.batcher.send(Move(script, keys, args, source, entry_id.encode(), done))
+        self.batcher.send(Move(call, source, entry_id.encode(), done))
 
-    def _log(self, msg: Message, decision: str, code: Any, failure: Failure, **info: Any) -> None:
-        if code == -1:
+    def _log(
+        self, msg: Message, decision: str, fence: Fence, failure: Failure, **info: Any
+    ) -> None:
+        if fence is Fence.FENCED:
             self.stats.fenced += 1
-        _log(msg, decision, code, failure, info)
+        _log(msg, decision, fence, failure, info)
 
 
 def _first_seen(msg: Message) -> int:
@@ -295,21 +292,24 @@ def _first_seen(msg: Message) -> int:
         return int(time.time() * 1000)
 
 
-def _log(msg: Message, decision: str, code: Any, failure: Failure, info: dict[str, Any]) -> None:
-    if code == 1 and not log.isEnabledFor(logging.INFO):
+_UNSETTLED = {Fence.FENCED: "fenced", Fence.NOT_PENDING: "stale"}
+
+
+def _log(msg: Message, decision: str, fence: Fence, failure: Failure, info: dict[str, Any]) -> None:
+    if fence is Fence.MOVED and not log.isEnabledFor(logging.INFO):
         return  # the common case: skip building the record's extra fields
     extra = {
         "stream": msg.stream,
         "id": msg.id,
         "attempt": msg.attempt,
-        "decision": decision if code == 1 else ("fenced" if code == -1 else "stale"),
+        "decision": decision if fence is Fence.MOVED else _UNSETTLED[fence],
         "error_type": failure.error_type,
         "error_class": failure.error_class,
         **info,
     }
-    if code == -1:
+    if fence is Fence.FENCED:
         log.warning("fence: %s %s now belongs to another consumer", msg.stream, msg.id, extra=extra)
-    elif code == 1:
+    elif fence is Fence.MOVED:
         log.info(
             "%s %s attempt %d: %s (%s)",
             msg.stream,
@@ -319,5 +319,5 @@ def _log(msg: Message, decision: str, code: Any, failure: Failure, info: dict[st
             failure.message[:200],
             extra=extra,
         )
-    elif code is not None:
+    else:
         log.debug("%s %s was already settled", msg.stream, msg.id, extra=extra)

@@ -14,8 +14,8 @@ import time
 
 from redis.asyncio import Redis
 
+from redrive.store import calls
 from redrive.store.channel import TRANSPORT_ERRORS
-from redrive.store.scripts import Script
 
 PROMOTE_BATCH = 100
 
@@ -34,12 +34,10 @@ async def pause(event: asyncio.Event, seconds: float) -> None:
 class Scheduler:
     """Promotes due members of ``due_key`` to ``retry_key`` in batches."""
 
-    def __init__(
-        self, *, client: Redis, promote: Script, due_key: str, retry_key: str, interval: float
-    ) -> None:
+    def __init__(self, *, client: Redis, due_key: str, retry_key: str, interval: float) -> None:
         self.client = client
-        self.script = promote
-        self.keys = [due_key, retry_key]
+        self.due_key = due_key
+        self.retry_key = retry_key
         self.interval = interval
         self.wakes_at_ms = 0.0  # when the sleeping loop wakes next (0: awake)
         self._changed = asyncio.Event()
@@ -55,16 +53,19 @@ class Scheduler:
         while True:
             self._changed.clear()
             now_ms = int(time.time() * 1000)
+            call = calls.promote_due(
+                due=self.due_key, retry=self.retry_key, now_ms=now_ms, limit=PROMOTE_BATCH
+            )
             try:
-                moved, next_ms = await self.script(self.client, self.keys, [now_ms, PROMOTE_BATCH])
+                promoted = await call(self.client)
             except TRANSPORT_ERRORS:
                 await asyncio.sleep(interval)
                 continue
-            if moved >= PROMOTE_BATCH:
+            if promoted.moved >= PROMOTE_BATCH:
                 continue
             wait = interval
-            if next_ms is not None:
-                wait = min(interval, max(0.0, (float(next_ms) - time.time() * 1000) / 1000))
+            if promoted.next_ms is not None:
+                wait = min(interval, max(0.0, (promoted.next_ms - time.time() * 1000) / 1000))
             self.wakes_at_ms = time.time() * 1000 + wait * 1000
             await pause(self._changed, wait)
             self.wakes_at_ms = 0.0

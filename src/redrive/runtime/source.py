@@ -14,15 +14,14 @@ from redrive.core.message import _UNSET, Message
 class Source:
     """A stream key a consumer reads, and how its entries are treated (a plain value)."""
 
-    __slots__ = ("delete", "key", "name_b", "stream", "tag", "trusted")
+    __slots__ = ("key", "name_b", "stream", "tag", "trusted")
 
     def __init__(self, key: str, stream: str, *, trusted: bool) -> None:
         self.key = key
         self.stream = stream
         self.name_b = key.encode()
+        # Also: retry entries are deleted once settled (their content lives on elsewhere).
         self.trusted = trusted
-        # Retry entries are deleted once settled: their content lives on elsewhere.
-        self.delete = "1" if trusted else "0"
         self.tag = b"r:" if trusted else b"s:"  # field prefix in the suspects' starts hash
 
     def message(self, entry_id: bytes, flat: list[bytes]) -> Message:

@@ -8,6 +8,7 @@ import pytest
 
 from redrive.runtime.acks import ACKED_MEMORY, AckBatcher, Move
 from redrive.runtime.stats import Stats
+from redrive.store import calls
 from redrive.store.scripts import scripts
 from tests.unit.runtime.fakes import MAIN, RETRY, FakeChannel
 
@@ -20,7 +21,6 @@ def batcher(channel: Any = None, on_error: Any = _no_error) -> AckBatcher:
     return AckBatcher(
         client=None,  # type: ignore[arg-type]  # only NOSCRIPT re-runs use it
         channel=channel,
-        ack_script=scripts().ack,
         group="g",
         consumer="c1",
         sources=(MAIN, RETRY),
@@ -31,8 +31,9 @@ def batcher(channel: Any = None, on_error: Any = _no_error) -> AckBatcher:
 
 
 def move(entry_id: bytes, done: list[Any]) -> Move:
-    return Move(scripts().dead_letter, ["orders", "dlq:{orders}"], ["g"], MAIN, entry_id,
-                done.append)  # fmt: skip
+    call = calls.dead_letter(stream="orders", dlq="dlq:{orders}", group="g", consumer="c1",
+                             entry_id=entry_id, delete=False, fields=[b"data", b"{}"])  # fmt: skip
+    return Move(call, MAIN, entry_id, done.append)
 
 
 def test_one_ack_call_per_stream_then_one_call_per_move() -> None:
@@ -78,10 +79,10 @@ async def test_settling_counts_fences_and_remembers_acks() -> None:
     b.send(move(b"3-0", done))
     batch = b.take()
 
-    await b.settle(batch, [[1, [b"2-0"], []], [1, "x"]])
+    await b.settle(batch, [[1, [b"2-0"], []], [1, b"9-0"]])
 
     assert b.stats.fenced == 1
-    assert done == [[1, "x"]]
+    assert done == [calls.DeadLetterResult(calls.Fence.MOVED, b"9-0")]
     assert b.was_acked(MAIN, b"1-0") and not b.was_acked(RETRY, b"1-0")
     assert b.settling(MAIN) == set()
 

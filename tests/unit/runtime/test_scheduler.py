@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from redrive.runtime.scheduler import Scheduler
-from redrive.store.scripts import scripts
 
 
 def scheduler() -> Scheduler:
     return Scheduler(
         client=None,  # type: ignore[arg-type]
-        promote=scripts().promote_due,
         due_key="retry:{orders}:g:due",
         retry_key="retry:{orders}:g",
         interval=0.1,
