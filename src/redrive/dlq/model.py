@@ -22,32 +22,37 @@ from redrive.core import fields as f
 from redrive.core.fields import META_PREFIX
 from redrive.core.ids import exclusive, stream_id_ms
 from redrive.core.text import text
-from redrive.errors import ConfigError, StoreError
+from redrive.errors import ConfigError
 from redrive.store import keys
 from redrive.store.connection import async_client
+from redrive.store.key_types import WrongTypeError, wrong_type
 from redrive.store.readers import next_start
+
+# WrongTypeError and wrong_type live in store.key_types (the read model raises them too);
+# re-exported here for the DLQ package.
+__all__ = [
+    "PAGE",
+    "REF_HELP",
+    "STREAM_ID",
+    "DeadLetter",
+    "Pair",
+    "WrongTypeError",
+    "command",
+    "connect",
+    "dlq_wrong_type",
+    "fetch",
+    "iso",
+    "key_types",
+    "pairs_of",
+    "scan",
+    "split_ref",
+    "wrong_type",
+]
 
 Pair = tuple[bytes, bytes]
 PAGE = 500
 STREAM_ID = re.compile(r"^\d+(-\d+)?$")
 REF_HELP = "an id like 1700000000000-0, or STREAM@ID (ecommerce:orders@1700000000000-0)"
-
-
-class WrongTypeError(StoreError):
-    """A key redrive was asked to read or write (``dlq:{S}``, say) holds another type
-    than it needs; the message names the key, its type and how to move it aside."""
-
-
-def wrong_type(key: str, kind: str, outcome: str, expected: str = "stream") -> str:
-    """One line: ``key`` holds a ``kind``, so ``outcome``; and how to move it aside.
-
-    RENAMENX, not RENAME: a key already called ``KEY:saved`` is never overwritten, and the
-    new name keeps the hash tag, so it works on a cluster too.
-    """
-    return (
-        f"{key} is a {kind}, not a {expected}: {outcome} "
-        f"(move it aside: RENAMENX '{key}' '{key}:saved')"
-    )
 
 
 def dlq_wrong_type(stream: str, kind: str, outcome: str) -> str:

@@ -26,9 +26,9 @@ import redis
 
 from redrive.core.ids import sort_ids
 from redrive.core.text import text
-from redrive.dlq.model import WrongTypeError, wrong_type
 from redrive.errors import ConfigError
 from redrive.store import readers
+from redrive.store.key_types import WrongTypeError, wrong_type
 from redrive.store.keys import StreamKeys
 from redrive.verify.places import PLACES
 from redrive.verify.read import read_snapshot
