@@ -27,6 +27,7 @@ from typing import Any, cast
 
 from redrive.core.breaker import BreakerState, CircuitBreaker
 from redrive.core.codec import check_size
+from redrive.core.fields import DUE_MS
 from redrive.core.message import Message
 from redrive.errors import ConfigError, HandlerTimeout
 from redrive.runtime.acks import AckBatcher
@@ -161,7 +162,7 @@ class Lanes:
                     started = time.perf_counter()
                 msg: Message = source.message(entry_id, fields)
                 if timings is not None and source.trusted:  # a retry: how late is it?
-                    timings.late(msg.meta.get("due-ms"))
+                    timings.late(msg.meta.get(DUE_MS.meta))
                 run.started = started
                 try:
                     check_size(fields, max_bytes)

@@ -18,6 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from redrive.core.text import text
 from redrive.runtime.buffer import Buffer
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
@@ -79,7 +80,7 @@ class Groups:
         except (ResponseError, *TRANSPORT_ERRORS):
             return None
         value = info.get("run_id") if isinstance(info, dict) else None
-        return value.decode() if isinstance(value, bytes) else value
+        return None if value is None else text(value)
 
     async def ensure(self, *, warn: bool) -> None:
         """Create the group on both streams if missing (MKSTREAM) at the handler's start id."""

@@ -18,7 +18,6 @@ from typing import Any
 from redis.asyncio import Redis
 
 from redrive.core.breaker import CircuitBreaker
-from redrive.core.codec import stream_id_ms
 from redrive.core.decision import (
     MAX_DELIVERIES_EXCEEDED,
     PAYLOAD_TRIMMED,
@@ -27,6 +26,8 @@ from redrive.core.decision import (
     decide_failure,
     verdict_of,
 )
+from redrive.core.fields import DELAY_MS, REPLAYED_MS
+from redrive.core.ids import stream_id_ms
 from redrive.core.message import Message
 from redrive.core.records import Failure, dead_record, retry_record
 from redrive.runtime.acks import AckBatcher, Move
@@ -145,7 +146,7 @@ class Settler:
         if breaker is not None:
             # Recorded before deciding, so the failure that opens the breaker is parked too.
             breaker.record(verdict_of(exc, klass, rules), fresh=not source.trusted, now=mono)
-        previous = msg.meta.get("delay-ms")
+        previous = msg.meta.get(DELAY_MS.meta)
         decision = decide_failure(
             exc,
             attempt=msg.attempt,
@@ -283,7 +284,7 @@ class Settler:
 
 def _first_seen(msg: Message) -> int:
     # A replay from the DLQ starts a fresh life: max_age counts from the replay.
-    replayed = msg.meta.get("replayed-ms")
+    replayed = msg.meta.get(REPLAYED_MS.meta)
     if replayed and replayed.isdigit():
         return int(replayed)
     try:

@@ -23,6 +23,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from redrive.core.ids import id_key
 from redrive.runtime.acks import AckBatcher
 from redrive.runtime.buffer import Buffer
 from redrive.runtime.moves import Settler
@@ -37,11 +38,6 @@ PAGE = 100
 SHARED_RUNS = 2
 #: A last-resort bound on raw deliveries (e.g. entries bouncing between stalled workers).
 DELIVERY_BOUND = 20
-
-
-def _order(entry_id: bytes) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq or 0)
 
 
 class Recovery:
@@ -157,7 +153,7 @@ class Recovery:
         """Delivery counts of ``ids`` (owned by this consumer), one XPENDING per page."""
         if not ids:
             return {}
-        lo, hi = min(ids, key=_order), max(ids, key=_order)
+        lo, hi = min(ids, key=id_key), max(ids, key=id_key)
         rows: list[dict[str, Any]] = await self.client.xpending_range(
             source.key, self.group, min=lo, max=hi, count=len(ids) * 4 + 16,
             consumername=self.consumer,
