@@ -165,7 +165,8 @@ class WorkerOptions:
     scheduler_interval: float = 0.1
     stats_interval: float = 1.0
     ack_linger: float = 0.002
-    #: Histograms and the per-second metrics stream (issue 5); counters are always kept.
+    #: Histograms and the per-second metrics stream (docs/monitoring.md); counters are kept
+    #: whatever it says.
     metrics: bool = True
 
     def __post_init__(self) -> None:
