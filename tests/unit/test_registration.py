@@ -7,6 +7,9 @@ write instead.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ import pytest
 import redrive
 from redrive import App, BreakerPolicy, ConfigError, ErrorClass, RetryPolicy, Rules
 from redrive.runtime.settings import HandlerOptions, HandlerSpec
+from redrive.testing import free_port
 
 
 async def handle(msg: Any) -> None: ...
@@ -185,3 +189,32 @@ def test_retry_by_class_is_copied_at_registration() -> None:
 def test_context_outside_a_worker_says_where_it_works() -> None:
     with pytest.raises(ConfigError, match=r"only set inside a running worker"):
         redrive.context()
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "app = App()\n@app.handler('orders', group='g', retry=3)\nasync def h(msg): ...\n",
+            "retry=3: use retry=RetryPolicy(max_retries=3)",
+        ),
+        ("app = App('http://x')\n", "unsupported Redis URL scheme 'http'"),
+        (
+            "app = App()\n@app.on_startup\ndef warm(ctx): ...\n",
+            "startup hook warm must be a coroutine function",
+        ),
+    ],
+)
+def test_the_worker_command_reports_a_misuse_in_one_line_without_connecting(
+    tmp_path: Path, source: str, message: str
+) -> None:
+    (tmp_path / "shop.py").write_text("from redrive import App\n" + source)
+    done = subprocess.run(
+        # Nothing listens at that URL: a misuse must be reported as itself, never as Redis.
+        [sys.executable, "-m", "redrive.cli", "--redis-url", f"redis://127.0.0.1:{free_port()}/0",
+         "worker", "shop:app"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and done.stderr.count("\n") == 1
+    assert "connect" not in done.stderr and "Traceback" not in done.stderr

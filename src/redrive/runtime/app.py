@@ -100,18 +100,19 @@ def check_option_names(options: Mapping[str, object]) -> None:
 def check_hook(fn: object, kind: str) -> None:
     """Refuse a start-up or shutdown hook that is not ``async def hook(ctx)``."""
     name = getattr(fn, "__qualname__", repr(fn))
+    short = getattr(fn, "__name__", kind)
     if not callable(fn):
         raise ConfigError(f"{kind} hook {name} is not callable: decorate `async def f(ctx)`")
     if not is_async_handler(fn):
         raise ConfigError(
-            f"{kind} hook {name} must be a coroutine function, `async def {name}(ctx)`: the "
+            f"{kind} hook {name} must be a coroutine function, `async def {short}(ctx)`: the "
             "worker awaits it on its event loop (a plain def would block the loop)"
         )
     try:
         inspect.signature(fn).bind(object())
     except TypeError:
         raise ConfigError(
-            f"{kind} hook {name} must take one argument, the AppContext: `async def {name}(ctx)`"
+            f"{kind} hook {name} must take one argument, the AppContext: `async def {short}(ctx)`"
         ) from None
     except ValueError:
         return
