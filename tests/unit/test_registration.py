@@ -7,6 +7,7 @@ write instead.
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -218,3 +219,19 @@ def test_the_worker_command_reports_a_misuse_in_one_line_without_connecting(
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and done.stderr.count("\n") == 1
     assert "connect" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"shutdown_timeout": "30"}, "shutdown_timeout='30': use a number > 0"),
+        ({"ack_linger": float("nan")}, "ack_linger=nan"),
+        ({"reclaim_interval": 0}, "reclaim_interval=0: use a number of seconds > 0, or None"),
+        ({"consumer": 7}, "consumer name 7"),
+    ],
+)
+def test_worker_options_of_the_wrong_type_are_refused(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        redrive.WorkerOptions(**options)

@@ -170,12 +170,21 @@ class WorkerOptions:
     metrics: bool = True
 
     def __post_init__(self) -> None:
-        if not self.consumer or any(c.isspace() for c in self.consumer):
+        if (
+            not isinstance(self.consumer, str)
+            or not self.consumer
+            or any(c.isspace() for c in self.consumer)
+        ):
             raise ConfigError(f"consumer name {self.consumer!r}: use a non-empty name, no spaces")
         _positive_int("block_ms", self.block_ms)
         for name in ("shutdown_timeout", "scheduler_interval", "stats_interval", "ack_linger"):
-            if not getattr(self, name) > 0:
+            if not _finite_positive(getattr(self, name)):
                 raise ConfigError(f"{name}={getattr(self, name)!r}: use a number > 0")
+        if self.reclaim_interval is not None and not _finite_positive(self.reclaim_interval):
+            raise ConfigError(
+                f"reclaim_interval={self.reclaim_interval!r}: use a number of seconds > 0, "
+                "or None (a quarter of each handler's visibility timeout)"
+            )
 
 
 def _is_int(value: object) -> bool:
