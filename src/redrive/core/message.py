@@ -86,7 +86,7 @@ class Message:
         stream: str = "test",
         id: str = "0-1",
         attempt: int = 1,
-        fields: Mapping[str | bytes, str | bytes] | None = None,
+        fields: Mapping[str, str | bytes] | Mapping[bytes, bytes] | None = None,
     ) -> Message:
         """A message as a handler would receive it, for tests.
 
@@ -96,7 +96,8 @@ class Message:
         producer fields; ``str`` names and values are UTF-8 encoded. To test a poison
         body, give it raw: ``Message.build(fields={"data": b"{not json"})``.
         """
-        raw = {_utf8(k): _utf8(v) for k, v in (fields or {}).items()}
+        given: Mapping[Any, str | bytes] = fields or {}
+        raw = {_utf8(k): _utf8(v) for k, v in given.items()}
         if data is not None:
             if DATA_FIELD in raw:
                 raise ConfigError("Message.build: give data or fields['data'], not both")
