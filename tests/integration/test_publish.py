@@ -50,13 +50,13 @@ async def test_a_generator_of_bodies_is_published(aredis: redis.asyncio.Redis, p
 
 @pytest.mark.parametrize("single", [b'{"a": 1}', '{"a": 1}', {"a": 1}, bytearray(b"{}")])
 async def test_a_single_body_where_a_list_belongs_is_refused_before_any_io(
-    aredis: redis.asyncio.Redis, prefix: str, single: object
+    aredis: redis.asyncio.Redis, r: redis.Redis, prefix: str, single: object
 ) -> None:
     stream = f"{prefix}one"
     with pytest.raises(ConfigError, match=r"one \w+ body, not a list of bodies: pass \[body\]"):
         await publish(aredis, stream, single)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="not a list of bodies"):
-        publish_sync(redis.Redis(), stream, single)  # type: ignore[arg-type]
+        publish_sync(r, stream, single)  # type: ignore[arg-type]
     assert await aredis.exists(stream) == 0  # not one message per byte, per key: none
 
 
