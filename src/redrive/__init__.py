@@ -5,15 +5,17 @@ crash recovery and fencing, all with atomic moves (Lua) so nothing is ever lost.
 
 Example::
 
-    from redrive import App, RetryPolicy
+    from redrive import App, Message, RetryPolicy, WorkerOptions, context
 
     app = App()
 
     @app.handler("ecommerce:orders", group="orders-service", retry=RetryPolicy(max_retries=3))
-    async def handle(msg):
-        print(msg.data)
+    async def handle(msg: Message) -> None:
+        await context().redis.hincrby("orders:seen", msg.id, 1)
 
     app.run(options=WorkerOptions(metrics=False))   # or: redrive worker module:app
+
+The whole public API is listed in docs/api.md.
 """
 
 from redrive.core.breaker import BreakerPolicy
@@ -30,18 +32,35 @@ from redrive.errors import (
     StoreError,
     ValidationError,
 )
-from redrive.runtime.app import App, AppContext
-from redrive.runtime.settings import WorkerOptions
+from redrive.runtime.app import App
+from redrive.runtime.context import AppContext, Hook, context
+from redrive.runtime.publish import Body, PublishError, publish, publish_sync
+from redrive.runtime.settings import (
+    AsyncHandler,
+    Handler,
+    HandlerOptions,
+    HandlerSpec,
+    Middleware,
+    WorkerOptions,
+)
 
 __all__ = [
     "App",
     "AppContext",
+    "AsyncHandler",
+    "Body",
     "BreakerPolicy",
     "ConfigError",
     "DecodeError",
     "ErrorClass",
+    "Handler",
+    "HandlerOptions",
+    "HandlerSpec",
     "HandlerTimeout",
+    "Hook",
     "Message",
+    "Middleware",
+    "PublishError",
     "RedriveError",
     "Reject",
     "Retry",
@@ -50,5 +69,8 @@ __all__ = [
     "StoreError",
     "ValidationError",
     "WorkerOptions",
+    "context",
+    "publish",
+    "publish_sync",
 ]
 __version__ = "0.1.0"

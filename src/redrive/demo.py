@@ -38,7 +38,7 @@ from redrive.demo_workers import WorkerPool
 from redrive.errors import ConfigError, RedriveError
 from redrive.examples.ecommerce import STREAMS, ledger_key
 from redrive.examples.ecommerce_traffic import StreamTraffic, plan_traffic
-from redrive.producer import publish_bodies
+from redrive.runtime.publish import publish_sync
 from redrive.store import keys
 from redrive.store.connection import describe_error, sync_client
 from redrive.verify.reconcile import StreamReport, read_ledger, reconcile
@@ -215,7 +215,7 @@ class DemoSession:
         self.observer.phase(f"publishing {self.config.total} messages")
         for plan in self.plans:
             stream = self.slot.prefix + plan.stream
-            self.produced[stream] = publish_bodies(self.client, stream, plan.bodies)
+            self.produced[stream] = publish_sync(self.client, stream, plan.bodies)
 
     def wait_settled(self) -> bool:
         """Poll until every message is settled or the deadline passes; True if settled."""

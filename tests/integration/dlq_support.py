@@ -36,7 +36,9 @@ def record(
     dead_ms: int = 1_700_000_000_000,
 ) -> list[bytes | str]:
     """The fields the runtime would write for a dead letter (via ``dead_record``)."""
-    msg = Message(stream, origin_id, fields or {b"data": b'{"order_id": 1}'}, attempt=4)
+    msg = Message(
+        stream=stream, id=origin_id, fields=fields or {b"data": b'{"order_id": 1}'}, attempt=4
+    )
     if replays:
         msg.meta = {"replays": str(replays)}
     failure = Failure(error_type, "transient", message, TRACEBACK, dead_ms, "c1", 12.5)

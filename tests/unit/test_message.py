@@ -7,14 +7,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from redrive.core.codec import encode_body
-from redrive.core.message import Message
-from redrive.errors import DecodeError
+from redrive.core.message import Message, delivered
+from redrive.errors import ConfigError, DecodeError
 
 ORDER = {"order_id": "o-1", "amount": 42}
 
 
-def from_flat(flat: list[bytes], **kwargs: object) -> Message:
-    return Message("ecommerce:orders", "1700000000000-0", None, flat=flat, **kwargs)  # type: ignore[arg-type]
+def from_flat(flat: list[bytes]) -> Message:
+    """What the runtime builds for an entry of the source stream."""
+    eid = "1700000000000-0"
+    return delivered("ecommerce:orders", eid, "ecommerce:orders", eid, 1, None, flat, {})
 
 
 def test_data_is_decoded_from_the_flat_field_list() -> None:
@@ -40,8 +42,8 @@ def test_a_poison_body_fails_when_read_not_when_received() -> None:
 
 def test_a_message_without_data_has_none() -> None:
     assert from_flat([b"source", b"web"]).data is None
-    assert Message("s", "1-0", {b"source": b"web"}).data is None
-    assert Message("s", "1-0", None).data is None
+    assert Message(stream="s", id="1-0", fields={b"source": b"web"}).data is None
+    assert Message(stream="s", id="1-0").data is None
 
 
 def test_data_is_decoded_once() -> None:
@@ -55,13 +57,13 @@ def test_data_is_decoded_once() -> None:
 
 
 def test_data_comes_from_the_fields_dict_when_one_is_given() -> None:
-    msg = Message("s", "1-0", {b"data": b"[1,2,3]"}, flat=[b"data", b"ignored"])
+    msg = delivered("s", "1-0", "s", "1-0", 1, {b"data": b"[1,2,3]"}, [b"data", b"ignored"], {})
 
     assert msg.data == [1, 2, 3]
 
 
 def test_data_given_up_front_is_not_decoded_again() -> None:
-    msg = Message("s", "1-0", {b"data": b"{not json"}, data={"already": "decoded"})
+    msg = Message(stream="s", id="1-0", fields={b"data": b"{not json"}, data={"already": "decoded"})
 
     assert msg.data == {"already": "decoded"}
 
@@ -83,7 +85,7 @@ def test_field_decodes_utf8_with_replacement() -> None:
 
 
 def test_key_and_entry_id_default_to_the_original_stream_and_id() -> None:
-    msg = Message("ecommerce:orders", "1700000000000-0", {})
+    msg = Message(stream="ecommerce:orders", id="1700000000000-0")
 
     assert (msg.key, msg.entry_id, msg.attempt, msg.meta) == (
         "ecommerce:orders",
@@ -94,14 +96,15 @@ def test_key_and_entry_id_default_to_the_original_stream_and_id() -> None:
 
 
 def test_a_retry_delivery_keeps_the_original_id_but_reads_from_the_retry_key() -> None:
-    msg = Message(
+    msg = delivered(
         "ecommerce:orders",
         "1700000000000-0",
+        "retry:{ecommerce:orders}:billing",
+        "1700000009999-0",
+        3,
         {},
-        attempt=3,
-        key="retry:{ecommerce:orders}:billing",
-        entry_id="1700000009999-0",
-        meta={"attempt": "3"},
+        [],
+        {"attempt": "3"},
     )
 
     assert msg.id == "1700000000000-0"
@@ -111,7 +114,7 @@ def test_a_retry_delivery_keeps_the_original_id_but_reads_from_the_retry_key() -
 
 
 def test_repr_names_stream_id_and_attempt_but_not_the_body() -> None:
-    msg = Message("orders", "1-0", {b"data": b'{"card":"4111"}'}, attempt=2)
+    msg = Message(stream="orders", id="1-0", fields={b"data": b'{"card":"4111"}'}, attempt=2)
 
     text = repr(msg)
 
@@ -120,7 +123,7 @@ def test_repr_names_stream_id_and_attempt_but_not_the_body() -> None:
 
 
 def test_messages_do_not_grow_attributes() -> None:
-    msg = Message("s", "1-0", {})
+    msg = Message.build()
 
     with pytest.raises(AttributeError):
         msg.extra = 1  # type: ignore[attr-defined]
@@ -154,3 +157,51 @@ def test_a_repeated_data_field_reads_the_same_whatever_the_access_order() -> Non
     _ = fields_first.fields
 
     assert data_first.data == fields_first.data
+
+
+def test_the_constructor_is_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        Message("s", "1-0")  # type: ignore[misc]
+
+
+def test_build_encodes_data_as_a_producer_would() -> None:
+    msg = Message.build({"order_id": "o-1", "items": ("a", "b")}, attempt=2)
+
+    assert msg.data == {"order_id": "o-1", "items": ["a", "b"]}  # through JSON, as delivered
+    assert msg.fields == {b"data": encode_body({"order_id": "o-1", "items": ["a", "b"]})}
+    assert (msg.stream, msg.id, msg.attempt) == ("test", "0-1", 2)
+    assert (msg.key, msg.entry_id, msg.meta) == ("test", "0-1", {})
+
+
+def test_build_takes_extra_fields_as_str_or_bytes() -> None:
+    msg = Message.build(
+        {"n": 1}, stream="orders", id="5-0", fields={"source": "web", b"b": b"\xff"}
+    )
+
+    assert msg.fields == {b"data": b'{"n":1}', b"source": b"web", b"b": b"\xff"}
+    assert msg.field("source") == "web"
+
+
+def test_build_can_make_a_poison_message() -> None:
+    msg = Message.build(fields={"data": b"{not json"})
+
+    with pytest.raises(DecodeError):
+        _ = msg.data
+
+
+def test_build_without_data_has_no_data_field() -> None:
+    assert Message.build().fields == {}
+    assert Message.build().data is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"data": {"a": 1}, "fields": {"data": b"{}"}}, "give data or fields"),
+        ({"attempt": 0}, "attempt=0"),
+        ({"data": {"when": object()}}, "cannot be encoded as JSON"),
+    ],
+)
+def test_build_refuses_what_no_delivery_could_be(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises((ConfigError, DecodeError), match=message):
+        Message.build(**kwargs)  # type: ignore[arg-type]

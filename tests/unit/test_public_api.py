@@ -36,3 +36,26 @@ def test_names_the_docs_import_from_redrive_exist() -> None:
     assert "WorkerOptions" in redrive.__all__
     assert imported, "the docs import nothing from redrive?"
     assert sorted(n for n in imported if n not in redrive.__all__ and n != "dlq") == []
+
+
+def test_what_users_touch_is_exported() -> None:
+    users_touch = {
+        "App", "AppContext", "Hook", "context", "Message", "HandlerSpec", "HandlerOptions",
+        "Middleware", "AsyncHandler", "Handler", "WorkerOptions", "publish", "publish_sync",
+        "PublishError", "Body",
+    }  # fmt: skip
+    assert users_touch <= set(redrive.__all__)
+
+
+def test_dlq_exports_its_library_not_the_cli_helpers() -> None:
+    from redrive import dlq
+
+    cli_helpers = {
+        "parse_time", "parse_duration", "parse_rate", "check_output", "write_lines", "to_line",
+        "TokenBucket", "operator", "Operation", "normalise_message",
+    }  # fmt: skip
+    assert cli_helpers.isdisjoint(dlq.__all__)
+    assert [name for name in dlq.__all__ if not hasattr(dlq, name)] == []
+    assert {"connect", "Filter", "list_dead_letters", "replay", "purge", "dlq_stats"} <= set(
+        dlq.__all__
+    )

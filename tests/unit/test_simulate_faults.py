@@ -39,7 +39,7 @@ async def _outcomes(plan: FaultPlan, n: int = 2000, now: float = 0.0) -> Counter
     seen: Counter[str] = Counter()
     for i in range(n):
         try:
-            seen[await call(Message("s", f"1-{i}", {}))] += 1
+            seen[await call(Message.build(stream="s", id=f"1-{i}"))] += 1
         except Exception as exc:
             seen[type(exc).__name__] += 1
     return seen

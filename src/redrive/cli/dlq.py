@@ -34,7 +34,8 @@ from redrive.cli.dlq_render import (
     print_stats,
 )
 from redrive.cli.main import CliContext
-from redrive.dlq import view
+from redrive.dlq import export_import, query, view
+from redrive.dlq.ratelimit import parse_rate
 from redrive.errors import ConfigError, StoreError
 from redrive.store.connection import describe_error
 from redrive.store.embedded import ensure_url
@@ -77,10 +78,10 @@ def filter_options(fn: F) -> F:
     options = [
         click.argument("streams", nargs=-1, metavar="[STREAM]..."),
         click.option("--id", "ids", multiple=True, metavar="[STREAM@]ID", help=ID_HELP),
-        click.option("--reason", help=f"One of {', '.join(lib.query.REASONS)}."),
+        click.option("--reason", help=f"One of {', '.join(query.REASONS)}."),
         click.option("--error-type", help="Exception type, e.g. TimeoutError."),
         click.option("--group", "-g", help="The consumer group that failed it."),
-        click.option("--since", metavar="TIME", help=f"Died at or after: {lib.query.TIME_HELP}."),
+        click.option("--since", metavar="TIME", help=f"Died at or after: {query.TIME_HELP}."),
         click.option("--until", metavar="TIME", help="Died at or before (same forms)."),
         click.option("--older-than", metavar="DURATION", help="Died longer ago (7d, 12h)."),
         click.option("--grep", metavar="REGEX", help="Search the error message."),
@@ -96,9 +97,9 @@ def build_filter(params: dict[str, Any]) -> lib.Filter:
     now = int(time.time() * 1000)
     since, until = params.pop("since", None), params.pop("until", None)
     older_than = params.pop("older_than", None)
-    bounds = [lib.parse_time(until, now, "--until")] if until else []
+    bounds = [query.parse_time(until, now, "--until")] if until else []
     if older_than:
-        bounds.append(now - lib.parse_duration(older_than, "--older-than"))
+        bounds.append(now - query.parse_duration(older_than, "--older-than"))
     return lib.Filter(
         streams=tuple(params.pop("streams", ())),
         ids=tuple(params.pop("ids", ())),
@@ -107,7 +108,7 @@ def build_filter(params: dict[str, Any]) -> lib.Filter:
         group=params.pop("group", None),
         grep=params.pop("grep", None),
         fingerprint=params.pop("fingerprint", None),
-        since_ms=lib.parse_time(since, now, "--since") if since else None,
+        since_ms=query.parse_time(since, now, "--since") if since else None,
         until_ms=min(bounds) if bounds else None,
     )
 
@@ -232,7 +233,7 @@ def replay(obj: CliContext, /, everything: bool, to: str | None, note: str, forc
     """
     options = lib.ReplayOptions(
         to=to, note=note, force=force, max_replays=max_replays, dry_run=dry_run,
-        rate=lib.parse_rate(rate) if rate else None, canary=canary,
+        rate=parse_rate(rate) if rate else None, canary=canary,
         canary_timeout=canary_timeout, everything=everything,
     )  # fmt: skip
     flt = build_filter(params)
@@ -341,7 +342,7 @@ def export(obj: CliContext, /, output: Path | None, force: bool, **params: Any) 
     if output == Path("-"):
         output = None  # "-o -": stdout, as click's own file options read it
     if output is not None:
-        lib.check_output(output, force=force)  # before any I/O: fail fast, change nothing
+        export_import.check_output(output, force=force)  # before any I/O: fail fast, change nothing
     lines = list(_run(obj, lambda c: lib.export_lines(c, flt, on_skip=_warn)))
     if not lines:
         _nothing("export")
@@ -349,7 +350,7 @@ def export(obj: CliContext, /, output: Path | None, force: bool, **params: Any) 
         for line in lines:
             click.echo(line)
     else:
-        lib.write_lines(output, lines, force=force)
+        export_import.write_lines(output, lines, force=force)
     click.echo(f"exported {letters(len(lines))}", err=True)
 
 
@@ -366,7 +367,7 @@ def import_(obj: CliContext, /, file: Any, allow_duplicates: bool, as_json: bool
     importing a file twice imports it once; --allow-duplicates imports them anyway.
     """
     name = getattr(file, "name", "<stdin>")
-    records = lib.parse_file(lib.export_import.read_text(file, name), name)
+    records = lib.parse_file(export_import.read_text(file, name), name)
     if not records:
         _nothing("import")
     result = _run(obj, lambda c: lib.import_records(

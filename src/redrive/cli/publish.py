@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 
 import click
 
 from redrive.cli.main import CliContext
-from redrive.errors import ConfigError
-from redrive.producer import check_json, parse_json_lines, publish_to
-from redrive.store.connection import check_connection
+from redrive.errors import ConfigError, StoreError
+from redrive.runtime import publish as lib
+from redrive.store.connection import async_client, check_connection, describe_error
 from redrive.store.embedded import ensure_url
 from redrive.store.keys import validate_stream_name
 
@@ -44,18 +45,36 @@ def publish(
     """
     validate_stream_name(stream)
     if data is not None:
-        bodies = [check_json(data, "--data")]
+        bodies = [lib.check_json(data, "--data")]
     else:
         stdin = sys.stdin.buffer
         if stdin.isatty():
             raise ConfigError("no --data and stdin is a terminal: pass --data or pipe JSON lines")
-        bodies = parse_json_lines(stdin)
+        bodies = lib.parse_json_lines(stdin)
     url = ensure_url(obj.redis_url, obj.data_dir)
     check_connection(url)  # a server that is down or refuses us: say so, not "may be published"
-    ids = publish_to(url, stream, bodies, maxlen=maxlen)
+    ids = asyncio.run(publish_to(url, stream, bodies, maxlen=maxlen))
     if quiet:
         count = {"stream": stream, "published": len(ids)}
         click.echo(json.dumps(count) if as_json else str(len(ids)))
         return
     for entry_id in ids:
         click.echo(json.dumps({"stream": stream, "id": entry_id}) if as_json else entry_id)
+
+
+async def publish_to(
+    url: str, stream: str, bodies: list[bytes], *, maxlen: int | None
+) -> list[str]:
+    """Publish through one client opened for this command; a failure is one line."""
+    client = async_client(url)
+    try:
+        return await lib.publish(client, stream, bodies, maxlen=maxlen)
+    except lib.PublishError as exc:
+        # A chunk may have been partly applied before the failure: say so, never guess.
+        cause = exc.__cause__ or exc
+        raise StoreError(
+            f"{describe_error(cause, url)} ({len(exc.published)} of {exc.total} messages "
+            "confirmed; some of the others may be published)"
+        ) from exc
+    finally:
+        await client.aclose()

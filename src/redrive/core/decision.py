@@ -14,7 +14,7 @@ from redrive.core.classify import DEFAULT_RULES, ErrorClass, Rules
 from redrive.core.retry import RetryPolicy, UniformSource
 from redrive.errors import DecodeError, HandlerTimeout, Retry
 
-#: Dead-letter reasons (DESIGN §3); stable strings stored in ``redrive-reason``.
+#: Dead-letter reasons (docs/concepts.md#fields); stable strings stored in ``redrive-reason``.
 POISON = "poison"
 PERMANENT_ERROR = "permanent_error"
 MAX_RETRIES_EXCEEDED = "max_retries_exceeded"

@@ -1,7 +1,7 @@
 """The field lists redrive writes for a retry and for a dead letter (pure).
 
 Producer fields are copied unchanged (bytes stay bytes: non-UTF-8 survives) and redrive's
-metadata is appended under ``redrive-*`` names (DESIGN §3). The attempt history is a
+metadata is appended under ``redrive-*`` names (docs/concepts.md#fields). The attempt history is a
 compact JSON list, capped so a message that failed many times stays small.
 """
 

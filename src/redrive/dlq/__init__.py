@@ -2,7 +2,9 @@
 
 The library behind ``redrive dlq``. Every function takes a ``redis.asyncio.Redis`` from
 :func:`connect` (bytes replies, field order preserved) and checks its arguments before
-any I/O.
+any I/O. Only the library surface is exported here; the helpers of ``redrive dlq``
+(time and rate parsers, output files) stay in their modules (``redrive.dlq.query``,
+``redrive.dlq.ratelimit``, ``redrive.dlq.export_import``).
 
 Example::
 
@@ -17,27 +19,19 @@ Example::
     )
 """
 
-from redrive.dlq.audit import Operation, operator
-from redrive.dlq.canary import CanaryResult
 from redrive.dlq.export_import import (
     ImportFileError,
     ImportResult,
-    check_output,
     export_lines,
     import_records,
     parse_file,
-    to_line,
-    write_lines,
 )
-from redrive.dlq.fingerprint import compute as compute_fingerprint
-from redrive.dlq.fingerprint import fingerprint, normalise_message
 from redrive.dlq.model import DeadLetter, WrongTypeError, connect
 from redrive.dlq.purge import PurgePlan, plan_purge, purge
 from redrive.dlq.query import (
     AmbiguousIdError,
     Filter,
     FilterMismatchError,
-    OnSkip,
     Page,
     UnknownIdError,
     UnknownStreamError,
@@ -45,65 +39,39 @@ from redrive.dlq.query import (
     find,
     known_streams,
     list_dead_letters,
-    parse_duration,
-    parse_time,
 )
-from redrive.dlq.ratelimit import TokenBucket, parse_rate
-from redrive.dlq.replay import (
-    Moved,
-    ReplayOptions,
-    ReplayReport,
-    plan,
-    replay,
-)
-from redrive.dlq.stats import DlqStats, FingerprintStats, dlq_stats
-from redrive.store.retention import Retention, RetentionPass, apply_retention
+from redrive.dlq.replay import ReplayOptions, ReplayReport, plan, replay
+from redrive.dlq.stats import DlqStats, dlq_stats
+from redrive.store.retention import Retention, apply_retention
 
 __all__ = [
     "AmbiguousIdError",
-    "CanaryResult",
     "DeadLetter",
     "DlqStats",
     "Filter",
     "FilterMismatchError",
-    "FingerprintStats",
     "ImportFileError",
     "ImportResult",
-    "Moved",
-    "OnSkip",
-    "Operation",
     "Page",
     "PurgePlan",
     "ReplayOptions",
     "ReplayReport",
     "Retention",
-    "RetentionPass",
-    "TokenBucket",
     "UnknownIdError",
     "UnknownStreamError",
     "WrongTypeError",
     "apply_retention",
     "by_ids",
-    "check_output",
-    "compute_fingerprint",
     "connect",
     "dlq_stats",
     "export_lines",
     "find",
-    "fingerprint",
     "import_records",
     "known_streams",
     "list_dead_letters",
-    "normalise_message",
-    "operator",
-    "parse_duration",
     "parse_file",
-    "parse_rate",
-    "parse_time",
     "plan",
     "plan_purge",
     "purge",
     "replay",
-    "to_line",
-    "write_lines",
 ]

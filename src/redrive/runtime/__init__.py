@@ -1,1 +1,1 @@
-"""The consumer runtime: the loop of DESIGN §4, scheduling, recovery and the worker process."""
+"""The consumer runtime: the loop of docs/concepts.md, scheduling, recovery, the worker process."""

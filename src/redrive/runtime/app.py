@@ -1,39 +1,39 @@
-"""``App``: the registry of handlers and the entry point of a worker."""
+"""``App``: the registry of handlers and the entry point of a worker.
+
+Everything an app is given is checked when it is given (``App(url)``, ``@app.handler``,
+``app.use``, ``@app.on_startup``), before any I/O, with a message that says what to write.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from redis.asyncio import Redis
-
-from redrive.core.breaker import BreakerPolicy
-from redrive.core.classify import DEFAULT_RULES, ErrorClass, Rules
-from redrive.core.retry import RetryPolicy
+from redrive.core.message import Message
 from redrive.errors import ConfigError
-from redrive.runtime.settings import DEFAULT_TIMEOUT, MIB, HandlerSpec, Middleware, WorkerOptions
+from redrive.runtime.context import AppContext, Hook
+from redrive.runtime.settings import HandlerOptions, HandlerSpec, Middleware, WorkerOptions
+from redrive.store.connection import validate_url
 
-F = TypeVar("F", bound=Callable[..., Any])
-_DEFAULT_BREAKER = BreakerPolicy()
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.12+
 
+H = TypeVar("H", bound=Callable[[Message], Any])
+HookT = TypeVar("HookT", bound=Hook)
 
-@dataclass(frozen=True, slots=True)
-class AppContext:
-    """What a start-up or shutdown hook receives: the resolved URL and a shared client.
-
-    ``redis`` is the worker's own client (bytes replies); hooks and handlers may use it
-    for their side effects (ledgers, idempotency keys) instead of opening another pool.
-    """
-
-    url: str
-    redis: Redis
-
-
-Hook = Callable[[AppContext], Awaitable[None]]
+__all__ = [
+    "App",
+    "AppContext",
+    "Hook",
+    "check_handler",
+    "check_hook",
+    "check_middleware",
+    "check_option_names",
+]
 
 
 def is_async_handler(fn: Callable[..., Any]) -> bool:
@@ -85,6 +85,39 @@ def check_middleware(mw: object) -> None:
         return
 
 
+def check_option_names(options: Mapping[str, object]) -> None:
+    """Refuse an unknown ``@app.handler`` keyword, naming the closest known one."""
+    known = sorted(HandlerOptions.__optional_keys__)
+    for name in options:
+        if name not in HandlerOptions.__optional_keys__:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"@app.handler has no option {name!r}: {hint}(options: {', '.join(known)})"
+            )
+
+
+def check_hook(fn: object, kind: str) -> None:
+    """Refuse a start-up or shutdown hook that is not ``async def hook(ctx)``."""
+    name = getattr(fn, "__qualname__", repr(fn))
+    short = getattr(fn, "__name__", kind)
+    if not callable(fn):
+        raise ConfigError(f"{kind} hook {name} is not callable: decorate `async def f(ctx)`")
+    if not is_async_handler(fn):
+        raise ConfigError(
+            f"{kind} hook {name} must be a coroutine function, `async def {short}(ctx)`: the "
+            "worker awaits it on its event loop (a plain def would block the loop)"
+        )
+    try:
+        inspect.signature(fn).bind(object())
+    except TypeError:
+        raise ConfigError(
+            f"{kind} hook {name} must take one argument, the AppContext: `async def {short}(ctx)`"
+        ) from None
+    except ValueError:
+        return
+
+
 class App:
     """A set of stream handlers that one worker process runs.
 
@@ -103,8 +136,13 @@ class App:
     """
 
     def __init__(self, redis_url: str | None = None, *, data_dir: Path | None = None) -> None:
-        self.redis_url = redis_url
-        self.data_dir = data_dir
+        """``redis_url``: ``redis://…``, ``rediss://…``, ``redis+cluster://…`` or
+        ``unix://…`` (checked now, connected when served); ``None``: ``REDRIVE_REDIS_URL``,
+        else the embedded Redis under ``data_dir``."""
+        self.redis_url = None if redis_url is None else validate_url(redis_url)
+        if data_dir is not None and not isinstance(data_dir, str | Path):
+            raise ConfigError(f"data_dir={data_dir!r}: use a directory path")
+        self.data_dir = None if data_dir is None else Path(data_dir)
         self.specs: list[HandlerSpec] = []
         self.middleware: list[Middleware] = []
         self.startup: list[Hook] = []
@@ -113,10 +151,11 @@ class App:
     def use(self, middleware: Middleware) -> Middleware:
         """Wrap every handler: ``middleware(spec, call_next)`` returns the new callable.
 
-        The first middleware added is the outermost. Example (timing)::
+        The first middleware added is the outermost; it is called once per handler when
+        the worker starts. Example (timing)::
 
-            def timed(spec, call_next):
-                async def call(msg):
+            def timed(spec: HandlerSpec, call_next: AsyncHandler) -> AsyncHandler:
+                async def call(msg: Message) -> Any:
                     started = time.perf_counter()
                     try:
                         return await call_next(msg)
@@ -130,75 +169,50 @@ class App:
         self.middleware.append(middleware)
         return middleware
 
-    def on_startup(self, fn: Hook) -> Hook:
+    def on_startup(self, fn: HookT) -> HookT:
         """Register ``async def fn(ctx: AppContext)`` to run before consuming starts.
 
-        Example::
+        A hook that raises stops the worker before it reads anything. Example::
 
             @app.on_startup
-            async def connect(ctx):
-                ledger.client = ctx.redis
+            async def warm(ctx):
+                await ctx.redis.set("prices:loaded", 1)
         """
+        check_hook(fn, "startup")
         self.startup.append(fn)
         return fn
 
-    def on_shutdown(self, fn: Hook) -> Hook:
+    def on_shutdown(self, fn: HookT) -> HookT:
         """Register ``async def fn(ctx: AppContext)`` to run after every consumer stopped."""
+        check_hook(fn, "shutdown")
         self.shutdown.append(fn)
         return fn
 
     def handler(
-        self,
-        stream: str,
-        *,
-        group: str,
-        retry: RetryPolicy | None = None,
-        retry_by_class: Mapping[ErrorClass, RetryPolicy] | None = None,
-        rules: Rules | None = None,
-        breaker: BreakerPolicy | None = _DEFAULT_BREAKER,
-        concurrency: int = 16,
-        prefetch: int = 100,
-        max_deliveries: int = 5,
-        visibility_timeout: float = 60.0,
-        max_payload_bytes: int = MIB,
-        dlq_maxlen: int | None = None,
-        dlq_max_age: float | None = None,
-        start_id: str = "0",
-        timeout: float | None = DEFAULT_TIMEOUT,
-    ) -> Callable[[F], F]:
+        self, stream: str, *, group: str, **options: Unpack[HandlerOptions]
+    ) -> Callable[[H], H]:
         """Register ``fn`` for ``stream`` read by consumer group ``group``.
 
         ``async def`` handlers run on the event loop; plain ``def`` handlers run in a
-        thread pool of ``concurrency`` threads. Pass ``breaker=None`` to disable the
-        circuit breaker. ``timeout`` is each run's time limit in seconds (default 300,
-        ``None`` for none): a run still going then is cancelled and retried.
+        thread pool of ``concurrency`` threads. The options and their defaults are those
+        of :class:`~redrive.runtime.settings.HandlerSpec` (``docs/configuration.md``);
+        they are checked here, so a mistake fails at import, not in the worker::
+
+            @app.handler("ecommerce:orders", group="billing",
+                         retry=RetryPolicy(max_retries=5), timeout=30, breaker=None)
+            async def handle(msg: Message) -> None: ...
         """
 
-        def register(fn: F) -> F:
+        check_option_names(options)
+
+        def register(fn: H) -> H:
             check_handler(fn)
+            spec = HandlerSpec(
+                stream=stream, group=group, fn=fn, is_async=is_async_handler(fn), **options
+            )
             if any(s.stream == stream and s.group == group for s in self.specs):
                 raise ConfigError(f"a handler for {stream!r} in group {group!r} already exists")
-            self.specs.append(
-                HandlerSpec(
-                    stream=stream,
-                    group=group,
-                    fn=fn,
-                    is_async=is_async_handler(fn),
-                    retry=retry or RetryPolicy(),
-                    retry_by_class=dict(retry_by_class or {}),
-                    rules=rules or DEFAULT_RULES,
-                    breaker=breaker,
-                    concurrency=concurrency,
-                    prefetch=prefetch,
-                    max_deliveries=max_deliveries,
-                    visibility_timeout=visibility_timeout,
-                    max_payload_bytes=max_payload_bytes,
-                    dlq_maxlen=dlq_maxlen,
-                    dlq_max_age=dlq_max_age,
-                    start_id=start_id,
-                    timeout=timeout,
-                )
-            )
+            self.specs.append(spec)
             return fn
 
         return register
@@ -210,14 +224,25 @@ class App:
         stop: asyncio.Event | None = None,
         redis_url: str | None = None,
     ) -> None:
-        """Run every handler until ``stop`` is set (or forever), then shut down gracefully."""
+        """Run every handler until ``stop`` is set (or forever), then shut down gracefully.
+
+        ``redis_url`` overrides the app's. Example (in a test or an embedding service)::
+
+            stop = asyncio.Event()
+            task = asyncio.create_task(app.serve(stop=stop))
+            ...
+            stop.set()
+            await task          # in-flight runs finished, acks flushed, hooks run
+        """
         from redrive.runtime.worker import Worker
 
-        worker = Worker(self, options or WorkerOptions(), redis_url or self.redis_url)
+        url = self.redis_url if redis_url is None else validate_url(redis_url)
+        worker = Worker(self, options or WorkerOptions(), url)
         await worker.serve(stop or asyncio.Event())
 
     def run(self, *, options: WorkerOptions | None = None, redis_url: str | None = None) -> None:
         """Blocking: run until SIGTERM/SIGINT, then drain and exit."""
         from redrive.runtime.worker import run_forever
 
-        run_forever(self, options or WorkerOptions(), redis_url or self.redis_url)
+        url = self.redis_url if redis_url is None else validate_url(redis_url)
+        run_forever(self, options or WorkerOptions(), url)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from redrive.core.breaker import BreakerPolicy
 from redrive.core.classify import DEFAULT_RULES, ErrorClass, Rules
@@ -15,8 +16,11 @@ from redrive.core.retry import RetryPolicy
 from redrive.errors import ConfigError
 from redrive.store.keys import validate_group_name, validate_stream_name
 
+#: What middleware wraps and returns: ``async def call(msg) -> result``.
 AsyncHandler = Callable[[Message], Awaitable[Any]]
 SyncHandler = Callable[[Message], Any]
+#: A handler: ``async def handle(msg)`` (on the event loop) or ``def handle(msg)`` (in
+#: the thread pool).
 Handler = AsyncHandler | SyncHandler
 #: Wraps a handler: ``mw(spec, call_next) -> call``. Middleware always sees an async
 #: callable (a ``def`` handler is adapted to run in the thread pool first).
@@ -25,6 +29,31 @@ Middleware = Callable[["HandlerSpec", AsyncHandler], AsyncHandler]
 MIB = 1024 * 1024
 #: A handler run's default time limit (seconds), as arq's job timeout.
 DEFAULT_TIMEOUT = 300.0
+#: Where XGROUP CREATE may start a group: ``$``, or a stream id (``0``, ``<ms>``, ``<ms>-<seq>``).
+_START_ID = re.compile(r"\$|[0-9]{1,20}(?:-[0-9]{1,20})?")
+_UINT64_MAX = 2**64 - 1
+
+
+class HandlerOptions(TypedDict, total=False):
+    """The keyword options of ``@app.handler``; each one's default is :class:`HandlerSpec`'s.
+
+    Typed so that IDEs and ``mypy --strict`` check ``@app.handler(..., prefetch="10")``
+    while the defaults live in one place.
+    """
+
+    retry: RetryPolicy
+    retry_by_class: Mapping[ErrorClass, RetryPolicy]
+    rules: Rules
+    breaker: BreakerPolicy | None
+    concurrency: int
+    prefetch: int
+    max_deliveries: int
+    visibility_timeout: float
+    max_payload_bytes: int
+    dlq_maxlen: int | None
+    dlq_max_age: float | None
+    start_id: str
+    timeout: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,25 +93,56 @@ class HandlerSpec:
     def __post_init__(self) -> None:
         validate_stream_name(self.stream)
         validate_group_name(self.group)
-        _positive_int("concurrency", self.concurrency)
-        _positive_int("prefetch", self.prefetch)
-        _positive_int("max_deliveries", self.max_deliveries)
-        _positive_int("max_payload_bytes", self.max_payload_bytes)
+        _check_policies(self)
+        for name in ("concurrency", "prefetch", "max_deliveries", "max_payload_bytes"):
+            _positive_int(name, getattr(self, name))
         if self.dlq_maxlen is not None:
             _positive_int("dlq_maxlen", self.dlq_maxlen)
-        if self.dlq_max_age is not None and not 0 < self.dlq_max_age < float("inf"):
+        if self.dlq_max_age is not None and not _finite_positive(self.dlq_max_age):
             raise ConfigError(f"dlq_max_age={self.dlq_max_age!r}: use a number of seconds > 0")
-        if self.timeout is not None and not (
-            isinstance(self.timeout, int | float) and 0 < self.timeout < float("inf")
-        ):
+        if self.timeout is not None and not _finite_positive(self.timeout):
             raise ConfigError(f"timeout={self.timeout!r}: use a number of seconds > 0, or None")
-        if not self.visibility_timeout > 0:
+        if not _finite_positive(self.visibility_timeout):
             raise ConfigError(
                 f"visibility_timeout={self.visibility_timeout!r}: use a number of seconds > 0"
             )
-        for klass, policy in self.retry_by_class.items():
-            if not isinstance(klass, ErrorClass) or not isinstance(policy, RetryPolicy):
-                raise ConfigError("retry_by_class maps ErrorClass to RetryPolicy")
+        check_start_id(self.start_id)
+
+
+def _check_policies(spec: HandlerSpec) -> None:
+    """The policy objects are of their types (``retry=3`` is a mistake for ``RetryPolicy(…)``)."""
+    if not isinstance(spec.retry, RetryPolicy):
+        hint = f"RetryPolicy(max_retries={spec.retry})" if _is_int(spec.retry) else "RetryPolicy()"
+        raise ConfigError(f"retry={spec.retry!r}: use retry={hint}")
+    if not isinstance(spec.rules, Rules):
+        raise ConfigError(f"rules={spec.rules!r}: use rules=Rules(permanent=(...), ...)")
+    if spec.breaker is not None and not isinstance(spec.breaker, BreakerPolicy):
+        raise ConfigError(f"breaker={spec.breaker!r}: use BreakerPolicy(...), or None to disable")
+    if not isinstance(spec.retry_by_class, Mapping):
+        raise ConfigError(
+            f"retry_by_class={spec.retry_by_class!r}: use a dict such as "
+            "{ErrorClass.TRANSIENT: RetryPolicy(max_retries=10)}"
+        )
+    for klass, policy in spec.retry_by_class.items():
+        if not isinstance(klass, ErrorClass) or not isinstance(policy, RetryPolicy):
+            raise ConfigError(
+                f"retry_by_class entry {klass!r}: {policy!r}: map an ErrorClass "
+                "(TRANSIENT, PERMANENT, PROCESSING) to a RetryPolicy"
+            )
+    # A copy: a dict the caller changes later must not change a registered handler.
+    object.__setattr__(spec, "retry_by_class", dict(spec.retry_by_class))
+
+
+def check_start_id(start_id: object) -> None:
+    """Refuse a group start that XGROUP CREATE would refuse, before any I/O."""
+    valid = isinstance(start_id, str) and _START_ID.fullmatch(start_id) is not None
+    if valid and start_id != "$":
+        valid = all(int(part) <= _UINT64_MAX for part in str(start_id).split("-"))
+    if not valid:
+        raise ConfigError(
+            f"start_id={start_id!r}: use '0' (the whole backlog), '$' (only entries "
+            "added from now on) or a stream id '<ms>' / '<ms>-<seq>'"
+        )
 
 
 def default_consumer_name() -> str:
@@ -105,18 +165,38 @@ class WorkerOptions:
     scheduler_interval: float = 0.1
     stats_interval: float = 1.0
     ack_linger: float = 0.002
-    #: Histograms and the per-second metrics stream (issue 5); counters are always kept.
+    #: Histograms and the per-second metrics stream (docs/monitoring.md); counters are kept
+    #: whatever it says.
     metrics: bool = True
 
     def __post_init__(self) -> None:
-        if not self.consumer or any(c.isspace() for c in self.consumer):
+        if (
+            not isinstance(self.consumer, str)
+            or not self.consumer
+            or any(c.isspace() for c in self.consumer)
+        ):
             raise ConfigError(f"consumer name {self.consumer!r}: use a non-empty name, no spaces")
         _positive_int("block_ms", self.block_ms)
         for name in ("shutdown_timeout", "scheduler_interval", "stats_interval", "ack_linger"):
-            if not getattr(self, name) > 0:
+            if not _finite_positive(getattr(self, name)):
                 raise ConfigError(f"{name}={getattr(self, name)!r}: use a number > 0")
+        if self.reclaim_interval is not None and not _finite_positive(self.reclaim_interval):
+            raise ConfigError(
+                f"reclaim_interval={self.reclaim_interval!r}: use a number of seconds > 0, "
+                "or None (a quarter of each handler's visibility timeout)"
+            )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite_positive(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return 0 < value < float("inf")
 
 
 def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name}={value!r}: use an integer >= 1")

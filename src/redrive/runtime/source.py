@@ -8,7 +8,7 @@ skip retries or forge a dead-letter record by writing them.
 from __future__ import annotations
 
 from redrive.core.codec import META_PREFIX, split_meta, strip_meta
-from redrive.core.message import _UNSET, Message
+from redrive.core.message import Message, delivered
 
 
 class Source:
@@ -32,18 +32,11 @@ class Source:
                 if flat[i].startswith(META_PREFIX):
                     flat = strip_meta(flat)
                     break
-            return Message(self.stream, eid, None, _UNSET, 1, self.key, eid, None, flat)
+            return delivered(self.stream, eid, self.key, eid, 1, None, flat, {})
         user, meta = split_meta(flat)
         try:
             attempt = max(1, int(meta.get("attempt", "1")))
         except ValueError:
             attempt = 1
-        return Message(
-            stream=self.stream,
-            id=meta.get("origin-id") or eid,
-            fields=user,
-            attempt=attempt,
-            key=self.key,
-            entry_id=eid,
-            meta=meta,
-        )
+        origin = meta.get("origin-id") or eid
+        return delivered(self.stream, origin, self.key, eid, attempt, user, [], meta)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from typing import TYPE_CHECKING
@@ -10,8 +11,8 @@ from typing import TYPE_CHECKING
 from redis.exceptions import ResponseError
 
 from redrive.errors import ConfigError, StoreError
-from redrive.runtime.app import AppContext
 from redrive.runtime.consumer import Consumer
+from redrive.runtime.context import AppContext, bound
 from redrive.runtime.liveness import NameLease
 from redrive.runtime.settings import WorkerOptions
 from redrive.store.connection import (
@@ -20,6 +21,7 @@ from redrive.store.connection import (
     permission_hint,
     ping,
     redact_url,
+    sync_client,
 )
 from redrive.store.embedded import default_data_dir, ensure_url
 
@@ -47,41 +49,53 @@ class Worker:
         timeout = self.options.block_ms / 1000 + 10
         client = async_client(url, socket_timeout=timeout)
         reader = async_client(url, socket_timeout=None)
+        # Handlers and hooks get clients of their own: the consumers' skip redis-py's reply
+        # parsing of XREADGROUP/XAUTOCLAIM (use_raw_replies), which a user's call must not.
+        # Their pools open no connection until one is used.
+        ctx = AppContext(url, async_client(url), functools.partial(sync_client, url))
         lease = NameLease(client, self.options.consumer)
         keeper: asyncio.Task[None] | None = None
         try:
-            await ping(client, url)
-            await lease.claim()
-            keeper = asyncio.create_task(lease.keep(), name="consumer name lease")
+            # Built before any I/O: a middleware that returns no callable fails here.
             consumers = [
                 Consumer(s, self.options, client, reader, self.app.middleware)
                 for s in self.app.specs
             ]
-            ctx = AppContext(url, client)
-            for hook in self.app.startup:
-                await hook(ctx)
-            log.info(
-                "worker %s consuming %s from %s",
-                self.options.consumer,
-                ", ".join(f"{s.stream} ({s.group})" for s in self.app.specs),
-                redact_url(url),
-            )
-            try:
-                await run_all(consumers, stop)
-            except ResponseError as exc:
-                # An ACL refusal is a set-up error: one line naming the missing permission.
-                if permission_hint(exc) is None:
-                    raise
-                raise StoreError(describe_error(exc, url)) from exc
-            finally:
-                for hook in self.app.shutdown:
-                    await hook(ctx)
+            await ping(client, url)
+            await lease.claim()
+            keeper = asyncio.create_task(lease.keep(), name="consumer name lease")
+            with bound(ctx):  # tasks started below inherit it: redrive.context()
+                await self._consume(consumers, ctx, stop)
         finally:
             if keeper is not None:
                 keeper.cancel()
                 await lease.release()
             await reader.aclose()
             await client.aclose()
+            await ctx.aclose()
+
+    async def _consume(
+        self, consumers: list[Consumer], ctx: AppContext, stop: asyncio.Event
+    ) -> None:
+        """Start-up hooks, the consumers until ``stop``, then the shutdown hooks."""
+        for hook in self.app.startup:
+            await hook(ctx)
+        log.info(
+            "worker %s consuming %s from %s",
+            self.options.consumer,
+            ", ".join(f"{s.stream} ({s.group})" for s in self.app.specs),
+            redact_url(ctx.url),
+        )
+        try:
+            await run_all(consumers, stop)
+        except ResponseError as exc:
+            # An ACL refusal is a set-up error: one line naming the missing permission.
+            if permission_hint(exc) is None:
+                raise
+            raise StoreError(describe_error(exc, ctx.url)) from exc
+        finally:
+            for hook in self.app.shutdown:
+                await hook(ctx)
 
 
 async def run_all(consumers: list[Consumer], stop: asyncio.Event) -> None:

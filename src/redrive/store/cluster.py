@@ -9,7 +9,7 @@ same command API as ``Redis``, so the runtime and the tools use them unchanged; 
 places that reach below that API (the reader's raw :class:`~redrive.store.channel.Channel`,
 script loading) ask :func:`is_cluster`.
 
-Every key one Lua script touches shares the source stream's hash tag (DESIGN §2), so
+Every key one Lua script touches shares the source stream's hash tag (docs/concepts.md#keys), so
 every script runs on one node. Global keys (``redrive:streams``, ``redrive:audit``,
 ``redrive:health:state``) are single keys: they live on one master and are read with
 ordinary single-key commands, so no tool has to fan out to find them.

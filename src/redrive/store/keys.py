@@ -1,4 +1,4 @@
-"""Every Redis key name redrive uses is built here (DESIGN §2).
+"""Every Redis key name redrive uses is built here (docs/concepts.md#keys lists them).
 
 Derived keys carry the source stream's hash tag so that, in Redis Cluster, a Lua script
 can touch the stream, its retry keys and its dead-letter stream together. A stream name

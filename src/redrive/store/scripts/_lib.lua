@@ -1,6 +1,6 @@
 -- Shared prelude, prepended to every script by store/scripts.py.
 --
--- owner(key, group, consumer, id) is the fence of DESIGN §4: XACK does not check who
+-- owner(key, group, consumer, id) is the fence (docs/concepts.md#fencing): XACK does not check who
 -- owns an entry, so every move first asks XPENDING. Returns
 --    1  the entry is pending and owned by `consumer`
 --    0  the entry is not pending (acked already, or never delivered)

@@ -2,7 +2,7 @@
 -- KEYS[1] = stream: a stream the consumer reads
 -- ARGV[1] = group
 -- ARGV[2] = consumer
--- Deleting a consumer discards its pending entries for good (DESIGN §4), so the check and
+-- Deleting a consumer discards its pending entries for good (XGROUP DELCONSUMER), so the check and
 -- the delete happen in one step. Returns 1 when deleted, 0 when it still owns entries.
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
 if #p > 0 then return 0 end
