@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 import redis.asyncio
 
 import redrive
@@ -63,11 +62,6 @@ async def test_middleware_sees_the_context_too(
     assert await aredis.get(f"{prefix}calls") == b"1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="def handlers run via loop.run_in_executor, which does not copy contextvars: "
-    "runtime/dispatch.py must run them in contextvars.copy_context() (the lead's fix)",
-)
 async def test_a_def_handler_reaches_the_blocking_client(
     redis_url: str, prefix: str, aredis: redis.asyncio.Redis
 ) -> None:

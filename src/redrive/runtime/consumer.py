@@ -1,12 +1,13 @@
 """The consumer of one handler: the composition root of the runtime's parts.
 
-Life cycle (DESIGN §4): create the groups, re-read this consumer's own pending entries,
-then loop: the reader fills the buffer (XREADGROUP, with the pending acks and moves in the
-same round trip) → the lanes run the handler → successes go to the ack batcher, failures
-to the settler, which queues one fenced move each with the batcher. Named background
-tasks promote due retries, reclaim entries of crashed consumers, renew leases of long
-handlers, flush settlements the reader did not take, publish counters, watch handler time
-limits and apply the DLQ retention. ``docs/architecture.md`` shows who owns which state.
+Life cycle (docs/concepts.md, "The consumer loop"): create the groups, re-read this
+consumer's own pending entries, then loop: the reader fills the buffer (XREADGROUP, with
+the pending acks and moves in the same round trip) → the lanes run the handler →
+successes go to the ack batcher, failures to the settler, which queues one fenced move
+each with the batcher. Named background tasks promote due retries, reclaim entries of
+crashed consumers, renew leases of long handlers, flush settlements the reader did not
+take, publish counters, watch handler time limits and apply the DLQ retention.
+``docs/architecture.md`` shows who owns which state.
 
 Every part is built here and given its collaborators; nothing reaches into the consumer.
 """

@@ -7,7 +7,8 @@ skip retries or forge a dead-letter record by writing them.
 
 from __future__ import annotations
 
-from redrive.core.codec import META_PREFIX, split_meta, strip_meta
+from redrive.core.codec import split_meta, strip_meta
+from redrive.core.fields import ATTEMPT, META_PREFIX, ORIGIN_ID
 from redrive.core.message import Message, delivered
 
 
@@ -35,8 +36,8 @@ class Source:
             return delivered(self.stream, eid, self.key, eid, 1, None, flat, {})
         user, meta = split_meta(flat)
         try:
-            attempt = max(1, int(meta.get("attempt", "1")))
+            attempt = max(1, int(meta.get(ATTEMPT.meta, "1")))
         except ValueError:
             attempt = 1
-        origin = meta.get("origin-id") or eid
+        origin = meta.get(ORIGIN_ID.meta) or eid
         return delivered(self.stream, origin, self.key, eid, attempt, user, [], meta)
