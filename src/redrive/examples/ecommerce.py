@@ -131,7 +131,8 @@ class RedisLedger:
     """The default ledger: ``HINCRBY`` on the Redis the worker consumes from.
 
     It is connected by the app's start-up hook (:meth:`connect`), which hands it the
-    worker's own client: the same server, no second connection pool.
+    worker's shared application client (``AppContext.redis``): the same server, one pool
+    for every hook and handler of the process.
     """
 
     def __init__(self) -> None:
