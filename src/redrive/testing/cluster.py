@@ -29,7 +29,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redrive.errors import ConfigError, EmbeddedServerError
-from redrive.testing import RedisProcess, free_port
+from redrive.testing.process import RedisProcess, free_port
 
 SLOTS = 16384
 
