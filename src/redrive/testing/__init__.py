@@ -8,9 +8,9 @@ Example::
         client = redis.Redis.from_url(proc.url)
 """
 
-from redrive.testing.process import (
+from redrive.store.local import RedisProcess
+from redrive.store.server import (
     SHARED_PORT,
-    RedisProcess,
     available_redis_binaries,
     free_port,
     redis_server_version,
