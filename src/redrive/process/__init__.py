@@ -13,6 +13,6 @@ Example::
     group.start(worker_argv(url, "myapp:app", "w1"), consumer="w1")
 """
 
-from redrive.process.workers import WorkerGroup, WorkerProcess, worker_argv
+from redrive.process.workers import WorkerGroup, WorkerProcess, last_logged, worker_argv
 
-__all__ = ["WorkerGroup", "WorkerProcess", "worker_argv"]
+__all__ = ["WorkerGroup", "WorkerProcess", "last_logged", "worker_argv"]

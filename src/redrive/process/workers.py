@@ -57,6 +57,26 @@ def worker_argv(
     return [*argv, *extra]
 
 
+def last_logged(log: Path) -> str:
+    """The last message in a worker's log (of a JSON record: its ``msg``), with the path.
+
+    Read from the file, so it works after the process is gone (what a caller reports
+    when a worker died).
+    """
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return f"no log ({log})"
+    if not lines:
+        return f"empty log ({log})"
+    text = lines[-1]
+    with contextlib.suppress(json.JSONDecodeError):
+        record = json.loads(text)
+        if isinstance(record, dict):
+            text = str(record.get("msg", record.get("message", text)))
+    return f"{text.strip()} (log: {log})"
+
+
 class WorkerProcess:
     """One worker subprocess, its log file, and the signals chaos sends it.
 
@@ -146,19 +166,8 @@ class WorkerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def last_line(self) -> str:
-        """The last message it logged (of a JSON record: its ``msg``), with the log's path."""
-        try:
-            lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()]
-        except OSError:
-            return f"no log ({self.log})"
-        if not lines:
-            return f"empty log ({self.log})"
-        text = lines[-1]
-        with contextlib.suppress(json.JSONDecodeError):
-            record = json.loads(text)
-            if isinstance(record, dict):
-                text = str(record.get("msg", record.get("message", text)))
-        return f"{text.strip()} (log: {self.log})"
+        """The last message it logged, with the log's path (see :func:`last_logged`)."""
+        return last_logged(self.log)
 
     def records(self) -> list[dict[str, Any]]:
         """The JSON log records written so far (``--log-format json``; other lines skipped)."""

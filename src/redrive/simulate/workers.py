@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from redrive.process import WorkerProcess, worker_argv
+from redrive.process import WorkerProcess, last_logged, worker_argv
 from redrive.simulate.faults import ENV_FAULTS, ENV_SALT
 from redrive.simulate.scenario import HandlerSettings
 from redrive.simulate.worker_app import ENV_SIM, sim_env
@@ -109,9 +109,7 @@ class WorkerPool:
 
     def last_log_line(self, slot: Slot) -> str:
         """The last message ``slot``'s worker logged (JSON lines: their ``msg``)."""
-        if slot.proc is None:
-            return f"no log ({self.log_dir / f'{slot.name}.log'})"
-        return slot.proc.last_line()
+        return last_logged(self.log_dir / f"{slot.name}.log")  # also once the process is gone
 
     def kill(self, slot: Slot) -> None:
         """SIGKILL ``slot``'s worker (SIGCONT first if stopped) and reap it."""
