@@ -5,7 +5,7 @@ entry the group has not read, the group has nothing pending on either (every del
 entry acked, retried or dead-lettered, the batched acks flushed), and the retry schedule
 holds nothing due (and, with ``wait_scheduled=True``, nothing waiting for later either).
 
-Each handler's keys are read in one MULTI: they share a hash slot, and a snapshot taken
+Each handler's keys are read in one MULTI (they share a hash slot): a snapshot taken
 in several round trips could miss an entry moving between them (a retry promoted from the
 schedule to the retry stream between two reads) and call a busy app idle.
 
@@ -26,6 +26,7 @@ import redis.asyncio
 
 from redrive.dlq.model import id_key
 from redrive.errors import RedriveError
+from redrive.store.channel import Channel, Command
 from redrive.store.connection import async_client
 from redrive.store.keys import StreamKeys
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from redrive.runtime.app import App
 
 POLL_SECONDS = 0.02
+ROUNDTRIP_SECONDS = 5.0
 
 
 class NotIdle(RedriveError, TimeoutError):
@@ -81,16 +83,24 @@ class Outstanding:
 
 
 async def outstanding(client: redis.asyncio.Redis, stream: str, group: str) -> Outstanding:
-    """What ``group`` still has to do on ``stream``, read in one MULTI (see the module)."""
+    """What ``group`` still has to do on ``stream``, read in one MULTI (see the module).
+
+    Sent raw over one connection to the keys' node (a cluster client's pipelines run
+    MULTI through a thread of their own, on another event loop).
+    """
     keys = StreamKeys.of(stream, group)
     now_ms = int(time.time() * 1000)
-    pipe = client.pipeline(transaction=True)
+    commands: list[Command] = [["MULTI"]]
     for key in (keys.stream, keys.retry):
-        pipe.xinfo_groups(key)
-        pipe.xrevrange(key, count=1)
-    pipe.zcount(keys.due, "-inf", now_ms)
-    pipe.zcard(keys.due)
-    replies = await pipe.execute(raise_on_error=False)
+        commands += [["XINFO", "GROUPS", key], ["XREVRANGE", key, "+", "-", "COUNT", 1]]
+    commands += [["ZCOUNT", keys.due, "-inf", now_ms], ["ZCARD", keys.due], ["EXEC"]]
+    channel = Channel(client, keys.stream)
+    try:
+        replies = (await channel.roundtrip(commands, ROUNDTRIP_SECONDS))[-1]
+    finally:
+        await channel.close()
+    if isinstance(replies, Exception):
+        raise replies
     unread: list[str] = []
     no_group: list[str] = []
     pending = 0
@@ -140,12 +150,14 @@ async def until_idle(
 
 
 def _group(groups: object, name: str) -> dict[str, Any] | None:
-    """The XINFO GROUPS row of ``name``; None if missing (or the stream is: an error reply)."""
+    """The raw XINFO GROUPS row of ``name`` as a dict; None if missing (or the stream is:
+    then the reply is an error)."""
     if not isinstance(groups, list):
         return None
-    for row in groups:
+    for flat in groups:
+        row = {_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
         if _text(row.get("name")) == name:
-            return dict(row)
+            return row
     return None
 
 

@@ -162,7 +162,9 @@ async def _not_started(client: redis.asyncio.Redis, run: RunningApp) -> str | No
         for key in (keys.stream, keys.retry):
             try:
                 consumers = await client.xinfo_consumers(key, spec.group)
-            except ResponseError:
+            except ResponseError as exc:
+                if str(exc).startswith("NOPERM"):  # the URL's user may not run XINFO
+                    return f"XINFO CONSUMERS {key} refused ({exc}): use a URL that may"
                 return f"no group {spec.group} on {key}"
             names = {_text(row.get("name")) for row in consumers}
             if run.consumer not in names:
