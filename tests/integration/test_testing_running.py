@@ -10,6 +10,7 @@ import redis.asyncio
 
 from redrive import App, RetryPolicy
 from redrive.errors import ConfigError
+from redrive.store.connection import async_client
 from redrive.store.keys import retry_due, retry_stream
 from redrive.testing import NotIdle, outstanding, running, until_idle
 
@@ -58,6 +59,12 @@ async def test_without_wait_scheduled_it_returns_while_a_retry_waits_for_later(
         await run.until_idle(timeout=10.0, wait_scheduled=False)
         assert runs == [1]
         assert await aredis.zcard(retry_due(stream, "orders")) == 1  # waiting 60 s
+        resp3 = async_client(redis_url, protocol=3)  # as a reader's own client may speak
+        try:
+            seen = [await outstanding(c, stream, "orders") for c in (aredis, resp3)]
+        finally:
+            await resp3.aclose()
+        assert seen[0] == seen[1] and (seen[0].scheduled, seen[0].pending) == (1, 0)
         with pytest.raises(NotIdle, match="1 retries scheduled for later") as caught:
             await run.until_idle(timeout=0.3)
     [left] = caught.value.outstanding

@@ -154,8 +154,10 @@ def _group(groups: object, name: str) -> dict[str, Any] | None:
     then the reply is an error)."""
     if not isinstance(groups, list):
         return None
-    for flat in groups:
-        row = {_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+    for raw in groups:
+        # A map on a RESP3 connection, a flat [name, value, …] list on RESP2.
+        pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
+        row = {_text(key): value for key, value in pairs}
         if _text(row.get("name")) == name:
             return row
     return None
