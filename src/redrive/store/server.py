@@ -31,7 +31,7 @@ from redis import exceptions as rex
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from redrive.errors import EmbeddedServerError
+from redrive.errors import ConfigError, EmbeddedServerError
 from redrive.store.binary import INSTALL_HINT, bundled_redis_server, find_redis_server
 from redrive.store.process import last_line, pid_alive, quote, terminate
 
@@ -146,7 +146,7 @@ class RedisServer:
         self, config: ServerConfig, *, binary: Path | None = None, start_timeout: float = 10.0
     ) -> None:
         if config.port == SHARED_PORT:
-            raise EmbeddedServerError("port 6379 belongs to the machine's Redis: pick another")
+            raise ConfigError("port 6379 belongs to the machine's Redis: pick another")
         self.config = config
         self.binary = binary
         self.start_timeout = start_timeout
