@@ -27,7 +27,7 @@ import redis
 
 from redrive.store.connection import sync_client
 from redrive.testing import RedisProcess
-from redrive.testing_cluster import RedisClusterProcess
+from redrive.testing.cluster import RedisClusterProcess
 
 BENCH = Path(__file__).resolve().parent
 TICKS = os.sysconf("SC_CLK_TCK")

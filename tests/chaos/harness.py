@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from redrive import process
 from redrive.store.keys import StreamKeys
 
 ROOT = Path(__file__).resolve().parents[2]  # the project root: ``tests.chaos.apps`` imports
@@ -91,42 +91,17 @@ class Scenario:
         return env
 
 
-class WorkerProcess:
-    """One ``redrive worker`` subprocess with JSON logs in a file of its own."""
+class WorkerProcess(process.WorkerProcess):
+    """One ``redrive worker`` subprocess of the ledger app, JSON logs in a file of its own."""
 
     def __init__(self, scenario: Scenario, consumer: str, log: Path, **options: Any) -> None:
-        self.consumer = consumer
-        self.log = log
         shutdown = options.pop("shutdown_timeout", 10.0)
-        argv = [
-            sys.executable, "-m", "redrive.cli", "--redis-url", scenario.url,
-            "--log-format", "json", "worker", APP, "--consumer", consumer,
-            "--shutdown-timeout", str(shutdown),
-        ]  # fmt: skip
-        with log.open("ab") as sink:
-            self.proc = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=scenario.env(consumer, **options),
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=sink,
-                start_new_session=True,  # signals go to this worker only, never to pytest
-            )
-
-    @property
-    def pid(self) -> int:
-        """The worker's process id."""
-        return self.proc.pid
-
-    @property
-    def alive(self) -> bool:
-        """True until the process has exited."""
-        return self.proc.poll() is None
-
-    def signal(self, sig: signal.Signals) -> None:
-        """Send ``sig`` to this worker's pid (SIGKILL, SIGSTOP, SIGCONT, SIGTERM)."""
-        os.kill(self.pid, sig)
+        argv = process.worker_argv(
+            scenario.url, APP, consumer, log_format="json", shutdown_timeout=shutdown
+        )
+        super().__init__(
+            argv, consumer=consumer, log=log, env=scenario.env(consumer, **options), cwd=ROOT
+        )
 
     def wait(self, timeout: float) -> int:
         """Its exit code, waiting at most ``timeout`` seconds.
@@ -143,31 +118,9 @@ class WorkerProcess:
                 f"{self.consumer} did not exit within {timeout}s:\n{self.tail(80)}"
             ) from None
 
-    def records(self) -> list[dict[str, Any]]:
-        """The JSON log records written so far (other lines are skipped)."""
-        out = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue
-        return out
-
-    def tail(self, lines: int = 30) -> str:
-        """The end of its log, for failure reports."""
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
     def close(self) -> None:
         """Kill it by pid if still running (SIGCONT first: a stopped process) and reap it."""
-        if self.alive:
-            for sig in (signal.SIGCONT, signal.SIGKILL):
-                try:
-                    os.kill(self.pid, sig)
-                except ProcessLookupError:
-                    break
-        self.proc.wait(10)
+        self.kill()
 
 
 class Workers:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from redrive.testing import available_redis_binaries
-from redrive.testing_cluster import RedisClusterProcess
+from redrive.testing.cluster import RedisClusterProcess
 
 _BINARIES = available_redis_binaries()
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from redrive.testing_cluster import RedisClusterProcess
+from redrive.testing.cluster import RedisClusterProcess
 from tests.integration.dlq_support import run_cli
 
 PASSWORD = "cluster-s3cret"

@@ -16,7 +16,7 @@ from redrive.store.connection import async_client, sync_client, validate_url
 from redrive.store.keys import dlq
 from redrive.store.scripts import scripts
 from redrive.testing import RedisProcess
-from redrive.testing_cluster import RedisClusterProcess
+from redrive.testing.cluster import RedisClusterProcess
 
 
 async def test_cluster_scheme_and_a_plain_url_to_a_cluster_node_give_cluster_clients(

@@ -24,7 +24,7 @@ from redrive.store.channel import TRANSPORT_ERRORS, Channel
 from redrive.store.connection import async_client
 from redrive.store.keys import dlq
 from redrive.testing import available_redis_binaries
-from redrive.testing_cluster import RedisClusterProcess
+from redrive.testing.cluster import RedisClusterProcess
 from tests.integration.helpers import pending, running, until
 
 log = logging.getLogger("tests.failover")

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 import redis
 import redis.asyncio
 
-from redrive.errors import ConfigError
+from redrive.errors import ConfigError, EmbeddedServerError
+from redrive.store.process import pid_alive
+from redrive.store.server import RedisServer, ServerConfig
 from redrive.testing import RedisProcess, available_redis_binaries
 
 
@@ -63,3 +68,33 @@ def test_stop_terminates_by_pid() -> None:
 def test_never_on_the_shared_port() -> None:
     with pytest.raises(ConfigError, match="6379"):
         RedisProcess(port=6379)
+
+
+def test_a_server_that_refuses_its_config_is_reported_and_not_left_running() -> None:
+    proc = RedisProcess(extra_config=["no-such-directive yes"], start_timeout=5.0)
+    try:
+        with pytest.raises(EmbeddedServerError, match="redis-server did not start"):
+            proc.start()
+        assert not proc.running and proc.pid is None
+    finally:
+        proc.close()
+
+
+def test_the_spawner_stops_a_daemonized_server_by_its_pid_file() -> None:
+    directory = Path(tempfile.mkdtemp(prefix="rds"))  # short: a unix socket path
+    try:
+        config = ServerConfig(
+            directory,
+            unix_socket=directory / "s.sock",
+            daemonize=True,
+            pidfile=directory / "redis.pid",
+        )
+        server = RedisServer(config).start()
+        pid = server.pid
+        assert pid is not None and server.running and server.probe() == "ready"
+        again = RedisServer(config)  # another handle, as a later command has
+        assert again.pid == pid and again.info()["process_id"] == pid
+        again.stop()
+        assert not pid_alive(pid) and again.probe() == "down"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from redrive.cli.main import CliContext
 from redrive.demo import DemoConfig, DemoError, DemoReport, StreamProgress, demo_streams, run_demo
-from redrive.demo_slot import DemoSlot
+from redrive.demo.slot import DemoSlot
 from redrive.store.connection import describe_error, redact_url, sync_client
 from redrive.store.embedded import ensure_url
 

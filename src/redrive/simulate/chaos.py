@@ -29,7 +29,7 @@ from redrive.simulate.proxy import Proxy
 from redrive.simulate.scenario import ChaosFault
 from redrive.simulate.workers import Slot, WorkerPool
 from redrive.store.keys import StreamKeys
-from redrive.testing import RedisProcess
+from redrive.store.local import RedisProcess
 
 log = logging.getLogger("redrive.simulate")
 

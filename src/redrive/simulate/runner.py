@@ -49,7 +49,7 @@ from redrive.simulate.worker_app import ENV_BROKEN
 from redrive.simulate.workers import WorkerPool
 from redrive.store.connection import async_client, sync_client
 from redrive.store.keys import StreamKeys
-from redrive.testing import RedisProcess
+from redrive.store.local import RedisProcess
 
 PREFIX = "sim:"
 STARTUP = 1.5  # seconds for the workers to import and connect before the load begins

@@ -7,17 +7,15 @@ consumer name or a new one (``w2`` → ``w2r1``); every process is stopped by it
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redrive.process import WorkerProcess, last_logged, worker_argv
 from redrive.simulate.faults import ENV_FAULTS, ENV_SALT
 from redrive.simulate.scenario import HandlerSettings
 from redrive.simulate.worker_app import ENV_SIM, sim_env
@@ -34,10 +32,9 @@ class Slot:
     index: int
     url: str
     name: str
-    proc: subprocess.Popen[bytes] | None = None
+    proc: WorkerProcess | None = None
     incarnation: int = 0
     renames: int = 0
-    stopped: bool = False
     exits: list[int] = field(default_factory=list)
     failed_starts: int = 0  # exits on its own in a row, soon after a start
     started: float = 0.0  # time.monotonic() of the last spawn
@@ -45,7 +42,12 @@ class Slot:
     @property
     def alive(self) -> bool:
         """True while the current process runs."""
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and self.proc.alive
+
+    @property
+    def stopped(self) -> bool:
+        """True while the current process is SIGSTOPped."""
+        return self.proc is not None and self.proc.paused
 
 
 class WorkerPool:
@@ -91,64 +93,42 @@ class WorkerPool:
         env.update(self.extra_env)
         if self.faults_json:
             env[ENV_FAULTS] = self.faults_json
-        argv = [
-            sys.executable, "-m", "redrive.cli", "--redis-url", slot.url,
-            "--log-format", "json", "--log-level", "warning",
-            "worker", APP, "--consumer", slot.name,
-            "--shutdown-timeout", str(SHUTDOWN_TIMEOUT),
-        ]  # fmt: skip
-        with (self.log_dir / f"{slot.name}.log").open("ab") as log:
-            slot.proc = subprocess.Popen(
-                argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # signals reach this worker only
-            )
-        slot.stopped = False
-        slot.started = time.monotonic()
+        argv = worker_argv(
+            slot.url,
+            APP,
+            slot.name,
+            log_format="json",
+            log_level="warning",
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+        )
+        # Appended: a restart under the same name keeps the earlier incarnations' log.
+        slot.proc = WorkerProcess(
+            argv, consumer=slot.name, log=self.log_dir / f"{slot.name}.log", env=env
+        )
+        slot.started = slot.proc.started
 
     def last_log_line(self, slot: Slot) -> str:
-        """The last message ``slot``'s worker logged (JSON lines: their ``message``)."""
-        path = self.log_dir / f"{slot.name}.log"
-        try:
-            lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-        except OSError:
-            return f"no log ({path})"
-        if not lines:
-            return f"empty log ({path})"
-        try:
-            record = json.loads(lines[-1])
-            text = str(record.get("message", lines[-1])) if isinstance(record, dict) else lines[-1]
-        except json.JSONDecodeError:
-            text = lines[-1]
-        return f"{text.strip()} (log: {path})"
+        """The last message ``slot``'s worker logged (JSON lines: their ``msg``)."""
+        return last_logged(self.log_dir / f"{slot.name}.log")  # also once the process is gone
 
     def kill(self, slot: Slot) -> None:
-        """SIGKILL ``slot``'s worker and reap it."""
-        proc = slot.proc
-        if proc is None:
+        """SIGKILL ``slot``'s worker (SIGCONT first if stopped) and reap it."""
+        if slot.proc is None:
             return
-        if slot.stopped:
-            self.signal(slot, signal.SIGCONT)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        slot.exits.append(proc.wait(10))
+        slot.exits.append(slot.proc.kill())
         slot.proc = None
 
     def signal(self, slot: Slot, sig: signal.Signals) -> None:
         """Send ``sig`` to ``slot``'s worker (SIGSTOP / SIGCONT)."""
-        if slot.proc is not None and slot.alive:
-            os.kill(slot.proc.pid, sig)
-            slot.stopped = sig == signal.SIGSTOP
+        if slot.proc is not None:
+            slot.proc.signal(sig)
 
     def reap_crashed(self) -> list[Slot]:
         """Slots whose worker exited on its own (an injected crash); their exit recorded."""
         crashed = []
         for slot in self.slots:
-            if slot.proc is not None and slot.proc.poll() is not None:
-                slot.exits.append(int(slot.proc.returncode))
+            if slot.proc is not None and (code := slot.proc.returncode) is not None:
+                slot.exits.append(code)
                 slot.proc = None
                 crashed.append(slot)
         return crashed
@@ -156,14 +136,12 @@ class WorkerPool:
     def stop_all(self) -> list[int | None]:
         """SIGTERM every worker (they drain and exit 0); SIGKILL stragglers."""
         for slot in self.slots:
-            if slot.stopped:
-                self.signal(slot, signal.SIGCONT)
-            if slot.alive and slot.proc is not None:
-                slot.proc.send_signal(signal.SIGTERM)
+            if slot.proc is not None:
+                slot.proc.terminate()  # SIGCONT first if stopped
         codes: list[int | None] = []
         deadline = time.monotonic() + SHUTDOWN_TIMEOUT + STOP_GRACE
         for slot in self.slots:
-            proc = slot.proc
+            proc, slot.proc = slot.proc, None
             if proc is None:
                 codes.append(None)
                 continue
@@ -171,9 +149,7 @@ class WorkerPool:
                 codes.append(proc.wait(max(0.1, deadline - time.monotonic())))
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.wait(10)
                 codes.append(None)
-            slot.proc = None
         return codes
 
     def kill_all(self) -> None:

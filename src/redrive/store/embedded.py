@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -24,22 +23,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import redis
 from redis import exceptions as rex
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from redrive.errors import ConfigError, EmbeddedServerError, StoreError
-from redrive.store.binary import INSTALL_HINT, find_redis_server
+from redrive.store.binary import find_redis_server
 from redrive.store.connection import validate_url
-from redrive.store.process import (
-    fsync_policy_in,
-    last_line,
-    owned_pid,
-    pid_alive,
-    server_config,
-    terminate,
-)
+from redrive.store.process import fsync_policy_in, owned_pid, terminate
+from redrive.store.server import Probe, RedisServer, ServerConfig
 
 log = logging.getLogger("redrive.embedded")
 
@@ -53,7 +43,6 @@ LOCK_NAME = ".lock"
 MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
 
 AppendFsync = Literal["everysec", "always"]
-Probe = Literal["ready", "loading", "down"]
 FSYNC_POLICIES = ("everysec", "always")
 
 
@@ -206,8 +195,21 @@ class EmbeddedServer:
         """The fsync policy to launch with: the one asked for, else the last one used."""
         return self.appendfsync or fsync_policy_in(self.data_dir / CONF_NAME) or "everysec"
 
+    def _server(self) -> RedisServer:
+        """The spawner's view of this data dir's server (daemonized, socket only, AOF)."""
+        config = ServerConfig(
+            self.data_dir,
+            unix_socket=self.socket_path,
+            appendonly=True,
+            appendfsync=self._policy(),
+            daemonize=True,
+            pidfile=self.pid_path,
+            logfile=self.log_path,
+        )
+        return RedisServer(config, binary=self.binary, start_timeout=self.start_timeout)
+
     def _live_appendfsync(self) -> str | None:
-        client = self._client()
+        client = self._server().client()
         try:
             reply: dict[Any, Any] = client.config_get("appendfsync")
             # redis-py decodes CONFIG GET replies itself (str keys) in some versions only.
@@ -223,7 +225,7 @@ class EmbeddedServer:
         live = self._live_appendfsync()
         if self.appendfsync is None or live is None or live == self.appendfsync:
             return
-        client = self._client(timeout=5.0)
+        client = self._server().client(timeout=5.0)
         try:
             client.config_set("appendfsync", self.appendfsync)
         except (rex.RedisError, OSError) as exc:
@@ -246,47 +248,18 @@ class EmbeddedServer:
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
-    def _client(self, timeout: float = 2.0) -> redis.Redis:
-        return redis.Redis(
-            unix_socket_path=str(self.socket_path),
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            protocol=2,
-            retry=Retry(NoBackoff(), 0),  # a probe must fail fast, not back off and retry
-        )
-
     def _probe(self) -> Probe:
-        if not self.socket_path.exists():
-            return "down"
-        client = self._client()
-        try:
-            client.ping()
-        except rex.BusyLoadingError:
-            return "loading"  # up, but still replaying its AOF
-        except (rex.RedisError, OSError):
-            return "down"
-        finally:
-            client.close()
-        return "ready"
+        return self._server().probe()
 
     def _info(self) -> dict[str, Any]:
-        client = self._client()
-        try:
-            return client.info("server")
-        except (rex.RedisError, OSError):
-            return {}
-        finally:
-            client.close()
+        return self._server().info()
 
     def _info_pid(self) -> int | None:
         pid = self._info().get("process_id")
         return int(pid) if pid else None
 
     def _read_pid(self) -> int | None:
-        try:
-            return int(self.pid_path.read_text().strip())
-        except (OSError, ValueError):
-            return None
+        return self._server().pid
 
     def _owned_pid(self) -> int | None:
         """The pid file's pid if that process is a live redis-server serving this dir."""
@@ -298,60 +271,20 @@ class EmbeddedServer:
         except EmbeddedServerError:
             return None
 
-    def _write_config(self) -> Path:
-        conf = self.data_dir / CONF_NAME
-        conf.write_text(
-            server_config(
-                self.data_dir,
-                socket=self.socket_path,
-                pid=self.pid_path,
-                log=self.log_path,
-                appendfsync=self._policy(),
-            )
-        )
-        conf.chmod(0o600)
-        return conf
+    def _write_config(self) -> None:
+        # Records the policy for the next launch (``fsync_policy_in`` reads it back).
+        conf = self._server().config
+        conf.conf_path.write_text(conf.render())
+        conf.conf_path.chmod(0o600)
 
     def _launch(self) -> None:
-        binary = self.binary or find_redis_server()
-        conf = self._write_config()
-        try:
-            # `daemonize yes`: the launcher exits at once and init adopts the server, so no
-            # child of ours lingers and every later command finds it through the socket.
-            done = subprocess.run(
-                [str(binary), str(conf)],
-                cwd=self.data_dir,
-                capture_output=True,
-                text=True,
-                timeout=self.start_timeout,
-                start_new_session=True,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise EmbeddedServerError(f"cannot run {binary}: {exc}; {INSTALL_HINT}") from exc
-        if done.returncode != 0:
-            output = " ".join((done.stderr or done.stdout).split()) or f"exit {done.returncode}"
-            raise EmbeddedServerError(f"{binary} refused to start: {output} (see {conf})")
+        self._server().launch()
 
     def _wait_ready(self, pid: int | None) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while (state := self._probe()) != "ready":
-            pid = pid or self._read_pid()
-            if state == "down" and pid is not None and not pid_alive(pid):
-                raise EmbeddedServerError(
-                    f"redis-server exited while starting: {last_line(self.log_path)} "
-                    f"(see {self.log_path})"
-                )
-            if time.monotonic() >= deadline:
-                raise EmbeddedServerError(
-                    f"redis-server in {self.data_dir} did not answer on {self.socket_path} within "
-                    f"{self.start_timeout:g}s: {last_line(self.log_path)}; try `redrive server "
-                    "stop` then start again"
-                )
-            time.sleep(0.02)
+        self._server().wait_ready(pid, hint="try `redrive server stop` then start again")
 
     def _send_shutdown(self) -> None:
-        client = self._client(timeout=5.0)
+        client = self._server().client(timeout=5.0)
         # SHUTDOWN fsyncs the AOF before exiting; its success shows as a dropped connection.
         with contextlib.suppress(rex.RedisError, OSError):
             client.shutdown()

@@ -1,4 +1,4 @@
-"""Process helpers of the embedded server: liveness, ownership by procfs, termination."""
+"""Process helpers by pid: liveness, ownership by procfs, termination (redis-server, workers)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from redrive.errors import EmbeddedServerError
 
 
 def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie counts as gone; another user's process as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -27,6 +28,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
+    """Poll until ``pid`` is gone; False if it still runs after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while pid_alive(pid):
         if time.monotonic() >= deadline:
@@ -36,11 +38,13 @@ def wait_gone(pid: int, timeout: float) -> bool:
 
 
 def quote(value: Path | str) -> str:
+    """``value`` as a double-quoted redis.conf argument."""
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
 
 
 def last_line(path: Path) -> str:
+    """The last line of a log file, for error messages (``no log`` / ``empty log``)."""
     try:
         lines = path.read_text(errors="replace").strip().splitlines()
     except OSError:
@@ -66,32 +70,26 @@ def owned_pid(pid: int | None, data_dir: Path) -> int | None:
     return pid
 
 
-def terminate(pid: int, timeout: float) -> None:
-    """Wait for ``pid`` to exit, then SIGTERM, then SIGKILL it."""
-    for sig, share in ((None, 0.6), (signal.SIGTERM, 0.4), (signal.SIGKILL, 0.0)):
+def terminate(pid: int, timeout: float, *, first: signal.Signals | None = None) -> None:
+    """Stop ``pid`` and wait until it is gone.
+
+    ``first=None`` (after a SHUTDOWN was sent): wait for it to exit, then SIGTERM, then
+    SIGKILL; ``first=SIGTERM``: SIGTERM, then SIGKILL after ``timeout``; ``first=SIGKILL``.
+    """
+    steps: tuple[tuple[signal.Signals | None, float], ...] = (
+        (None, 0.6),
+        (signal.SIGTERM, 0.4),
+        (signal.SIGKILL, 0.0),
+    )
+    if first is not None:
+        steps = ((first, 1.0), (signal.SIGKILL, 0.0)) if first != signal.SIGKILL else steps[2:]
+    for sig, share in steps:
         if sig is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         if wait_gone(pid, max(timeout * share, 1.0)):
             return
     raise EmbeddedServerError(f"redis-server pid {pid} survived SIGKILL; check `ps {pid}`")
-
-
-def server_config(data_dir: Path, *, socket: Path, pid: Path, log: Path, appendfsync: str) -> str:
-    """The ``redis.conf`` of an embedded server: unix socket only, AOF, no RDB."""
-    lines = [
-        "daemonize yes",
-        "port 0",  # no TCP at all: only local processes that can open the socket
-        f"unixsocket {quote(socket)}",
-        "unixsocketperm 700",
-        f"dir {quote(data_dir)}",
-        f"pidfile {quote(pid)}",
-        f"logfile {quote(log)}",
-        'save ""',  # the AOF is the durable copy; RDB snapshots would only add forks
-        "appendonly yes",
-        f"appendfsync {appendfsync}",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def fsync_policy_in(conf: Path) -> str | None:

@@ -1,6 +1,6 @@
 """``redrive demo``: the e-commerce story end to end, ending in a reconciliation.
 
-The demo's keys live under its own prefix (:mod:`redrive.demo_slot`): its streams are
+The demo's keys live under its own prefix (:mod:`redrive.demo.slot`): its streams are
 ``demo:ecommerce:orders`` and ``demo:ecommerce:payments`` (``demo2:``… while another demo
 runs on the same server), never the names an application uses.
 
@@ -33,8 +33,8 @@ from typing import Any, Protocol
 import redis
 
 from redrive import dlq
-from redrive.demo_slot import DemoSlot
-from redrive.demo_workers import WorkerPool
+from redrive.demo.slot import DemoSlot
+from redrive.demo.workers import WorkerPool
 from redrive.errors import ConfigError, RedriveError
 from redrive.examples.ecommerce import STREAMS, ledger_key
 from redrive.examples.ecommerce_traffic import StreamTraffic, plan_traffic

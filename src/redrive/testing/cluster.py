@@ -29,7 +29,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redrive.errors import ConfigError, EmbeddedServerError
-from redrive.testing import RedisProcess, free_port
+from redrive.store.local import RedisProcess
+from redrive.store.server import free_port
 
 SLOTS = 16384
 

@@ -2,6 +2,7 @@
 
 Each runs ``python -m redrive.cli --redis-url URL worker redrive.examples.ecommerce:app``
 under its own consumer name, with its log in a temporary file (shown when it dies).
+The processes themselves are managed by :mod:`redrive.process`.
 """
 
 from __future__ import annotations
@@ -9,13 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from redrive.examples.ecommerce import ENV_BASE_DELAY, ENV_BREAKER_OPEN, ENV_PREFIX, ENV_SEED
+from redrive.process import WorkerGroup, WorkerProcess, worker_argv
 
 APP = "redrive.examples.ecommerce:app"
 SHUTDOWN_TIMEOUT = 5.0
@@ -37,77 +36,58 @@ class WorkerPool:
             # A pause of the circuit breaker scaled to the demo's time scale.
             ENV_BREAKER_OPEN: str(max(0.5, base_delay * 2)),
         }
-        self.procs: list[subprocess.Popen[bytes]] = []
         self.log_dir = Path(tempfile.mkdtemp(prefix="redrive-demo-"))
+        self.group = WorkerGroup(self.log_dir)
+
+    @property
+    def procs(self) -> list[WorkerProcess]:
+        """The workers started and not yet stopped, in start order."""
+        return self.group.workers
+
+    def consumer(self, index: int) -> str:
+        """Worker ``index``'s consumer name, per demo slot (``demo-1``, ``demo2-1``, …):
+        two demos at once never share a name."""
+        return f"{self.prefix.rstrip(':') or 'demo'}-{index}"
 
     def command(self, index: int) -> list[str]:
         """The argv of worker ``index``."""
-        return [
-            sys.executable, "-m", "redrive.cli",
-            "--redis-url", self.redis_url,
-            "--log-level", "warning",
-            "worker", APP,
-            # Per demo slot (demo-1, demo2-1, …): two demos at once never share a name.
-            "--consumer", f"{self.prefix.rstrip(':') or 'demo'}-{index}",
-            "--shutdown-timeout", str(SHUTDOWN_TIMEOUT),
-        ]  # fmt: skip
+        return worker_argv(
+            self.redis_url,
+            APP,
+            self.consumer(index),
+            log_level="warning",
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+        )
 
     def start(self, count: int) -> None:
         """Start ``count`` more workers (numbered after those already started)."""
         for _ in range(count):
             index = len(self.procs) + 1
-            with (self.log_dir / f"demo-{index}.log").open("wb") as log:
-                self.procs.append(
-                    subprocess.Popen(
-                        self.command(index),
-                        env=self.env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # a Ctrl-C goes to the demo, which stops them
-                    )
-                )
+            self.group.start(
+                self.command(index),
+                consumer=self.consumer(index),
+                log_name=f"demo-{index}.log",
+                env=self.env,
+                append=False,
+            )
 
     def dead_worker(self) -> str | None:
         """A one-line description of a worker that exited early, else ``None``."""
-        for index, proc in enumerate(self.procs, start=1):
-            code = proc.poll()
+        for index, worker in enumerate(self.procs, start=1):
+            code = worker.returncode
             if code is not None:
-                return f"worker demo-{index} exited with code {code}: {self._last_line(index)}"
+                return f"worker demo-{index} exited with code {code}: {worker.last_line()}"
         return None
 
     def stop(self) -> tuple[int | None, ...]:
         """SIGTERM all, wait for each (bounded), SIGKILL stragglers; return exit codes."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        codes: list[int | None] = []
-        for proc in self.procs:
-            try:
-                codes.append(proc.wait(SHUTDOWN_TIMEOUT + STOP_GRACE))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                codes.append(None)  # did not drain in time
-        self.procs = []
+        codes = self.group.stop_all(SHUTDOWN_TIMEOUT + STOP_GRACE)
         if all(code == 0 for code in codes):
             shutil.rmtree(self.log_dir, ignore_errors=True)
         return tuple(codes)
 
     def kill(self) -> None:
         """SIGKILL every worker still running (cleanup after an error)."""
-        for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait()
-        self.procs = []
+        self.group.kill_all()
         with contextlib.suppress(OSError):
             self.log_dir.rmdir()  # only if empty: logs of a failed run are kept
-
-    def _last_line(self, index: int) -> str:
-        try:
-            lines = (self.log_dir / f"demo-{index}.log").read_text(errors="replace").splitlines()
-        except OSError:
-            return "no log"
-        tail = next((line.strip() for line in reversed(lines) if line.strip()), "empty log")
-        return f"{tail} (log: {self.log_dir / f'demo-{index}.log'})"
