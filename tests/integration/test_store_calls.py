@@ -11,11 +11,11 @@ import uuid
 
 import redis.asyncio
 from redis.exceptions import NoScriptError
-from redrive.reconcile import unpack_strings
 
 from redrive.store import calls
 from redrive.store.calls import AckResult, Call, DeadLetterResult, Fence, HeartbeatResult
 from redrive.store.channel import Channel
+from redrive.store.schedule import unpack_strings
 from redrive.store.scripts import Script, scripts
 
 

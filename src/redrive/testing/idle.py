@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 
-from redrive.dlq.model import id_key
+from redrive.core.ids import id_key
 from redrive.errors import RedriveError
 from redrive.store.channel import Channel, Command
 from redrive.store.connection import async_client
