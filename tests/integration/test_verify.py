@@ -32,7 +32,7 @@ FAR = 2**52  # a due time that never comes
 
 
 def _msg(k: StreamKeys, entry_id: str) -> Message:
-    return Message(k.stream, entry_id, {b"data": b"{}"})
+    return Message(stream=k.stream, id=entry_id, fields={b"data": b"{}"})
 
 
 async def _schedule(a: redis.asyncio.Redis, k: StreamKeys, entry_id: str, due_ms: int) -> None:

@@ -191,8 +191,10 @@ async def _run(
         settled = await _unless_supervisor_fails(drain, supervisor)
     finally:
         stop.set()
-        await supervisor
-        await producer.close()
+        try:
+            await supervisor  # raises WorkerStartError when a worker cannot start
+        finally:
+            await producer.close()  # its socket is never left to the garbage collector
     say("stopping workers")
     codes = await asyncio.to_thread(pool.stop_all)
     await chaos.settle_watchers(10.0)
