@@ -1,6 +1,6 @@
 # Two entry points on a fresh machine with only Python >= 3.11:
 #   make demo   — create .venv, install, run the e-commerce demo on an embedded Redis
-#   make test   — create .venv, install with dev tools, run ruff, mypy --strict and pytest
+#   make test   — create .venv, install with dev tools, run ruff, lint-imports, mypy --strict and pytest
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

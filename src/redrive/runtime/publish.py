@@ -17,7 +17,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import redis
@@ -69,10 +69,9 @@ async def publish(
     encoded = prepare(stream, bodies, maxlen=maxlen, chunk=chunk)
     ids: list[str] = []
     try:
-        for start in range(0, len(encoded), chunk):
+        for raws in _chunks(encoded, chunk):
             pipe = client.pipeline(transaction=False)
-            for raw in encoded[start : start + chunk]:
-                pipe.xadd(stream, {DATA_FIELD: raw}, maxlen=maxlen, approximate=True)
+            _queue(pipe, stream, raws, maxlen)
             ids += [_text(entry_id) for entry_id in await pipe.execute()]
     except (rex.RedisError, OSError) as exc:
         raise _failed(stream, exc, ids, len(encoded)) from exc
@@ -97,14 +96,24 @@ def publish_sync(
     encoded = prepare(stream, bodies, maxlen=maxlen, chunk=chunk)
     ids: list[str] = []
     try:
-        for start in range(0, len(encoded), chunk):
+        for raws in _chunks(encoded, chunk):
             pipe = client.pipeline(transaction=False)
-            for raw in encoded[start : start + chunk]:
-                pipe.xadd(stream, {DATA_FIELD: raw}, maxlen=maxlen, approximate=True)
+            _queue(pipe, stream, raws, maxlen)
             ids += [_text(entry_id) for entry_id in pipe.execute()]
     except (rex.RedisError, OSError) as exc:
         raise _failed(stream, exc, ids, len(encoded)) from exc
     return ids
+
+
+def _chunks(encoded: list[bytes], chunk: int) -> Iterator[list[bytes]]:
+    for start in range(0, len(encoded), chunk):
+        yield encoded[start : start + chunk]
+
+
+def _queue(pipe: Any, stream: str, raws: list[bytes], maxlen: int | None) -> None:
+    """XADD each body to ``stream`` on ``pipe`` (an async or a blocking pipeline)."""
+    for raw in raws:
+        pipe.xadd(stream, {DATA_FIELD: raw}, maxlen=maxlen, approximate=True)
 
 
 def prepare(
