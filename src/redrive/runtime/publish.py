@@ -69,9 +69,7 @@ async def publish(
     encoded = prepare(stream, bodies, maxlen=maxlen, chunk=chunk)
     ids: list[str] = []
     try:
-        for raws in _chunks(encoded, chunk):
-            pipe = client.pipeline(transaction=False)
-            _queue(pipe, stream, raws, maxlen)
+        for pipe in _pipelines(client, stream, encoded, maxlen, chunk):
             ids += [_text(entry_id) for entry_id in await pipe.execute()]
     except (rex.RedisError, OSError) as exc:
         raise _failed(stream, exc, ids, len(encoded)) from exc
@@ -96,24 +94,22 @@ def publish_sync(
     encoded = prepare(stream, bodies, maxlen=maxlen, chunk=chunk)
     ids: list[str] = []
     try:
-        for raws in _chunks(encoded, chunk):
-            pipe = client.pipeline(transaction=False)
-            _queue(pipe, stream, raws, maxlen)
+        for pipe in _pipelines(client, stream, encoded, maxlen, chunk):
             ids += [_text(entry_id) for entry_id in pipe.execute()]
     except (rex.RedisError, OSError) as exc:
         raise _failed(stream, exc, ids, len(encoded)) from exc
     return ids
 
 
-def _chunks(encoded: list[bytes], chunk: int) -> Iterator[list[bytes]]:
+def _pipelines(
+    client: Any, stream: str, encoded: list[bytes], maxlen: int | None, chunk: int
+) -> Iterator[Any]:
+    """One pipeline of XADDs per ``chunk`` bodies (an async or a blocking client's)."""
     for start in range(0, len(encoded), chunk):
-        yield encoded[start : start + chunk]
-
-
-def _queue(pipe: Any, stream: str, raws: list[bytes], maxlen: int | None) -> None:
-    """XADD each body to ``stream`` on ``pipe`` (an async or a blocking pipeline)."""
-    for raw in raws:
-        pipe.xadd(stream, {DATA_FIELD: raw}, maxlen=maxlen, approximate=True)
+        pipe = client.pipeline(transaction=False)
+        for raw in encoded[start : start + chunk]:
+            pipe.xadd(stream, {DATA_FIELD: raw}, maxlen=maxlen, approximate=True)
+        yield pipe
 
 
 def prepare(
