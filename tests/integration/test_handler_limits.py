@@ -227,3 +227,25 @@ async def test_a_handler_that_swallows_the_cancellation_does_not_blind_the_watch
         json.loads(d["data"])["n"]: d["redrive-reason"] for d in await dead_letters(aredis, stream)
     }
     assert reasons == {0: b"max_retries_exceeded", 1: b"handler_timeout"}
+
+
+async def test_a_handler_without_a_time_limit_keeps_consuming(
+    redis_url: str, prefix: str, aredis: redis.asyncio.Redis
+) -> None:
+    # No time limit and no DLQ retention: those loops have nothing to do and end at once;
+    # the consumer must go on (it once took the first finished loop as a reason to stop).
+    stream = f"{prefix}orders"
+    app = App()
+    seen: list[str] = []
+
+    @app.handler(stream, group="g", timeout=None)
+    async def handle(msg):  # type: ignore[no-untyped-def]
+        seen.append(msg.id)
+
+    async with running(app, redis_url, block_ms=100) as task:
+        await aredis.xadd(stream, {"data": "{}"})
+        await until(lambda: len(seen) == 1, what="the first message")
+        await asyncio.sleep(0.3)  # past every loop's first tick
+        await aredis.xadd(stream, {"data": "{}"})
+        await until(lambda: len(seen) == 2, what="a message sent later")
+        assert not task.done()
