@@ -50,9 +50,9 @@ class Move:
 
 @dataclass(slots=True)
 class Batch:
-    """What one round trip settles: acks per stream, then moves."""
+    """What one round trip settles: acks per stream (with their script call), then moves."""
 
-    acks: list[tuple[Source, list[bytes]]] = field(default_factory=list)
+    acks: list[tuple[Source, list[bytes], Call[AckResult]]] = field(default_factory=list)
     moves: list[Move] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -130,7 +130,7 @@ class AckBatcher:
         ids = set(self.ids[source])
         ids.update(m.entry_id for m in self.outbox if m.source is source)
         for batch in self.in_flight:  # taken for a round trip whose reply has not come yet
-            for acked, batch_ids in batch.acks:
+            for acked, batch_ids, _ in batch.acks:
                 if acked is source:
                     ids.update(batch_ids)
             ids.update(m.entry_id for m in batch.moves if m.source is source)
@@ -147,7 +147,8 @@ class AckBatcher:
         batch = Batch()
         for source, ids in self.ids.items():
             if ids:
-                batch.acks.append((source, ids[:]))
+                taken = ids[:]
+                batch.acks.append((source, taken, self._ack_call(source, taken)))
                 ids.clear()  # in place: the list object stays the stream's
         if self.outbox:
             batch.moves, self.outbox = self.outbox, []
@@ -157,7 +158,7 @@ class AckBatcher:
 
     def commands(self, batch: Batch) -> list[Command]:
         """One ``ack`` script call (EVALSHA) per stream, then one call per move."""
-        out: list[Command] = [self._ack_call(source, ids).command() for source, ids in batch.acks]
+        out: list[Command] = [call.command() for _, _, call in batch.acks]
         out += [move.call.command() for move in batch.moves]
         return out
 
@@ -168,7 +169,7 @@ class AckBatcher:
     def give_back(self, batch: Batch) -> None:
         """Return a batch whose outcome is unknown, to be sent again."""
         self._landed(batch)
-        for source, ids in batch.acks:
+        for source, ids, _ in batch.acks:
             self.ids[source][:0] = ids
         self.outbox[:0] = batch.moves
 
@@ -217,8 +218,7 @@ class AckBatcher:
 
     async def _settle(self, batch: Batch, results: list[Any]) -> None:
         n = len(batch.acks)
-        for (source, ids), sent in zip(batch.acks, results[:n], strict=True):
-            call = self._ack_call(source, ids)
+        for (source, ids, call), sent in zip(batch.acks, results[:n], strict=True):
             reply = await self._rerun(call) if isinstance(sent, NoScriptError) else sent
             if isinstance(reply, Exception):
                 log.error("ack of %d entries on %s failed: %s", len(ids), source.key, reply)

@@ -25,6 +25,7 @@ from typing import Any, Generic, Literal, TypeVar
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from redrive.core.text import text
 from redrive.store.keys import AUDIT_MAXLEN
 from redrive.store.scripts import Arg, Script, scripts
 
@@ -127,10 +128,6 @@ class HeartbeatResult:
     ttl_ms: int | None = None
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _flag(value: bool) -> str:
     return "1" if value else "0"
 
@@ -162,7 +159,7 @@ def _retired(reply: Any) -> bool:
 
 
 def _new_id(reply: Any) -> str | None:
-    return None if reply is None else _text(reply)
+    return None if reply is None else text(reply)
 
 
 def _count(reply: Any) -> int:
@@ -174,7 +171,7 @@ def _heartbeat(reply: Any) -> HeartbeatResult:
         return HeartbeatResult(True)
     if len(reply) < 3:  # release of a lease not ours
         return HeartbeatResult(False)
-    return HeartbeatResult(False, _text(reply[1]), int(reply[2]))
+    return HeartbeatResult(False, text(reply[1]), int(reply[2]))
 
 
 # Argument names follow each script's contract comment (store/scripts/<name>.lua).

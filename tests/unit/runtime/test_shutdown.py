@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from redrive.runtime.consumer import cancel
 
@@ -28,15 +27,3 @@ async def test_a_task_that_swallowed_its_cancellation_is_cancelled_again() -> No
     await asyncio.wait_for(cancel([task]), 5)
 
     assert task.cancelled() and swallowed == 1
-
-
-async def test_tasks_already_done_are_left_as_they_are() -> None:
-    async def quick() -> int:
-        return 1
-
-    task = asyncio.create_task(quick())
-    await task
-    await cancel([task])  # type: ignore[list-item]
-    assert task.result() == 1
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
