@@ -60,12 +60,15 @@ async def watchdog_loop(lanes: Lanes, stats: Stats, stream: str, group: str) -> 
             )  # fmt: skip
 
 
-async def stats_loop(stats: Stats, client: Redis, key: str, interval: float) -> None:
-    """Publish counters to the group's stats hash once per ``interval``."""
+async def stats_loop(
+    stats: Stats, client: Redis, key: str, interval: float, heartbeat: float
+) -> None:
+    """Publish counters to the group's stats hash once per ``interval`` (while nothing
+    changes, a metrics entry only once per ``heartbeat``)."""
     while True:
         await asyncio.sleep(interval)
         with contextlib.suppress(*TRANSPORT_ERRORS):
-            await stats.publish(client, key)
+            await stats.publish(client, key, heartbeat=heartbeat)
 
 
 async def retention_loop(client: Redis, spec: HandlerSpec, consumer: str, rng: Random) -> None:

@@ -32,6 +32,7 @@ from redrive.runtime.groups import Groups
 from redrive.runtime.isolation import Isolation
 from redrive.runtime.leases import Leases
 from redrive.runtime.moves import Settler
+from redrive.runtime.pace import IdleIntervals
 from redrive.runtime.reader import Reader
 from redrive.runtime.recovery import Recovery
 from redrive.runtime.scheduler import Scheduler
@@ -87,6 +88,8 @@ class Consumer:
         client: Redis,
         reader: Redis,
         middleware: Sequence[Middleware] = (),
+        scheduler: Scheduler | None = None,
+        handlers: int = 1,
     ) -> None:
         use_raw_replies(reader)
         use_raw_replies(client)
@@ -104,9 +107,11 @@ class Consumer:
             CircuitBreaker(spec.breaker, self.breaker_moved) if spec.breaker else None
         )
         self.stats = stats = Stats(spec.stream, spec.group, name, metrics=opts.metrics)
+        #: ``handlers``: how many consumers this process runs; their idle work is spread.
+        self.idle = IdleIntervals.of(opts, spec, handlers)
         stats.breaker = breaker
         # Cluster: each channel is pinned to the slot of S (and so of all its keys).
-        self.read_channel = Channel(reader, keys.stream)
+        self.read_channel = Channel(reader, keys.stream, track_id=True)
         self.ack_channel = Channel(client, keys.stream)
         self.buffer = buffer = Buffer(sources)
         self.groups = groups = Groups(
@@ -118,13 +123,16 @@ class Consumer:
             consumer=name, sources=sources, stats=stats, linger=opts.ack_linger,
             on_error_reply=groups.on_error_reply,
         )  # fmt: skip
-        self.scheduler = Scheduler(
-            client=client, due_key=keys.due, retry_key=keys.retry,
-            interval=opts.scheduler_interval,
-        )  # fmt: skip
+        # The worker's scheduler serves every handler of the process; a consumer run on
+        # its own runs one of its own.
+        self.own_scheduler = scheduler is None
+        self.scheduler = scheduler or Scheduler(interval=opts.scheduler_interval)
+        self.schedule = self.scheduler.add(
+            client=client, due_key=keys.due, retry_key=keys.retry, stream=spec.stream
+        )
         self.settler = settler = Settler(
             spec=spec, consumer=name, keys=keys, batcher=batcher, stats=stats,
-            breaker=breaker, client=client, rng=rng, on_scheduled=self.scheduler.scheduled,
+            breaker=breaker, client=client, rng=rng, on_scheduled=self.schedule.scheduled,
         )  # fmt: skip
         self.recovery = recovery = Recovery(
             client=client, spec=spec, consumer=name, sources=sources, buffer=buffer,
@@ -143,7 +151,7 @@ class Consumer:
             isolation=isolation, leases=leases, breaker=breaker, stats=stats,
         )  # fmt: skip
         self.reader = Reader(
-            spec=spec, consumer=name, block_ms=opts.block_ms, main=main, retry=retry,
+            spec=spec, consumer=name, block_ms=self.idle.block_ms, main=main, retry=retry,
             channel=self.read_channel, buffer=buffer, batcher=batcher, recovery=recovery,
             groups=groups, breaker=breaker, stats=stats,
         )  # fmt: skip
@@ -187,18 +195,24 @@ class Consumer:
     def _loops(self) -> dict[str, Coroutine[Any, Any, None]]:
         """The background loops, by task name; the ones naming the group survive NOGROUP."""
         spec, opts, guarded = self.spec, self.opts, self.groups.guarded
-        reclaim_every = opts.reclaim_interval or spec.visibility_timeout / 4
-        return {
+        reclaim_every = self.idle.reclaim
+        loops: dict[str, Coroutine[Any, Any, None]] = {
             "acks": guarded(self.batcher.flush_loop),
-            "scheduler": self.scheduler.loop(),
             "reclaim": guarded(lambda: background.reclaim_loop(self.recovery, reclaim_every)),
             "lease": guarded(lambda: self.leases.loop(self.sources)),
             "stats": background.stats_loop(
-                self.stats, self.client, self.keys.stats, opts.stats_interval
+                self.stats,
+                self.client,
+                self.keys.stats,
+                opts.stats_interval,
+                self.idle.heartbeat,
             ),
             "watchdog": background.watchdog_loop(self.lanes, self.stats, spec.stream, spec.group),
             "dlq retention": background.retention_loop(self.client, spec, self.name, self.rng),
         }
+        if self.own_scheduler:
+            loops["scheduler"] = self.scheduler.loop()
+        return loops
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then shut down gracefully.
@@ -248,6 +262,7 @@ class Consumer:
         self.reader.closing = True
         self.buffer.seal()
         await cancel(self._tasks())
+        self.scheduler.remove(self.schedule)
         self.lanes.close()
         await self.read_channel.close()
         await self.ack_channel.close()
@@ -262,6 +277,7 @@ class Consumer:
         self.buffer.seal()  # nothing more will be queued: idle lanes may now return
         _, late = await asyncio.wait(self.lane_tasks, timeout=self.opts.shutdown_timeout)
         await cancel([*late, *self.background.values()])
+        self.scheduler.remove(self.schedule)
         self.lanes.close()
         with contextlib.suppress(*TRANSPORT_ERRORS):
             await self.batcher.flush()

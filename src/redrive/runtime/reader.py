@@ -72,14 +72,19 @@ class Reader:
     async def stop(self, task: asyncio.Task[None]) -> None:
         """Stop ``task`` (this reader's loop) without stranding delivered entries.
 
-        A read under way may return (at most BLOCK, plus a second for the reply), so the
-        entries it delivers are buffered and handled instead of left in the pending list.
-        A reader waiting for room or backing off has nothing in hand: it stops at once.
+        A read under way may return, so the entries it delivers are buffered and handled
+        instead of left in the pending list: a blocked read is ended at once with
+        ``CLIENT UNBLOCK`` (it returns what it has), or, where the ACL user may not, when
+        its BLOCK runs out (plus a second for the reply). A reader waiting for room or
+        backing off has nothing in hand: it stops at once.
         """
         self.closing = True
+        wait = 1.0
         if not self.reading:
             task.cancel()
-        await asyncio.wait([task], timeout=self.block_ms / 1000 + 1.0)
+        elif not await self.channel.unblock():
+            wait += self.block_ms / 1000
+        await asyncio.wait([task], timeout=wait)
         task.cancel()
 
     async def loop(self) -> None:

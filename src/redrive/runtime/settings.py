@@ -162,7 +162,7 @@ class WorkerOptions:
     block_ms: int = 1000
     shutdown_timeout: float = 30.0
     reclaim_interval: float | None = None
-    scheduler_interval: float = 0.1
+    scheduler_interval: float = 1.0
     stats_interval: float = 1.0
     ack_linger: float = 0.002
     #: Histograms and the per-second metrics stream (docs/monitoring.md); counters are kept

@@ -63,7 +63,8 @@ class Stats:
     """
 
     __slots__ = (*FIELDS, "__weakref__", "_published", "_published_at", "breaker", "consumer",
-                 "dead_by_reason", "failed_by_class", "group", "stream", "timings")  # fmt: skip
+                 "dead_by_reason", "failed_by_class", "group", "stream", "timings", "_entry_state",
+                 "_expire_at")  # fmt: skip
 
     def __init__(
         self, stream: str = "", group: str = "", consumer: str = "", *, metrics: bool = True
@@ -86,6 +87,8 @@ class Stats:
         self.failed_by_class: Counter[str] = Counter()
         self._published: dict[str, int] = {}
         self._published_at = time.time()
+        self._entry_state = ""  # the breaker state of the last metrics entry
+        self._expire_at = 0.0  # when the metrics stream's TTL was last renewed
         self.stream, self.group, self.consumer = stream, group, consumer
         self.breaker: CircuitBreaker | None = None
         self.timings = Timings() if metrics else None
@@ -106,18 +109,24 @@ class Stats:
             out.update(self.timings.snapshot())
         return out
 
-    async def publish(self, client: Redis, key: str) -> None:
+    async def publish(self, client: Redis, key: str, *, heartbeat: float = 0.0) -> None:
         """Add what changed since the last publish to the group's stats hash.
 
-        With metrics on, also append the per-second entry to the metrics stream.
+        With metrics on, also append the per-second entry to the metrics stream; while
+        nothing changed (no counter, the breaker closed or absent and as it was), only
+        once per ``heartbeat`` seconds.
         """
         now = self.snapshot()
         delta = {k: v - self._published.get(k, 0) for k, v in now.items()}
         delta = {k: v for k, v in delta.items() if v}
+        now_s = time.time()
         with_stream = self.timings is not None and bool(self.stream)
+        if with_stream and not delta:
+            state = self.breaker_state
+            quiet = state in ("closed", "none") and state == self._entry_state
+            with_stream = not quiet or now_s - self._published_at >= heartbeat
         if not delta and not with_stream:
             return
-        now_s = time.time()
         pipe = client.pipeline(transaction=False)
         for name, value in delta.items():
             pipe.hincrby(key, name, value)
@@ -140,4 +149,7 @@ class Stats:
         floor = int(now_s * 1000) - METRICS_RETENTION_MS
         # MINID (Redis >= 6.2) bounds the history by time, whatever the number of workers.
         pipe.xadd(stream_key, fields, minid=floor, approximate=True)
-        pipe.expire(stream_key, METRICS_TTL)
+        self._entry_state = fields["breaker"]
+        if now_s - self._expire_at >= METRICS_TTL / 10:  # the TTL is renewed well before
+            pipe.expire(stream_key, METRICS_TTL)
+            self._expire_at = now_s

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 from redis.exceptions import ResponseError
 
 from redrive.errors import ConfigError, StoreError
-from redrive.runtime.consumer import Consumer
+from redrive.runtime.consumer import Consumer, cancel
 from redrive.runtime.context import AppContext, bound
 from redrive.runtime.liveness import NameLease
+from redrive.runtime.scheduler import Scheduler
 from redrive.runtime.settings import WorkerOptions
 from redrive.store.connection import (
     async_client,
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from redrive.runtime.app import App
 
 log = logging.getLogger("redrive.worker")
+
+#: Connections a worker process shares among its background work, beyond two per handler.
+SHARED_CONNECTIONS = 8
 
 
 class Worker:
@@ -47,8 +51,13 @@ class Worker:
         # The socket timeout stays above BLOCK so a blocked read is never cut short; the
         # reader's connections carry no per-reply timeout, their round trips have a deadline.
         timeout = self.options.block_ms / 1000 + 10
-        client = async_client(url, socket_timeout=timeout)
-        reader = async_client(url, socket_timeout=None)
+        # Connections (docs/configuration.md, "Connections"): each handler pins one for its
+        # blocked read and one for its settlements; the scheduler, reclaim, leases, stats
+        # and the name lease share SHARED_CONNECTIONS more (waiting for one when all are
+        # busy). Handlers and hooks have their own clients (below).
+        n = len(self.app.specs)
+        client = async_client(url, socket_timeout=timeout, pool_size=n + SHARED_CONNECTIONS)
+        reader = async_client(url, socket_timeout=None, pool_size=n + 2)
         # Handlers and hooks get clients of their own: the consumers' skip redis-py's reply
         # parsing of XREADGROUP/XAUTOCLAIM (use_raw_replies), which a user's call must not.
         # Their pools open no connection until one is used.
@@ -57,15 +66,16 @@ class Worker:
         keeper: asyncio.Task[None] | None = None
         try:
             # Built before any I/O: a middleware that returns no callable fails here.
+            scheduler = Scheduler(interval=self.options.scheduler_interval)
             consumers = [
-                Consumer(s, self.options, client, reader, self.app.middleware)
+                Consumer(s, self.options, client, reader, self.app.middleware, scheduler, n)
                 for s in self.app.specs
             ]
             await ping(client, url)
             await lease.claim()
             keeper = asyncio.create_task(lease.keep(), name="consumer name lease")
             with bound(ctx):  # tasks started below inherit it: redrive.context()
-                await self._consume(consumers, ctx, stop)
+                await self._consume(consumers, scheduler, ctx, stop)
         finally:
             if keeper is not None:
                 keeper.cancel()
@@ -75,8 +85,9 @@ class Worker:
             await ctx.aclose()
 
     async def _consume(
-        self, consumers: list[Consumer], ctx: AppContext, stop: asyncio.Event
-    ) -> None:
+        self, consumers: list[Consumer], scheduler: Scheduler, ctx: AppContext,
+        stop: asyncio.Event,
+    ) -> None:  # fmt: skip
         """Start-up hooks, the consumers until ``stop``, then the shutdown hooks."""
         for hook in self.app.startup:
             await hook(ctx)
@@ -86,6 +97,9 @@ class Worker:
             ", ".join(f"{s.stream} ({s.group})" for s in self.app.specs),
             redact_url(ctx.url),
         )
+        # One retry scheduler for every handler of the process (its idle cost does not grow
+        # with their number); it ends after the consumers, which may still schedule.
+        promoting = asyncio.create_task(scheduler.loop(), name="retry scheduler")
         try:
             await run_all(consumers, stop)
         except ResponseError as exc:
@@ -94,6 +108,7 @@ class Worker:
                 raise
             raise StoreError(describe_error(exc, ctx.url)) from exc
         finally:
+            await cancel([promoting])
             for hook in self.app.shutdown:
                 await hook(ctx)
 

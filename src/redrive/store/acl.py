@@ -44,6 +44,8 @@ _WORKER = (
     "zadd", "zrem", "hincrby", "hdel", "hset", "expire", "sadd",
     # the consumer name lease (runtime/liveness.py, the heartbeat script)
     "get", "set", "pttl",
+    # a stopping worker ends its own blocked reads at once (runtime/reader.py, Reader.stop)
+    "client|id", "client|unblock",
 )  # fmt: skip
 _TRANSACTIONS = ("multi", "exec", "watch", "unwatch", "discard")
 _OPERATOR = (*_WORKER, *_TRANSACTIONS, "del")

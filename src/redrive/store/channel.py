@@ -75,9 +75,13 @@ class Channel:
     ``key`` is required for a cluster client: the channel talks to its slot's owner.
     """
 
-    def __init__(self, client: Redis, key: str | None = None) -> None:
+    def __init__(self, client: Redis, key: str | None = None, *, track_id: bool = False) -> None:
         self.client = client
         self._conn: AbstractConnection | None = None
+        #: Learn the connection's CLIENT ID (on its first round trip), for :meth:`unblock`.
+        self.track_id = track_id
+        self.conn_id: int | None = None
+        self._id_refused = False
         self._owner: SlotOwner | None = None
         if is_cluster(client):
             if key is None:
@@ -93,17 +97,19 @@ class Channel:
         conn = self._conn
         if conn is None:
             conn = self._conn = await self._acquire()
+        # A new or reconnected connection has a new id (asked once: an ACL may refuse it).
+        asked = self.track_id and self.conn_id is None and not self._id_refused
+        if asked:
+            commands = [("CLIENT", "ID"), *commands]
         try:
             async with asyncio.timeout(deadline):
                 await conn.send_packed_command(pack(commands))
-                replies: list[Any] = []
-                for _ in commands:
-                    try:
-                        replies.append(await conn.read_response(disconnect_on_error=False))
-                    except ResponseError as exc:
-                        replies.append(exc)
+                if asked:  # known at once: the read that follows may block
+                    self._learn_id(await self._reply(conn))
+                replies = [await self._reply(conn) for _ in range(len(commands) - asked)]
         except BaseException:
             # The reply stream is out of step (timeout, reset, cancellation): start afresh.
+            self.conn_id = None
             await conn.disconnect(nowait=True)
             if self._owner is not None:
                 await self._drop(conn, None)
@@ -111,6 +117,39 @@ class Channel:
         if self._owner is not None:
             await self._check_slot(conn, replies)
         return replies
+
+    @staticmethod
+    async def _reply(conn: AbstractConnection) -> Any:
+        try:
+            return await conn.read_response(disconnect_on_error=False)
+        except ResponseError as exc:
+            return exc
+
+    def _learn_id(self, reply: Any) -> None:
+        self.conn_id = reply if isinstance(reply, int) else None
+        self._id_refused = self.conn_id is None  # an ACL without CLIENT ID
+
+    async def unblock(self) -> bool:
+        """End the command this channel's connection is blocked in (an XREADGROUP BLOCK)
+        now, as if its BLOCK ran out: ``CLIENT UNBLOCK``, sent on another connection.
+
+        ``False`` when it could not be done (no id known, the ACL user may not, Redis
+        unreachable): the blocked command then returns when its BLOCK ends.
+        """
+        conn, conn_id = self._conn, self.conn_id
+        if conn is None or conn_id is None:
+            return False
+        try:
+            if self._owner is not None:
+                node = self.client.get_node(host=conn.host, port=conn.port)  # type: ignore[attr-defined]
+                reply = await self.client.execute_command(  # type: ignore[no-untyped-call]
+                    "CLIENT", "UNBLOCK", conn_id, target_nodes=node
+                )
+            else:
+                reply = await self.client.execute_command("CLIENT", "UNBLOCK", conn_id)  # type: ignore[no-untyped-call]
+        except (ResponseError, *TRANSPORT_ERRORS):
+            return False
+        return bool(reply)
 
     async def _acquire(self) -> AbstractConnection:
         if self._owner is not None:

@@ -127,7 +127,7 @@ def _client_options(
 
 
 def async_client(
-    url: str, *, socket_timeout: float | None = 30.0, **kw: Any
+    url: str, *, socket_timeout: float | None = 30.0, pool_size: int | None = None, **kw: Any
 ) -> redis.asyncio.Redis:
     """An asyncio client for ``url`` with redrive's defaults (bytes replies, keep-alive).
 
@@ -135,13 +135,21 @@ def async_client(
     would time out and its reply be lost. Query parameters in the URL win over keyword
     arguments, so ``rediss://h?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required`` works as is;
     hostname checking stays on unless ``ssl_check_hostname=false`` is given.
+    ``pool_size`` bounds the connections (per node on a cluster); on one server a caller
+    then waits for a free connection instead of failing (redis-py's default pool refuses
+    a hundred-and-first).
     """
     retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
     options = _client_options(validate_url(url), socket_timeout, retry, kw)
+    if pool_size is not None:
+        options["max_connections"] = pool_size
     if cluster.wanted(url, options):
         # Typed as Redis: RedisCluster speaks the same command API, and the few callers
         # that reach below it (store/channel.py, script loading) ask cluster.is_cluster.
         return cast(redis.asyncio.Redis, cluster.async_client(url, options))
+    if pool_size is not None:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(url, **options)
+        return redis.asyncio.Redis.from_pool(pool)  # closing the client closes the pool
     return redis.asyncio.Redis.from_url(url, **options)
 
 
