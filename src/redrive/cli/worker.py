@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,12 @@ from redrive.cli.logs import setup_logging
 from redrive.cli.main import CliContext
 from redrive.errors import ConfigError
 from redrive.runtime.app import App
-from redrive.runtime.settings import HandlerSpec, WorkerOptions, default_consumer_name
+from redrive.runtime.settings import (
+    EVENT_LOOPS,
+    HandlerSpec,
+    WorkerOptions,
+    default_consumer_name,
+)
 
 
 def load_app(target: str) -> App:
@@ -65,6 +71,23 @@ def load_app(target: str) -> App:
     show_default=True,
     help="Address of --metrics-port (0.0.0.0: every interface, e.g. in a container).",
 )
+@click.option(
+    "--read-ahead-bytes",
+    "read_ahead",
+    metavar="SIZE",
+    default="64MiB",
+    show_default=True,
+    help="Bytes of messages read and not yet finished, over all handlers (e.g. 256MiB, "
+    "1GiB; 0: no byte bound). A message larger than this still runs.",
+)
+@click.option(
+    "--loop",
+    "event_loop",
+    type=click.Choice(EVENT_LOOPS),
+    default="asyncio",
+    show_default=True,
+    help="Event loop; uvloop needs pip install 'redrive[uvloop]'.",
+)
 @click.pass_obj
 def worker(
     obj: CliContext,
@@ -75,6 +98,8 @@ def worker(
     shutdown_timeout: float,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    read_ahead: str = "64MiB",
+    event_loop: str = "asyncio",
 ) -> None:
     """Run the handlers of MODULE:APP until SIGTERM/SIGINT (then drain and exit 0)."""
     setup_logging(obj.log_format, obj.log_level)
@@ -85,6 +110,8 @@ def worker(
         consumer=consumer or default_consumer_name(),
         block_ms=block_ms,
         shutdown_timeout=shutdown_timeout,
+        read_ahead_bytes=parse_size(read_ahead) or None,
+        event_loop=event_loop,
     )
     if app.data_dir is None:
         app.data_dir = obj.data_dir
@@ -93,6 +120,19 @@ def worker(
 
         serve_worker_metrics(metrics_port, metrics_host)
     app.run(options=options, redis_url=obj.redis_url or app.redis_url)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2,
+          "mib": 1024**2, "g": 1024**3, "gb": 1000**3, "gib": 1024**3}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """``64MiB``, ``512k``, ``1GB``, ``1048576`` → bytes (``k``/``M``/``G`` alone: binary)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise ConfigError(f"--read-ahead-bytes {text!r}: write a size such as 64MiB, 512k or 1GB")
+    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def _with_concurrency(spec: HandlerSpec, n: int) -> HandlerSpec:

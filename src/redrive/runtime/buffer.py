@@ -23,13 +23,62 @@ from redrive.runtime.source import Source
 Item = tuple[Source, bytes, list[bytes] | None]
 
 
+def entry_bytes(fields: list[bytes] | None) -> int:
+    """What an entry's fields weigh (names and values), as the read-ahead budget counts."""
+    return sum(map(len, fields)) if fields else 0
+
+
+class ReadBudget:
+    """Bytes of entries read and not yet finished, across every handler of a process.
+
+    Read-ahead is bounded by count per handler (``concurrency`` + ``prefetch``) and by
+    this in bytes per process (``WorkerOptions.read_ahead_bytes``), as Kafka's
+    ``fetch.max.bytes`` or NATS's ``MaxBytes``: with large messages the count alone would
+    let memory follow message size. A reader reads only while the process is under its
+    limit, and at least one entry, so a message larger than the limit still runs.
+    ``limit=None``: no byte bound (the count still holds).
+    """
+
+    __slots__ = ("_room", "limit", "used", "waits")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.used = 0
+        self.waits = 0  # how often a reader waited for the budget (a metric)
+        self._room = asyncio.Event()
+
+    def take(self, n: int) -> None:
+        self.used += n
+
+    def give(self, n: int) -> None:
+        self.used -= n
+        if self.limit is not None and self.used < self.limit:
+            self._room.set()
+
+    def left(self) -> int | None:
+        """Bytes that may still be read (``None``: unbounded)."""
+        return None if self.limit is None else self.limit - self.used
+
+    async def wait(self) -> None:
+        """Wait until the process is under its limit."""
+        if self.limit is None:
+            return
+        while self.used >= self.limit:
+            self.waits += 1
+            self._room.clear()
+            await self._room.wait()
+
+
 class Buffer:
     """Entries between read and finish, and the wake-ups on both sides."""
 
-    __slots__ = ("_idle", "_reader_waiting", "_room", "_waking", "held", "inflight", "queue",
-                 "sealed", "suspects")  # fmt: skip
+    __slots__ = ("_idle", "_reader_waiting", "_room", "_waking", "budget", "held", "inflight",
+                 "last_bytes", "queue", "sealed", "suspects")  # fmt: skip
 
-    def __init__(self, sources: Sequence[Source]) -> None:
+    def __init__(self, sources: Sequence[Source], budget: ReadBudget | None = None) -> None:
+        #: The process's read-ahead budget in bytes (shared with the other handlers).
+        self.budget = budget or ReadBudget(None)
+        self.last_bytes = 0  # what the last read's entries weighed
         self.queue: deque[Item] = deque()
         self.suspects: deque[Item] = deque()
         #: Runs started and not finished (lanes count them: ``begin``/``finish``).
@@ -49,11 +98,15 @@ class Buffer:
         """Queue the ``(id, fields)`` entries of one stream of a read; returns how many."""
         held = self.held[source]
         queue = self.queue
-        n = 0
+        n = weight = 0
         for entry_id, flat in entries:
             held[entry_id] = now
             queue.append((source, entry_id, flat))
             n += 1
+            if flat:
+                weight += sum(map(len, flat))
+        self.last_bytes = weight
+        self.budget.take(weight)
         return n
 
     def add_recovered(
@@ -62,6 +115,7 @@ class Buffer:
         """Queue a re-delivered entry: a suspect waits for isolation; any other runs next
         (it is older than everything buffered, so it must not wait behind the backlog)."""
         self.held[source][entry_id] = now
+        self.budget.take(entry_bytes(fields))
         if suspect:
             self.suspects.append((source, entry_id, fields))
         else:
@@ -98,12 +152,18 @@ class Buffer:
         Running them would only repeat that consumer's work (and the fence would reject the
         outcome anyway). A run already going finishes; its outcome is fenced.
         """
-        dropped = 0
+        dropped = freed = 0
         for buffer in (self.queue, self.suspects):
-            kept = [item for item in buffer if not (item[0] is source and item[1] in ids)]
+            kept = []
+            for item in buffer:
+                if item[0] is source and item[1] in ids:
+                    freed += entry_bytes(item[2])
+                else:
+                    kept.append(item)
             dropped += len(buffer) - len(kept)
             buffer.clear()  # in place: the lanes hold references to these deques
             buffer.extend(kept)
+        self.budget.give(freed)
         held = self.held[source]
         for entry_id in ids:
             held.pop(entry_id, None)
@@ -111,14 +171,21 @@ class Buffer:
 
     # -- the lanes' side ------------------------------------------------------------------
 
+    def settled(self, source: Source, entry_id: bytes, fields: list[bytes] | None) -> None:
+        """An entry taken from the queue was settled without a run (isolation's limit)."""
+        self.held[source].pop(entry_id, None)
+        self.budget.give(entry_bytes(fields))
+
     def begin(self) -> None:
         """A lane took an entry and runs it."""
         self.inflight += 1
 
-    def finish(self, source: Source, entry_id: bytes) -> None:
+    def finish(self, source: Source, entry_id: bytes, fields: list[bytes] | None) -> None:
         """A run ended (its outcome is with the ack batcher or the settler): make room."""
         self.inflight -= 1
         self.held[source].pop(entry_id, None)
+        if fields:
+            self.budget.give(sum(map(len, fields)))
         if self._reader_waiting:
             self._room.set()
 
@@ -169,4 +236,4 @@ class Buffer:
         self.wake_all()
 
 
-__all__ = ["Buffer", "Item"]
+__all__ = ["Buffer", "Item", "ReadBudget", "entry_bytes"]

@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from redrive.core.breaker import BreakerState, CircuitBreaker, Transition
 from redrive.runtime import background
 from redrive.runtime.acks import AckBatcher
-from redrive.runtime.buffer import Buffer
+from redrive.runtime.buffer import Buffer, ReadBudget
 from redrive.runtime.dispatch import Lanes
 from redrive.runtime.groups import Groups
 from redrive.runtime.isolation import Isolation
@@ -90,6 +90,7 @@ class Consumer:
         middleware: Sequence[Middleware] = (),
         scheduler: Scheduler | None = None,
         handlers: int = 1,
+        budget: ReadBudget | None = None,
     ) -> None:
         use_raw_replies(reader)
         use_raw_replies(client)
@@ -113,7 +114,8 @@ class Consumer:
         # Cluster: each channel is pinned to the slot of S (and so of all its keys).
         self.read_channel = Channel(reader, keys.stream, track_id=True)
         self.ack_channel = Channel(client, keys.stream)
-        self.buffer = buffer = Buffer(sources)
+        # The worker's read-ahead budget is shared by its handlers; alone, one of its own.
+        self.buffer = buffer = Buffer(sources, budget or ReadBudget(opts.read_ahead_bytes))
         self.groups = groups = Groups(
             client=client, group=spec.group, start_id=spec.start_id, main=main, retry=retry,
             stats=stats, buffer=buffer,

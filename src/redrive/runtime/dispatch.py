@@ -186,7 +186,7 @@ class Lanes:
                 if breaker is not None:
                     breaker.success(not source.trusted)
             finally:
-                buffer.finish(source, entry_id)
+                buffer.finish(source, entry_id, fields)
                 if entry_id is isolation.entry:
                     await isolation.done(source, entry_id)
 

@@ -61,7 +61,7 @@ class Isolation:
             return None
         # Runs before this one: the shared (uncounted) ones plus the isolated ones counted.
         if SHARED_RUNS + runs - 1 >= self.max_deliveries and fields is not None:
-            buffer.held[source].pop(entry_id, None)
+            buffer.settled(source, entry_id, fields)
             self.settler.exceeded(source, entry_id, fields, runs)
             await self.done(source, entry_id)
             return None

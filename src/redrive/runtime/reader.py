@@ -68,6 +68,9 @@ class Reader:
         self.closing = False
         self.reading = False  # a read round trip is under way (its entries are in hand)
         self.deadline = block_ms / 1000 + READ_MARGIN
+        #: Bytes per entry, a moving average of what was read (at first: the largest).
+        self.entry_size = float(spec.max_payload_bytes)
+        self.sized = False
 
     async def stop(self, task: asyncio.Task[None]) -> None:
         """Stop ``task`` (this reader's loop) without stranding delivered entries.
@@ -118,8 +121,14 @@ class Reader:
         spec = self.spec
         # Read again once half the read-ahead is used up, so the next batch is on its way
         # while the lanes finish this one.
-        held = await self.buffer.wait_room(spec.concurrency + spec.prefetch)
+        buffer = self.buffer
+        held = await buffer.wait_room(spec.concurrency + spec.prefetch)
         count = spec.concurrency + 2 * spec.prefetch - held
+        budget = buffer.budget
+        if budget.limit is not None:  # and no more bytes than the process may still hold
+            await budget.wait()
+            left = budget.left() or 0
+            count = max(1, min(count, int(left / self.entry_size)))
         breaker = self.breaker
         if breaker is not None:
             allowed = breaker.allowance(time.monotonic())
@@ -158,7 +167,13 @@ class Reader:
         buffer = self.buffer
         main, retry = self.main, self.retry
         received = 0
+        weight = 0
         for name, entries in reply:
             received += buffer.add(main if name == main.name_b else retry, entries, now)
+            weight += buffer.last_bytes
+        if received:  # what an entry of this handler weighs, for the next read's count
+            size = max(1.0, weight / received)
+            self.entry_size = size if not self.sized else 0.8 * self.entry_size + 0.2 * size
+            self.sized = True
         self.stats.received += received
         buffer.wake()

@@ -27,6 +27,9 @@ Handler = AsyncHandler | SyncHandler
 Middleware = Callable[["HandlerSpec", AsyncHandler], AsyncHandler]
 
 MIB = 1024 * 1024
+EVENT_LOOPS = ("asyncio", "uvloop")
+#: A worker process's read-ahead budget (bytes), over all its handlers.
+DEFAULT_READ_AHEAD = 64 * MIB
 #: A handler run's default time limit (seconds), as arq's job timeout.
 DEFAULT_TIMEOUT = 300.0
 #: Where XGROUP CREATE may start a group: ``$``, or a stream id (``0``, ``<ms>``, ``<ms>-<seq>``).
@@ -156,6 +159,9 @@ class WorkerOptions:
 
     ``block_ms`` is the XREADGROUP BLOCK; the socket timeout is kept above it.
     ``reclaim_interval`` defaults to a quarter of each handler's visibility timeout.
+    ``read_ahead_bytes`` bounds the bytes of entries read and not yet finished, over all
+    handlers of the process (``None``: only each handler's count bounds it); a message
+    larger than it still runs.
     """
 
     consumer: str = field(default_factory=default_consumer_name)
@@ -165,6 +171,10 @@ class WorkerOptions:
     scheduler_interval: float = 1.0
     stats_interval: float = 1.0
     ack_linger: float = 0.002
+    read_ahead_bytes: int | None = DEFAULT_READ_AHEAD
+    #: The event loop of ``App.run`` / ``redrive worker``: ``asyncio`` or ``uvloop``
+    #: (``pip install 'redrive[uvloop]'``).
+    event_loop: str = "asyncio"
     #: Histograms and the per-second metrics stream (docs/monitoring.md); counters are kept
     #: whatever it says.
     metrics: bool = True
@@ -177,6 +187,12 @@ class WorkerOptions:
         ):
             raise ConfigError(f"consumer name {self.consumer!r}: use a non-empty name, no spaces")
         _positive_int("block_ms", self.block_ms)
+        if self.read_ahead_bytes is not None:
+            _positive_int("read_ahead_bytes", self.read_ahead_bytes)
+        if self.event_loop not in EVENT_LOOPS:
+            raise ConfigError(
+                f"event_loop={self.event_loop!r}: use one of {', '.join(EVENT_LOOPS)}"
+            )
         for name in ("shutdown_timeout", "scheduler_interval", "stats_interval", "ack_linger"):
             if not _finite_positive(getattr(self, name)):
                 raise ConfigError(f"{name}={getattr(self, name)!r}: use a number > 0")

@@ -6,11 +6,13 @@ import asyncio
 import functools
 import logging
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from redis.exceptions import ResponseError
 
 from redrive.errors import ConfigError, StoreError
+from redrive.runtime.buffer import ReadBudget
 from redrive.runtime.consumer import Consumer, cancel
 from redrive.runtime.context import AppContext, bound
 from redrive.runtime.liveness import NameLease
@@ -67,8 +69,9 @@ class Worker:
         try:
             # Built before any I/O: a middleware that returns no callable fails here.
             scheduler = Scheduler(interval=self.options.scheduler_interval)
+            budget = ReadBudget(self.options.read_ahead_bytes)
             consumers = [
-                Consumer(s, self.options, client, reader, self.app.middleware, scheduler, n)
+                Consumer(s, self.options, client, reader, self.app.middleware, scheduler, n, budget)
                 for s in self.app.specs
             ]
             await ping(client, url)
@@ -147,4 +150,20 @@ def run_forever(app: App, options: WorkerOptions, redis_url: str | None) -> None
             loop.add_signal_handler(sig, stop.set)
         await Worker(app, options, redis_url).serve(stop)
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory(options.event_loop)) as runner:
+        runner.run(main())
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop factory for ``name`` (``None``: asyncio's default)."""
+    if name != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        raise ConfigError(
+            "the uvloop event loop is not installed: pip install 'redrive[uvloop]', "
+            "or run with the default loop (--loop asyncio)"
+        ) from None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory

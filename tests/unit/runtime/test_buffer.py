@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from redrive.runtime.buffer import Buffer
+from redrive.runtime.buffer import Buffer, ReadBudget
 from tests.unit.runtime.fakes import MAIN, RETRY, entries
 
 
@@ -51,11 +51,11 @@ async def test_the_reader_waits_for_room_until_a_lane_finishes() -> None:
     await asyncio.sleep(0)
     assert not waiting.done()
 
-    source, entry_id, _ = buffer.queue.popleft()
+    source, entry_id, fields = buffer.queue.popleft()
     buffer.begin()
     await asyncio.sleep(0)
     assert not waiting.done()  # taken but running: still counts
-    buffer.finish(source, entry_id)
+    buffer.finish(source, entry_id, fields)
 
     assert await asyncio.wait_for(waiting, 1) == 2
     assert not buffer.holds(MAIN, b"1-0")
@@ -90,3 +90,22 @@ async def test_lanes_are_woken_one_at_a_time() -> None:
     buffer.wake_all()
     await asyncio.sleep(0)
     assert all(lane.done() for lane in lanes)
+
+
+async def test_the_read_budget_counts_bytes_until_finished_or_dropped() -> None:
+    budget = ReadBudget(limit=100)
+    buffer = Buffer((MAIN, RETRY), budget)
+    buffer.add(MAIN, [(b"1-0", [b"data", b"x" * 46]), (b"2-0", [b"data", b"y" * 56])], now=1.0)
+    assert budget.used == 110 and buffer.last_bytes == 110
+    blocked = asyncio.ensure_future(budget.wait())
+    await asyncio.sleep(0)
+    assert not blocked.done()  # over the limit: a reader waits
+
+    source, entry_id, fields = buffer.queue.popleft()
+    buffer.begin()
+    buffer.finish(source, entry_id, fields)
+    assert budget.used == 60
+    await asyncio.wait_for(blocked, 1)
+
+    assert buffer.drop(MAIN, {b"2-0"}) == 1
+    assert budget.used == 0
