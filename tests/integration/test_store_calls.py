@@ -266,3 +266,24 @@ async def test_an_unknown_script_is_loaded_and_run_again(
     assert isinstance(reply, NoScriptError)  # a round trip hands NOSCRIPT to its caller
     assert await call(aredis) is True  # awaiting loads the script and runs it again
     assert await aredis.script_exists(fresh.sha) == [True]
+
+
+async def test_a_retry_without_delay_goes_straight_to_the_retry_stream(
+    aredis: redis.asyncio.Redis, prefix: str
+) -> None:
+    stream, due, retry = f"{prefix}s", f"retry:{{{prefix}s}}:g:due", f"retry:{{{prefix}s}}:g"
+    [mine, reclaimed] = await _delivered(aredis, stream, 2)
+    await aredis.xclaim(stream, "g", "rescuer", 0, [reclaimed])
+
+    def now(entry: bytes) -> Call[Fence]:
+        return calls.schedule_retry(stream=stream, due=due, group="g", consumer="mine",
+                                    entry_id=entry, due_ms=0, delete=False, retry=retry,
+                                    fields=["data", "{}", "redrive-attempt", "2"])  # fmt: skip
+
+    assert await now(reclaimed)(aredis) is Fence.FENCED
+    assert await aredis.xlen(retry) == 0
+    assert await now(mine)(aredis) is Fence.MOVED
+    [(_, fields)] = await aredis.xrange(retry)
+    assert fields == {b"data": b"{}", b"redrive-attempt": b"2"}
+    assert await aredis.zcard(due) == 0  # never scheduled
+    assert await _owner(aredis, stream, mine) is None  # acked in the same step

@@ -185,9 +185,12 @@ class Settler:
             msg, failure, group=group, next_attempt=d.next_attempt, due_ms=due_ms,
             delay_ms=delay_ms,
         )  # fmt: skip
+        # A retry without delay goes straight to the retry stream: no schedule, no promotion.
+        at_once = delay_ms <= 0
         call = calls.schedule_retry(
             stream=source.key, due=self.keys.due, group=group, consumer=self.consumer,
             entry_id=msg.entry_id, due_ms=due_ms, delete=source.trusted, fields=fields,
+            retry=self.keys.retry if at_once else None,
         )  # fmt: skip
 
         def done(fence: Fence) -> None:
@@ -195,7 +198,8 @@ class Settler:
                 self.stats.retried += 1
                 if d.next_attempt == msg.attempt:
                     self.stats.breaker_parked += 1
-                self.on_scheduled(due_ms)
+                if not at_once:
+                    self.on_scheduled(due_ms)
             self._log(msg, "retry", fence, failure, delay=d.delay, next_attempt=d.next_attempt)
 
         self._send(call, source, msg.entry_id, done)

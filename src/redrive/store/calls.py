@@ -197,11 +197,17 @@ def schedule_retry(
     due_ms: int,
     delete: bool,
     fields: Sequence[Arg],
+    retry: str | None = None,
 ) -> Call[Fence]:
-    """Move ``entry_id`` of ``stream`` into the retry schedule ``due`` at ``due_ms``."""
+    """Move ``entry_id`` of ``stream`` into the retry schedule ``due`` at ``due_ms``; given
+    ``retry`` (the retry stream: a retry without delay), straight into it instead."""
     s = scripts().schedule_retry
-    command = ("EVALSHA", s.sha, 2, stream, due, group, consumer, entry_id, due_ms,
-               _flag(delete), *fields)  # fmt: skip
+    if retry is not None:
+        command: tuple[Arg, ...] = ("EVALSHA", s.sha, 3, stream, due, retry, group, consumer,
+                                    entry_id, "now", _flag(delete), *fields)  # fmt: skip
+    else:
+        command = ("EVALSHA", s.sha, 2, stream, due, group, consumer, entry_id, due_ms,
+                   _flag(delete), *fields)  # fmt: skip
     return Call(s, command, parse_fence)
 
 
