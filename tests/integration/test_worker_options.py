@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,10 +15,12 @@ from pathlib import Path
 import pytest
 import redis
 import redis.asyncio
+from prometheus_client import generate_latest
 
 from redrive import App
 from redrive.cli.worker import parse_size
 from redrive.errors import ConfigError
+from redrive.monitoring.prometheus import WorkerCollector, registry_of
 from redrive.testing import running
 from redrive.testing.running import options_for_tests
 
@@ -49,6 +52,9 @@ async def test_large_messages_are_read_ahead_within_the_byte_budget(
         while len(done) < 30:
             assert time.monotonic() < deadline, f"{len(done)} of 30 handled"
             await asyncio.sleep(0.02)
+        text = generate_latest(registry_of(WorkerCollector())).decode()
+    waits = re.search(r"^redrive_read_ahead_waits_total (\S+)$", text, re.M)
+    assert waits is not None and float(waits.group(1)) >= 1, text  # the wait is visible
     # Without the byte bound the count alone (16 + 2 * 100) would have read all 30 at once.
     assert most_pending <= 5, most_pending
 

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from redrive.errors import ConfigError
 from redrive.monitoring.model import GroupSnapshot, Snapshot
+from redrive.runtime import buffer as runtime_buffer
 from redrive.runtime import stats as runtime_stats
 from redrive.runtime.timings import HISTOGRAMS
 
@@ -247,6 +248,24 @@ class WorkerCollector(Collector):
             for s in BREAKER_STATES:
                 breaker.add_metric([*values, s], 1.0 if s == stats.breaker_state else 0.0)
         yield from families.items.values()
+        yield from read_ahead_metrics(list(runtime_buffer.BUDGETS))
+
+
+def read_ahead_metrics(budgets: list[runtime_buffer.ReadBudget]) -> Iterator[Any]:
+    """The process's read-ahead byte budget: held, limit, and how often reading waited."""
+    used = GaugeMetricFamily(
+        "redrive_read_ahead_bytes", "Bytes of messages read and not yet finished."
+    )
+    used.add_metric([], float(sum(b.used for b in budgets)))
+    limit = GaugeMetricFamily(
+        "redrive_read_ahead_limit_bytes", "The read-ahead budget (0: no byte bound)."
+    )
+    limit.add_metric([], float(sum(b.limit or 0 for b in budgets)))
+    waits = CounterMetricFamily(
+        "redrive_read_ahead_waits", "Times a reader waited for the read-ahead budget."
+    )
+    waits.add_metric([], float(sum(b.waits for b in budgets)))
+    yield from (used, limit, waits)
 
 
 def registry_of(collector: Collector) -> CollectorRegistry:

@@ -12,6 +12,7 @@ No Redis, no clock of its own (times are passed in): tested alone with plain asy
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -21,6 +22,10 @@ from redrive.runtime.source import Source
 #: One buffered entry: its stream, its id and its flat fields (``None``: the payload is
 #: gone from the stream, a loss to record).
 Item = tuple[Source, bytes, list[bytes] | None]
+
+
+#: Every live :class:`ReadBudget` of this process (a worker's own ``/metrics`` reads them).
+BUDGETS: weakref.WeakSet[ReadBudget] = weakref.WeakSet()
 
 
 def entry_bytes(fields: list[bytes] | None) -> int:
@@ -39,13 +44,14 @@ class ReadBudget:
     ``limit=None``: no byte bound (the count still holds).
     """
 
-    __slots__ = ("_room", "limit", "used", "waits")
+    __slots__ = ("__weakref__", "_room", "limit", "used", "waits")
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.used = 0
         self.waits = 0  # how often a reader waited for the budget (a metric)
         self._room = asyncio.Event()
+        BUDGETS.add(self)
 
     def take(self, n: int) -> None:
         self.used += n
