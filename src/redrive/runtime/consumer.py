@@ -197,17 +197,13 @@ class Consumer:
     def _loops(self) -> dict[str, Coroutine[Any, Any, None]]:
         """The background loops, by task name; the ones naming the group survive NOGROUP."""
         spec, opts, guarded = self.spec, self.opts, self.groups.guarded
-        reclaim_every = self.idle.reclaim
+        reclaim_every = self.idle.reclaim  # stretched with the number of handlers
         loops: dict[str, Coroutine[Any, Any, None]] = {
             "acks": guarded(self.batcher.flush_loop),
             "reclaim": guarded(lambda: background.reclaim_loop(self.recovery, reclaim_every)),
             "lease": guarded(lambda: self.leases.loop(self.sources)),
             "stats": background.stats_loop(
-                self.stats,
-                self.client,
-                self.keys.stats,
-                opts.stats_interval,
-                self.idle.heartbeat,
+                self.stats, self.client, self.keys.stats, opts.stats_interval, self.idle.heartbeat
             ),
             "watchdog": background.watchdog_loop(self.lanes, self.stats, spec.stream, spec.group),
             "dlq retention": background.retention_loop(self.client, spec, self.name, self.rng),
