@@ -21,6 +21,7 @@ from tests.integration.test_bad_input import (
     test_poison_and_permanent_errors_skip_retries,
     test_sync_handlers_run_in_threads,
 )
+from tests.integration.test_idle import test_an_idle_worker_stops_at_once_despite_a_long_block
 from tests.integration.test_resilience import (
     test_killed_connections_lose_nothing,
     test_long_handler_keeps_its_lease,
@@ -31,14 +32,21 @@ from tests.integration.test_retries import (
     test_a_retry_that_succeeds_is_acked_once,
     test_gaps_double_and_fourth_failure_is_dead_lettered,
 )
+from tests.integration.test_worker_options import (
+    test_a_message_larger_than_the_budget_still_runs,
+    test_large_messages_are_read_ahead_within_the_byte_budget,
+)
 
 __all__ = [
     "test_a_failing_message_does_not_delay_the_others",
+    "test_a_message_larger_than_the_budget_still_runs",
     "test_a_retry_that_succeeds_is_acked_once",
+    "test_an_idle_worker_stops_at_once_despite_a_long_block",
     "test_dead_letter_keeps_non_utf8_bytes",
     "test_forged_metadata_on_the_source_stream_changes_nothing",
     "test_gaps_double_and_fourth_failure_is_dead_lettered",
     "test_killed_connections_lose_nothing",
+    "test_large_messages_are_read_ahead_within_the_byte_budget",
     "test_long_handler_keeps_its_lease",
     "test_lost_group_is_recreated_at_the_backlog_with_a_warning",
     "test_open_breaker_pauses_reading_instead_of_burning_retries",
