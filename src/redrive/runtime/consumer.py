@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -39,6 +39,7 @@ from redrive.runtime.scheduler import Scheduler
 from redrive.runtime.settings import HandlerSpec, Middleware, WorkerOptions
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
+from redrive.runtime.supervise import keep_running
 from redrive.store import calls
 from redrive.store.channel import TRANSPORT_ERRORS, Channel
 from redrive.store.keys import STREAMS_INDEX, StreamKeys
@@ -194,37 +195,49 @@ class Consumer:
         await self.groups.start()
         await self.client.sadd(STREAMS_INDEX, self.spec.stream)
 
-    def _loops(self) -> dict[str, Coroutine[Any, Any, None]]:
-        """The background loops, by task name; the ones naming the group survive NOGROUP."""
-        spec, opts, guarded = self.spec, self.opts, self.groups.guarded
-        reclaim_every = self.idle.reclaim  # stretched with the number of handlers
-        loops: dict[str, Coroutine[Any, Any, None]] = {
-            "acks": guarded(self.batcher.flush_loop),
-            "reclaim": guarded(lambda: background.reclaim_loop(self.recovery, reclaim_every)),
-            "lease": guarded(lambda: self.leases.loop(self.sources)),
-            "stats": background.stats_loop(
-                self.stats, self.client, self.keys.stats, opts.stats_interval, self.idle.heartbeat
+    def _loops(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
+        """The background loops, by task name (each run again if it fails: ``supervise``);
+        the ones naming the group survive NOGROUP."""
+        spec, opts, guarded, idle = self.spec, self.opts, self.groups.guarded, self.idle
+        loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+            "acks": lambda: guarded(self.batcher.flush_loop),
+            "reclaim": lambda: guarded(
+                lambda: background.reclaim_loop(self.recovery, idle.reclaim)
             ),
-            "watchdog": background.watchdog_loop(self.lanes, self.stats, spec.stream, spec.group),
-            "dlq retention": background.retention_loop(self.client, spec, self.name, self.rng),
+            "lease": lambda: guarded(lambda: self.leases.loop(self.sources)),
+            "stats": lambda: background.stats_loop(
+                self.stats, self.client, self.keys.stats, opts.stats_interval, idle.heartbeat
+            ),
+            "watchdog": lambda: background.watchdog_loop(
+                self.lanes, self.stats, spec.stream, spec.group
+            ),
+            "dlq retention": lambda: background.retention_loop(
+                self.client, spec, self.name, self.rng
+            ),
         }
         if self.own_scheduler:
-            loops["scheduler"] = self.scheduler.loop()
+            loops["scheduler"] = self.scheduler.loop
         return loops
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then shut down gracefully.
 
-        If a part fails (an error no loop can retry), the others are stopped and the error
-        is raised; unsettled entries stay pending under this name, as after a crash.
+        A loop that fails is logged and run again (``supervise``); if one fails with an
+        error no retry can fix (an ACL refusal), the others are stopped and the error is
+        raised; unsettled entries stay pending under this name, as after a crash.
         """
         await self.start()
         spawn = asyncio.get_running_loop().create_task
         where = self.keys.stream
-        self.reader_task = spawn(self.reader.loop(), name=f"read {where}")
+        reader = self.reader
+        self.reader_task = spawn(
+            keep_running(reader.loop, what="reader", stream=where, before_restart=reader.again),
+            name=f"read {where}",
+        )
         self.lane_tasks = self.lanes.start()
         self.background = {
-            name: spawn(loop, name=f"{name} {where}") for name, loop in self._loops().items()
+            name: spawn(keep_running(loop, what=name, stream=where), name=f"{name} {where}")
+            for name, loop in self._loops().items()
         }
         failed = await self._until(stop)
         if failed is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import logging
 import time
@@ -38,6 +39,7 @@ from redrive.runtime.moves import Settler
 from redrive.runtime.settings import AsyncHandler, HandlerSpec, Middleware, SyncHandler
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
+from redrive.runtime.supervise import keep_running
 
 log = logging.getLogger("redrive.dispatch")
 
@@ -108,8 +110,12 @@ class Lanes:
     def start(self) -> list[asyncio.Task[None]]:
         """Create one task per lane (the watchdog cancels a run through its task)."""
         spawn = asyncio.get_running_loop().create_task
+        stream = self.spec.stream
         for i, run in enumerate(self.runs):
-            run.task = spawn(self.lane(run), name=f"lane {i} {self.spec.stream}")
+            lane = functools.partial(self.lane, run)
+            run.task = spawn(
+                keep_running(lane, what=f"lane {i}", stream=stream), name=f"lane {i} {stream}"
+            )
         return [run.task for run in self.runs if run.task is not None]
 
     async def lane(self, run: Run) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot path

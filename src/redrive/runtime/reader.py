@@ -28,6 +28,13 @@ from redrive.store.channel import TRANSPORT_ERRORS, Channel
 
 log = logging.getLogger("redrive.consumer")
 
+
+def is_unblocked(exc: BaseException) -> bool:
+    """Whether Redis ended a blocked read because its stream key is gone (deleted, or
+    migrated to another cluster node)."""
+    return isinstance(exc, ResponseError) and str(exc).startswith("UNBLOCKED")
+
+
 #: Added to BLOCK for a read's deadline: a dead peer is noticed, BLOCK is never cut short.
 READ_MARGIN = 10.0
 
@@ -90,6 +97,11 @@ class Reader:
         await asyncio.wait([task], timeout=wait)
         task.cancel()
 
+    def again(self) -> None:
+        """Before the loop runs again after it failed: it may have left entries pending."""
+        self.reread = True
+        self.reading = False
+
     async def loop(self) -> None:
         """Read while there is room; on a transport error back off and re-read own pending."""
         failures = 0
@@ -112,7 +124,11 @@ class Reader:
                 log.warning("redis unreachable (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(min(5.0, 0.05 * 2**failures))
             except ResponseError as exc:
-                if not is_nogroup(exc):
+                if is_unblocked(exc):
+                    # The key a read was blocked on was deleted, or migrated to another
+                    # cluster node: make sure the group exists again and read on.
+                    log.warning("%s: %s; reading again", self.main.key, exc)
+                elif not is_nogroup(exc):
                     raise
                 await self.groups.ensure(warn=True)
 

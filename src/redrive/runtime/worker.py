@@ -18,6 +18,7 @@ from redrive.runtime.context import AppContext, bound
 from redrive.runtime.liveness import NameLease
 from redrive.runtime.scheduler import Scheduler
 from redrive.runtime.settings import WorkerOptions
+from redrive.runtime.supervise import keep_running
 from redrive.store.connection import (
     async_client,
     describe_error,
@@ -102,7 +103,10 @@ class Worker:
         )
         # One retry scheduler for every handler of the process (its idle cost does not grow
         # with their number); it ends after the consumers, which may still schedule.
-        promoting = asyncio.create_task(scheduler.loop(), name="retry scheduler")
+        promoting = asyncio.create_task(
+            keep_running(scheduler.loop, what="retry scheduler", stream="*"),
+            name="retry scheduler",
+        )
         try:
             await run_all(consumers, stop)
         except ResponseError as exc:
