@@ -22,6 +22,10 @@ from tests.integration.test_bad_input import (
     test_sync_handlers_run_in_threads,
 )
 from tests.integration.test_idle import test_an_idle_worker_stops_at_once_despite_a_long_block
+from tests.integration.test_loop_isolation import (
+    test_a_failing_loop_of_one_handler_stops_neither_it_nor_the_others,
+    test_a_stream_deleted_under_a_blocked_read_is_read_again,
+)
 from tests.integration.test_resilience import (
     test_killed_connections_lose_nothing,
     test_long_handler_keeps_its_lease,
@@ -38,9 +42,11 @@ from tests.integration.test_worker_options import (
 )
 
 __all__ = [
+    "test_a_failing_loop_of_one_handler_stops_neither_it_nor_the_others",
     "test_a_failing_message_does_not_delay_the_others",
     "test_a_message_larger_than_the_budget_still_runs",
     "test_a_retry_that_succeeds_is_acked_once",
+    "test_a_stream_deleted_under_a_blocked_read_is_read_again",
     "test_an_idle_worker_stops_at_once_despite_a_long_block",
     "test_dead_letter_keeps_non_utf8_bytes",
     "test_forged_metadata_on_the_source_stream_changes_nothing",

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -87,6 +88,29 @@ class RedisClusterProcess:
                 port = int(master[1])
                 return next(node for node in self.nodes if node.port == port)
         raise EmbeddedServerError(f"no master serves {key!r}")
+
+    def reshard(self, key: str, to: RedisProcess, *, pause: float = 0.0) -> int:
+        """Move the slot of ``key`` to the master ``to`` as ``redis-cli --cluster reshard``
+        does, one key at a time: IMPORTING on ``to``, MIGRATING on the owner, MIGRATE
+        each key (``pause`` seconds after each: a long migration), then SETSLOT NODE on
+        every master. Returns how many keys moved."""
+        source = self.master_of(key)
+        if to.port is None:
+            raise EmbeddedServerError("the target node is not running")
+        slot = int(self._ask(source, "CLUSTER KEYSLOT", key))
+        source_id, target_id = self._ask(source, "CLUSTER MYID"), self._ask(to, "CLUSTER MYID")
+        self._ask(to, "CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+        self._ask(source, "CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+        moved = 0
+        while keys := self._ask(source, "CLUSTER GETKEYSINSLOT", slot, 10):
+            for name in keys:
+                self._ask(source, "MIGRATE", "127.0.0.1", to.port, name, 0, 5000)
+                moved += 1
+                time.sleep(pause)
+        for node in self.nodes_running():
+            with contextlib.suppress(rex.ResponseError):  # a replica refuses SETSLOT
+                self._ask(node, "CLUSTER SETSLOT", slot, "NODE", target_id)
+        return moved
 
     def nodes_running(self) -> list[RedisProcess]:
         """The nodes whose process is alive."""
