@@ -4,8 +4,9 @@ Each run empties a private ``redis-server``, adds one message to the stream and 
 process; the clock runs from just before the process is spawned until its handler has
 written ``time.time()`` to a mark file (bench/startup_app.py for the worker,
 bench/startup_raw.py for the plain redis.asyncio loop: group create, XREADGROUP, mark,
-XACK). The two kinds alternate, so a noisy moment hurts both. Then one more worker run
-under ``python -X importtime``: where its import time goes.
+XACK), with bytecode cached as in an installed package. The two kinds alternate, so a
+noisy moment hurts both. Then one more worker run under ``python -X importtime``: where
+its import time goes.
 
     .venv/bin/python bench/startup.py [--runs 15] [--top 15]
 """
@@ -50,7 +51,9 @@ def run_once(url: str, argv: list[str], mark: Path, *, timeout: float = 30.0) ->
     r.xadd(STREAM, {"data": '{"n": 1}'})
     r.close()
     mark.unlink(missing_ok=True)
-    env = {**os.environ, "STARTUP_MARK": str(mark), "STARTUP_STREAM": STREAM}
+    # Bytecode is cached, as in an installed package: the warm-up run writes what is missing.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env |= {"STARTUP_MARK": str(mark), "STARTUP_STREAM": STREAM}
     with tempfile.TemporaryFile() as err:
         start = time.time()
         proc = subprocess.Popen(argv, cwd=BENCH, env=env, stdin=subprocess.DEVNULL,
