@@ -22,6 +22,8 @@ NOT_ON_THE_WORKER_PATH = (
     "redrive.dlq",
     "redrive.monitoring",
     "redrive.simulate",
+    "redrive.store.binary",
+    "redrive.store.server",
     "redrive.verify",
     "rich",
     "prometheus_client",
@@ -34,12 +36,13 @@ try:
     main(sys.argv[1:])
 except SystemExit:
     pass
+import redrive.runtime.worker  # what App.run imports once the command has parsed
 print(json.dumps(sorted(sys.modules)))
 """
 
 
 def imported_by(*argv: str) -> set[str]:
-    """The modules a fresh interpreter holds after ``redrive ARGV``."""
+    """The modules a fresh interpreter holds after ``redrive ARGV`` and the worker runtime."""
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True, check=True
     )
