@@ -75,3 +75,10 @@ def test_read_only_commands_are_marked_when_they_load() -> None:
             assert isinstance(command, click.Group)
             command = command.get_command(ctx, word)
         assert command is not None and getattr(command.callback, "_read_only", False), path
+
+
+def test_a_mistyped_command_is_still_matched_against_every_command() -> None:
+    argv = [sys.executable, "-m", "redrive.cli", "wrker", "app:app"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert "No such command 'wrker'. Did you mean 'worker'?" in done.stderr

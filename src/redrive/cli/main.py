@@ -96,6 +96,16 @@ class LazyGroup(click.Group):
             _mark_read_only(cmd_name)
         return self.commands.get(cmd_name)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in SUBCOMMANDS and args[0] not in self.commands:
+            # Not a command: load them all, so click's "Did you mean 'worker'?" still
+            # chooses among every command, not only those loaded so far.
+            for name in SUBCOMMANDS:
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
