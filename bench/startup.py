@@ -4,9 +4,10 @@ Each run empties a private ``redis-server``, adds one message to the stream and 
 process; the clock runs from just before the process is spawned until its handler has
 written ``time.time()`` to a mark file (bench/startup_app.py for the worker,
 bench/startup_raw.py for the plain redis.asyncio loop: group create, XREADGROUP, mark,
-XACK), with bytecode cached as in an installed package. The two kinds alternate, so a
-noisy moment hurts both. Then one more worker run under ``python -X importtime``: where
-its import time goes.
+XACK), with bytecode cached as in an installed package. The handler also writes the CPU
+time its process has used, a steadier figure when other work shares the cores. The two
+kinds alternate, so a noisy moment hurts both. Then one more worker run under
+``python -X importtime``: where its import time goes.
 
     .venv/bin/python bench/startup.py [--runs 15] [--top 15]
 """
@@ -44,8 +45,17 @@ def raw_argv(url: str, mark: Path) -> list[str]:
     return [sys.executable, str(BENCH / "startup_raw.py"), url, STREAM, str(mark)]
 
 
-def run_once(url: str, argv: list[str], mark: Path, *, timeout: float = 30.0) -> tuple[float, str]:
-    """Seconds from spawn to the mark, and the process's stderr."""
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One start: wall seconds from spawn to the first message handled, the CPU seconds
+    the process had used by then (steadier on a busy machine), and its stderr."""
+
+    wall: float
+    cpu: float
+    stderr: str
+
+
+def run_once(url: str, argv: list[str], mark: Path, *, timeout: float = 30.0) -> Run:
     r = sync_client(url)
     r.flushdb()  # a private server: a fresh group, no leases or ledgers of the last run
     r.xadd(STREAM, {"data": '{"n": 1}'})
@@ -68,14 +78,18 @@ def run_once(url: str, argv: list[str], mark: Path, *, timeout: float = 30.0) ->
         output = err.read().decode(errors="replace")
     if handled is None:
         raise SystemExit(f"{' '.join(argv)} handled nothing (exit {proc.returncode}):\n{output}")
-    return handled - start, output
+    wall, cpu = handled
+    return Run(wall - start, cpu, output)
 
 
-def _wait_for_mark(proc: subprocess.Popen[bytes], mark: Path, timeout: float) -> float | None:
+def _wait_for_mark(
+    proc: subprocess.Popen[bytes], mark: Path, timeout: float
+) -> tuple[float, float] | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if mark.exists():
-            return float(mark.read_text())
+            wall, cpu = mark.read_text().split()
+            return float(wall), float(cpu)
         if proc.poll() is not None and not mark.exists():
             return None
         time.sleep(0.001)
@@ -123,11 +137,19 @@ def report_imports(imports: list[Import], top: int) -> None:
         print(f"    {i.cumulative_us / 1000:7.1f} ms  {'  ' * i.depth}{i.name}")
 
 
-def summary(label: str, seconds: list[float]) -> float:
+def summary(label: str, seconds: list[float]) -> tuple[float, float]:
     median = statistics.median(seconds)
-    print(f"{label:<22} median {median * 1000:6.1f} ms   min {min(seconds) * 1000:6.1f} ms   "
+    print(f"  {label:<20} median {median * 1000:6.1f} ms   min {min(seconds) * 1000:6.1f} ms   "
           f"max {max(seconds) * 1000:6.1f} ms")  # fmt: skip
-    return median
+    return median, min(seconds)
+
+
+def compare(what: str, worker: list[float], raw: list[float]) -> None:
+    print(what)
+    worker_median, worker_min = summary("redrive worker", worker)
+    raw_median, raw_min = summary("plain redis.asyncio", raw)
+    print(f"  ratio                median {worker_median / raw_median:.2f}x   "
+          f"min {worker_min / raw_min:.2f}x the plain loop")  # fmt: skip
 
 
 def main() -> None:
@@ -135,21 +157,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
-    worker: list[float] = []
-    raw: list[float] = []
+    worker: list[Run] = []
+    raw: list[Run] = []
     with RedisProcess() as server, tempfile.TemporaryDirectory() as tmp:
         mark = Path(tmp) / "first.mark"
         run_once(server.url, worker_argv(server.url), mark)  # warm the page cache and .pyc
         run_once(server.url, raw_argv(server.url, mark), mark)
         for _ in range(args.runs):
-            worker.append(run_once(server.url, worker_argv(server.url), mark)[0])
-            raw.append(run_once(server.url, raw_argv(server.url, mark), mark)[0])
-        _, stderr = run_once(server.url, worker_argv(server.url, importtime=True), mark)
-    print(f"process start -> first message handled, {args.runs} runs each (alternating)")
-    worker_median = summary("redrive worker", worker)
-    raw_median = summary("plain redis.asyncio", raw)
-    print(f"ratio (median)         {worker_median / raw_median:.2f}x the plain loop")
-    report_imports(parse_importtime(stderr), args.top)
+            worker.append(run_once(server.url, worker_argv(server.url), mark))
+            raw.append(run_once(server.url, raw_argv(server.url, mark), mark))
+        profiled = run_once(server.url, worker_argv(server.url, importtime=True), mark)
+    print(f"{args.runs} runs each, alternating")
+    compare("process start -> first message handled (wall clock)",
+            [r.wall for r in worker], [r.wall for r in raw])  # fmt: skip
+    compare("CPU time the process used until then",
+            [r.cpu for r in worker], [r.cpu for r in raw])  # fmt: skip
+    report_imports(parse_importtime(profiled.stderr), args.top)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The app bench/startup.py starts with ``redrive worker``: it marks its first message.
 
-STARTUP_MARK: the file the handler writes ``time.time()`` to when it handles its first
-message (atomically: written aside, then renamed); STARTUP_STREAM: the stream it reads.
+STARTUP_MARK: the file the handler writes ``time.time()`` and ``time.process_time()`` to
+when it handles its first message (atomically: written aside, then renamed);
+STARTUP_STREAM: the stream it reads.
 """
 
 from __future__ import annotations
@@ -20,5 +21,5 @@ _MARK = Path(os.environ.get("STARTUP_MARK", "startup.mark"))
 async def first(msg: Message) -> None:
     if not _MARK.exists():
         aside = _MARK.with_suffix(".tmp")
-        aside.write_text(repr(time.time()))
+        aside.write_text(f"{time.time()!r} {time.process_time()!r}")
         aside.replace(_MARK)

@@ -3,7 +3,8 @@
     python bench/startup_raw.py URL STREAM MARK
 
 Creates the group (at 0, MKSTREAM, as the worker does), reads with XREADGROUP, writes
-``time.time()`` to MARK for the first message (as bench/startup_app.py does), acks it.
+``time.time()`` and ``time.process_time()`` to MARK for the first message (as
+bench/startup_app.py does), acks it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ async def main(url: str, stream: str, mark: Path) -> None:
         if reply:
             break
     aside = mark.with_suffix(".tmp")
-    aside.write_text(repr(time.time()))
+    aside.write_text(f"{time.time()!r} {time.process_time()!r}")
     aside.replace(mark)
     [(_, entries)] = reply
     await r.xack(stream, "startup", *(entry_id for entry_id, _ in entries))
