@@ -123,6 +123,24 @@ def test_tls_query_parameters_reach_the_connection() -> None:
         client.close()
 
 
+async def test_connections_share_one_driver_info_with_redis_py_defaults() -> None:
+    driver_info = pytest.importorskip("redis.driver_info")
+    default = driver_info.DriverInfo()
+    sync, aio = sync_client("redis://127.0.0.1:1/0"), async_client("redis://127.0.0.1:1/0")
+    try:
+        # Shared, not read from the package metadata again for each connection (start-up).
+        made = [c.connection_pool.make_connection() for c in (sync, aio, sync)]
+        assert len({id(conn.driver_info) for conn in made}) == 1
+        info = made[0].driver_info
+        assert (info.formatted_name, info.lib_version) == (
+            default.formatted_name,
+            default.lib_version,
+        )
+    finally:
+        sync.close()
+        await aio.aclose()
+
+
 def test_unreachable_redis_is_a_one_line_store_error() -> None:
     url = f"redis://app:{SECRET}@127.0.0.1:1/0"  # port 1: nothing listens there
     with pytest.raises(StoreError) as caught:

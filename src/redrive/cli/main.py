@@ -12,6 +12,7 @@ read it only if it already runs (:func:`redrive.store.embedded.running_url`).
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 import traceback
 from dataclasses import dataclass
@@ -64,7 +65,49 @@ class CliContext:
         return EXIT_UNKNOWN if self.command in PROBES else EXIT_ERROR
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Every subcommand and where it lives, imported only when it runs or ``--help`` lists it:
+#: ``redrive worker`` pays for the worker alone, not for the simulator, the dashboard or
+#: the DLQ tools (start-up time, issue 12).
+SUBCOMMANDS = {
+    "server": "redrive.cli.server:server",
+    "worker": "redrive.cli.worker:worker",
+    "publish": "redrive.cli.publish:publish",
+    "demo": "redrive.cli.demo:demo",
+    "dlq": "redrive.cli.dlq:dlq",
+    "simulate": "redrive.cli.simulate:simulate",
+    "audit": "redrive.cli.audit:audit",
+    "metrics": "redrive.cli.metrics:metrics",
+    "health": "redrive.cli.health:health",
+    "monitor": "redrive.cli.monitor:monitor",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands (:data:`SUBCOMMANDS`) are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *SUBCOMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in SUBCOMMANDS:
+            module, _, attr = SUBCOMMANDS[cmd_name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            self.add_command(command, cmd_name)
+            _mark_read_only(cmd_name)
+        return self.commands.get(cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in SUBCOMMANDS and args[0] not in self.commands:
+            # Not a command: load them all, so click's "Did you mean 'worker'?" still
+            # chooses among every command, not only those loaded so far.
+            for name in SUBCOMMANDS:
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--redis-url",
     envvar="REDRIVE_REDIS_URL",
@@ -108,28 +151,15 @@ def cli(
 
 
 def _register() -> None:
-    from redrive.cli import demo, publish, server, worker
+    """Import every subcommand now (tests and doc checks that walk ``cli.commands``)."""
+    for name in SUBCOMMANDS:
+        cli.get_command(click.Context(cli), name)
 
-    cli.add_command(server.server)
-    cli.add_command(worker.worker)
-    cli.add_command(publish.publish)
-    cli.add_command(demo.demo)
-    from redrive.cli import dlq
 
-    cli.add_command(dlq.dlq)
-    from redrive.cli import simulate
-
-    cli.add_command(simulate.simulate)
-    from redrive.cli import audit
-
-    cli.add_command(audit.audit)
-    from redrive.cli import health, metrics, monitor
-
-    cli.add_command(metrics.metrics)
-    cli.add_command(health.health)
-    cli.add_command(monitor.monitor)
+def _mark_read_only(name: str) -> None:
     for path in READ_ONLY:
-        _never_start_redis(path)
+        if path.split()[0] == name:
+            _never_start_redis(path)
 
 
 def _never_start_redis(path: str) -> None:
@@ -154,7 +184,6 @@ def _never_start_redis(path: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure becomes one line on stderr and a documented exit code."""
-    _register()
     obj = CliContext(None, default_data_dir(), "text", "info")
     try:
         code = cli.main(args=argv, prog_name="redrive", standalone_mode=False, obj=obj)

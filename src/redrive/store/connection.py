@@ -28,6 +28,15 @@ from redis.backoff import NoBackoff
 from redrive.errors import ConfigError, StoreError
 from redrive.store import cluster
 
+try:
+    from redis.driver_info import DriverInfo
+except ImportError:  # an older redis-py: it has no DriverInfo to share
+    _DRIVER: dict[str, Any] = {}
+else:
+    # One DriverInfo for every connection: left to redis-py, each new connection reads
+    # the package metadata again for CLIENT SETINFO (about 3 ms apiece at start-up).
+    _DRIVER = {"driver_info": DriverInfo(lib_version=redis.__version__)}
+
 SCHEMES = ("redis", "rediss", "unix", *cluster.SCHEMES)
 MASK = "***"
 EMBEDDED_HINT = (
@@ -118,6 +127,7 @@ def _client_options(
         # RESP2 pinned: reply shapes (XAUTOCLAIM, XINFO, script results) then do not depend
         # on the redis-py version (8.x speaks RESP3 by default, 5.x RESP2).
         "protocol": 2,
+        **_DRIVER,
     }
     if not url.lower().startswith("unix:"):
         # Keep-alive is a TCP option; unix socket connections reject the argument.

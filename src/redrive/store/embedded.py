@@ -21,15 +21,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from redis import exceptions as rex
 
 from redrive.errors import ConfigError, EmbeddedServerError, StoreError
-from redrive.store.binary import find_redis_server
 from redrive.store.connection import validate_url
 from redrive.store.process import fsync_policy_in, owned_pid, terminate
-from redrive.store.server import Probe, RedisServer, ServerConfig
+
+if TYPE_CHECKING:
+    # Imported where a server is started or probed: a worker given a URL never needs
+    # the spawner (start-up time, issue 12).
+    from redrive.store.server import Probe, RedisServer
 
 log = logging.getLogger("redrive.embedded")
 
@@ -197,6 +200,8 @@ class EmbeddedServer:
 
     def _server(self) -> RedisServer:
         """The spawner's view of this data dir's server (daemonized, socket only, AOF)."""
+        from redrive.store.server import RedisServer, ServerConfig
+
         config = ServerConfig(
             self.data_dir,
             unix_socket=self.socket_path,
@@ -266,6 +271,8 @@ class EmbeddedServer:
         return owned_pid(self._read_pid(), self.data_dir)
 
     def _binary_or_none(self) -> Path | None:
+        from redrive.store.binary import find_redis_server
+
         try:
             return self.binary or find_redis_server()
         except EmbeddedServerError:
