@@ -7,7 +7,6 @@ Everything an app is given is checked when it is given (``App(url)``, ``@app.han
 from __future__ import annotations
 
 import asyncio
-import difflib
 import inspect
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -90,6 +89,8 @@ def check_option_names(options: Mapping[str, object]) -> None:
     known = sorted(HandlerOptions.__optional_keys__)
     for name in options:
         if name not in HandlerOptions.__optional_keys__:
+            import difflib
+
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(

@@ -126,9 +126,9 @@ class Consumer:
             consumer=name, sources=sources, stats=stats, linger=opts.ack_linger,
             on_error_reply=groups.on_error_reply,
         )  # fmt: skip
-        # The worker's scheduler serves every handler of the process; a consumer run on
-        # its own runs one of its own.
-        self.own_scheduler = scheduler is None
+        # The worker's scheduler serves every handler of the process, and the worker loads
+        # the scripts once; a consumer run alone (no worker) does both itself.
+        self.alone = scheduler is None
         self.scheduler = scheduler or Scheduler(interval=opts.scheduler_interval)
         self.schedule = self.scheduler.add(
             client=client, due_key=keys.due, retry_key=keys.retry, stream=spec.stream
@@ -190,8 +190,10 @@ class Consumer:
     # -- life cycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load scripts, create the groups and register the stream in the index."""
-        await self.scripts.load_all(self.client)
+        """Load scripts (a worker did it for all), create the groups and register the
+        stream in the index."""
+        if self.alone:
+            await self.scripts.load_all(self.client)
         await self.groups.start()
         await self.client.sadd(STREAMS_INDEX, self.spec.stream)
 
@@ -215,7 +217,7 @@ class Consumer:
                 self.client, spec, self.name, self.rng
             ),
         }
-        if self.own_scheduler:
+        if self.alone:
             loops["scheduler"] = self.scheduler.loop
         return loops
 

@@ -28,6 +28,7 @@ from redrive.store.connection import (
     sync_client,
 )
 from redrive.store.embedded import default_data_dir, ensure_url
+from redrive.store.scripts import scripts
 
 if TYPE_CHECKING:
     from redrive.runtime.app import App
@@ -76,6 +77,8 @@ class Worker:
                 for s in self.app.specs
             ]
             await ping(client, url)
+            # Once for every consumer, and before the name lease's first script call.
+            await scripts().load_all(client)
             await lease.claim()
             keeper = asyncio.create_task(lease.keep(), name="consumer name lease")
             with bound(ctx):  # tasks started below inherit it: redrive.context()
