@@ -19,6 +19,7 @@ from redrive.core.records import (
     Fields,
     dead_record,
     history,
+    history_json,
     retry_record,
 )
 
@@ -281,3 +282,21 @@ def test_history_grown_one_failure_at_a_time_is_the_capped_list(messages: list[s
     assert attempts[0] == 1
     assert attempts[-1] == len(messages)
     assert items[-1]["m"] == f'{{"a":{messages[-1]}"'[:MAX_HISTORY_MESSAGE]
+
+
+@given(
+    message=st.text(max_size=400),
+    consumer=st.text(max_size=30),
+    error_type=st.text(max_size=60),
+    at_ms=st.integers(min_value=0, max_value=2**53),
+    duration_ms=st.one_of(
+        st.floats(min_value=0, max_value=1e9, allow_nan=False), st.integers(0, 10**9)
+    ),
+    attempt=st.integers(min_value=1, max_value=10**6),
+)
+def test_a_history_item_is_written_as_json_dumps_would(  # type: ignore[no-untyped-def]
+    message, consumer, error_type, at_ms, duration_ms, attempt
+) -> None:
+    failure = Failure(error_type, "transient", message, "", at_ms, consumer, duration_ms)
+    want = json.dumps(failure.history_item(attempt), separators=(",", ":"), ensure_ascii=False)
+    assert history_json(failure, attempt) == want
