@@ -13,13 +13,11 @@
 local key, group, consumer, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local o = owner(key, group, consumer, id)
 if o ~= 1 then return o end
-local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 if ARGV[4] == 'now' then
-  redis.call('XADD', KEYS[3], '*', unpack(fields))
+  redis.call('XADD', KEYS[3], '*', unpack(ARGV, 6))
 else
   -- msgpack is binary-safe, so non-UTF-8 payloads survive the round trip.
-  redis.call('ZADD', KEYS[2], ARGV[4], cmsgpack.pack(fields))
+  redis.call('ZADD', KEYS[2], ARGV[4], cmsgpack.pack({unpack(ARGV, 6)}))
 end
 settle(key, group, ARGV[5], id)
 return 1
