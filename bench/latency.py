@@ -66,7 +66,7 @@ def produce(url: str, stream: str, rate: float, seconds: float) -> None:
         pipe = r.pipeline(transaction=False)
         now = time.time()
         for n in range(sent, sent + min(due, 2000)):
-            pipe.xadd(stream, {"data": '{"n": %d, "sent": %.6f}' % (n, now)})
+            pipe.xadd(stream, {"data": f'{{"n": {n}, "sent": {now:.6f}}}'})
         pipe.execute()
         sent += min(due, 2000)
     print(json.dumps({"sent": sent, "seconds": time.perf_counter() - start}), flush=True)
@@ -149,7 +149,7 @@ async def max_rate(url: str, r: aioredis.Redis, share: float, backlog: int, tag:
     stream = f"bench:latency:max:{tag}"
     pipe = r.pipeline(transaction=False)
     for n in range(backlog):
-        pipe.xadd(stream, {"data": '{"n": %d, "sent": %.6f}' % (n, time.time())})
+        pipe.xadd(stream, {"data": f'{{"n": {n}, "sent": {time.time():.6f}}}'})
         if n % 1000 == 999:
             await pipe.execute()
     await pipe.execute()
@@ -174,7 +174,8 @@ class Point:
 
 
 async def run_point(url: str, r: aioredis.Redis, label: str, rate: float, seconds: float,
-                    warmup: float, share: float = 0.0, delay: float | None = None) -> Point:  # fmt: skip
+                    warmup: float, share: float = 0.0,
+                    delay: float | None = None) -> Point:  # fmt: skip
     stream = f"bench:latency:{label}:{rate:.0f}"
     rec = Recorder(share=share, skip=int(rate * warmup), delay=delay)
     retry = FAST_RETRY
@@ -202,9 +203,10 @@ async def run_point(url: str, r: aioredis.Redis, label: str, rate: float, second
 def show(point: Point) -> None:
     values = point.rec.late if point.rec.delay is not None else point.rec.latencies
     ms = [v * 1000 for v in values]
+    worst = max(ms, default=float("nan"))
     line = (
         f"{point.label:<14} {point.rate:>8,.0f} {point.achieved:>9,.0f} {len(ms):>8,} "
-        f"{quantile(ms, 0.5):>8.2f} {quantile(ms, 0.99):>8.2f} {max(ms, default=float('nan')):>9.1f}"
+        f"{quantile(ms, 0.5):>8.2f} {quantile(ms, 0.99):>8.2f} {worst:>9.1f}"
     )
     if point.rec.late_due:
         due = [v * 1000 for v in point.rec.late_due]

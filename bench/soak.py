@@ -28,6 +28,7 @@ of the first; with 900 KB bodies, worker RSS <= budget + 50 MB.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
 import subprocess
@@ -83,7 +84,8 @@ def start_worker(url: str, args: argparse.Namespace) -> subprocess.Popen[bytes]:
     env = {**os.environ, "SOAK_STREAM": STREAM, "SOAK_FAIL_EVERY": "10",
            "SOAK_RETRY_DELAY": str(args.retry_delay)}  # fmt: skip
     command = [sys.executable, "-m", "redrive.cli", "--redis-url", url, "--log-level",
-               "warning", "worker", "soak_app:app", "--consumer", "soak", "--block-ms", "200"]  # fmt: skip
+               "warning", "worker", "soak_app:app", "--consumer", "soak",
+               "--block-ms", "200"]  # fmt: skip
     if args.read_ahead_bytes is not None:
         command += ["--read-ahead-bytes", str(args.read_ahead_bytes)]
     return subprocess.Popen(
@@ -152,7 +154,7 @@ def run(url: str, args: argparse.Namespace) -> tuple[Samples, float, list[bytes]
     worker = start_worker(url, args)
     samples = Samples()
     pad = "x" * (args.body_kb * 1024) if args.body_kb else ""
-    # Large bodies go 10 at a time: one EVAL of 150 × 900 KB would block Redis for long.
+    # Large bodies go 10 at a time: one EVAL of 150 x 900 KB would block Redis for long.
     chunk = max(1, min(10 if args.body_kb else 2000, args.backlog // 2))
     try:
         deadline = time.monotonic() + 30
@@ -205,7 +207,7 @@ def report(samples: Samples, elapsed: float, keys: list[bytes], args: argparse.N
     print(f"{n:,} messages ({size} bodies), 10% failing once, "
           f"settled in {elapsed:.1f} s ({n / elapsed:,.0f} msg/s)")  # fmt: skip
     edges = [samples.crossing(n * k / 10) for k in range(11)]
-    rates = [n / 10 / max(b - a, 1e-9) for a, b in zip(edges, edges[1:], strict=False)]
+    rates = [n / 10 / max(b - a, 1e-9) for a, b in itertools.pairwise(edges)]
     print("msgs/s by tenth: " + " ".join(f"{x:,.0f}" for x in rates))
     print(f"last tenth / first: {rates[-1] / rates[0]:.2f} (target >= 0.90)")
     growth = samples.rss_end / samples.rss_warm - 1 if samples.rss_warm else float("nan")

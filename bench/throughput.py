@@ -151,7 +151,13 @@ async def settled(r: aioredis.Redis, stream: str, group: str, dead: int) -> bool
     pipe.xinfo_groups(retry_stream(stream, group))
     in_dlq, source, retries, due, groups = await pipe.execute()
     unread = sum(g["lag"] or 0 for g in groups if g["name"] == group.encode())
-    return in_dlq == dead and not source["pending"] and not retries["pending"] and not due and not unread
+    return (
+        in_dlq == dead
+        and not source["pending"]
+        and not retries["pending"]
+        and not due
+        and not unread
+    )
 
 
 async def redrive_retry_loop(url: str, r: aioredis.Redis, stream: str, n: int) -> tuple[float, int]:
@@ -207,7 +213,7 @@ async def noop_scenario(url: str, r: aioredis.Redis, messages: int, rounds: int)
 
 
 async def retry_scenario(url: str, r: aioredis.Redis, messages: int, rounds: int) -> None:
-    want_ok, want_dead = expected(messages)
+    _, want_dead = expected(messages)
     runs = messages + sum(fails_once(i) for i in range(messages)) + want_dead * MAX_RETRIES
     print(f"retry: {messages:,} messages, {runs:,} runs, {want_dead:,} dead-lettered")
     raw: list[float] = []
