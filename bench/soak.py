@@ -114,6 +114,7 @@ class Samples:
     keys: list[int] = field(default_factory=list)
     scheduled: list[int] = field(default_factory=list)
     rss_warm: int = 0
+    rss_tenths: list[int] = field(default_factory=list)  # kB as each tenth was done
     rss_end: int = 0
     hwm: int = 0
 
@@ -168,8 +169,9 @@ def run(url: str, args: argparse.Namespace) -> tuple[Samples, float, list[bytes]
             source = group_of(r, STREAM)
             done = source["entries-read"] - source["pending"]
             samples.progress.append((now, done))
-            if samples.rss_warm == 0 and done >= args.messages / 10:
-                samples.rss_warm = status_kb(worker.pid, "VmRSS")
+            if done >= args.messages * (len(samples.rss_tenths) + 1) / 10:
+                samples.rss_tenths.append(status_kb(worker.pid, "VmRSS"))
+                samples.rss_warm = samples.rss_warm or samples.rss_tenths[0]
             if now >= next_sample:
                 next_sample = now + args.sample
                 samples.used_memory.append(int(r.info("memory")["used_memory"]))
@@ -214,6 +216,7 @@ def report(samples: Samples, elapsed: float, keys: list[bytes], args: argparse.N
     print(f"worker RSS: after warm-up {samples.rss_warm / 1024:.1f} MB, end "
           f"{samples.rss_end / 1024:.1f} MB ({growth:+.1%}, target <= +10%), "
           f"peak {samples.hwm / 1024:.1f} MB")  # fmt: skip
+    print("worker RSS by tenth (MB): " + " ".join(f"{kb / 1024:.1f}" for kb in samples.rss_tenths))
     mem = samples.used_memory
     print(f"redis used_memory: max {max(mem) / MB:.1f} MB, end {mem[-1] / MB:.1f} MB; keys: "
           f"max {max(samples.keys)}, end {samples.keys[-1]}; retries scheduled max "
