@@ -11,7 +11,9 @@ in the same run, in interleaved rounds (the 2-core machine is noisy). Two scenar
   acked or dead-lettered, nothing pending, no retry scheduled. The raw loop re-adds a
   failure to the stream (XADD with a retry counter in the fields, or XADD to a dlq
   stream after the same number of runs) in the same pipeline as its XACKs. Prints both
-  times and the ratio redrive / raw. Target (issue 12): ratio <= 1.3.
+  times, the CPU seconds of this process and of the redis-server in each loop (steadier
+  than the times on a busy machine), and the ratio redrive / raw. Target (issue 12):
+  ratio <= 1.3.
 
 Both clocks start before the first read (redrive's includes its start-up, as in the
 no-op scenario); both handlers decode the JSON body.
@@ -24,8 +26,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 
@@ -34,6 +39,7 @@ from redrive.runtime.settings import WorkerOptions
 from redrive.store.keys import dlq, retry_due, retry_stream, stats
 from redrive.testing import RedisProcess
 
+T = TypeVar("T")
 BODY = '{"order_id": %d, "amount": 12.5, "sku": "ABC-123", "qty": 2}'
 #: The retry scenario: retries after the first run (4 runs in all), no delay.
 MAX_RETRIES = 3
@@ -48,6 +54,22 @@ def fails_always(order_id: int) -> bool:
 def fails_once(order_id: int) -> bool:
     """10% of the messages fail on their first run only."""
     return order_id % 10 == 5
+
+
+def server_cpu(server: RedisProcess) -> float:
+    """CPU seconds the redis-server has used (utime + stime from /proc)."""
+    if server.pid is None:
+        return 0.0
+    with open(f"/proc/{server.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def with_cpu(server: RedisProcess, run: Awaitable[T]) -> tuple[T, float, float]:
+    """``run``'s result and the CPU seconds this process and the redis-server used."""
+    cpu, redis_cpu = time.process_time(), server_cpu(server)
+    result = await run
+    return result, time.process_time() - cpu, server_cpu(server) - redis_cpu
 
 
 def expected(n: int) -> tuple[int, int]:
@@ -212,7 +234,9 @@ async def noop_scenario(url: str, r: aioredis.Redis, messages: int, rounds: int)
     )
 
 
-async def retry_scenario(url: str, r: aioredis.Redis, messages: int, rounds: int) -> None:
+async def retry_scenario(
+    server: RedisProcess, r: aioredis.Redis, messages: int, rounds: int
+) -> None:
     _, want_dead = expected(messages)
     runs = messages + sum(fails_once(i) for i in range(messages)) + want_dead * MAX_RETRIES
     print(f"retry: {messages:,} messages, {runs:,} runs, {want_dead:,} dead-lettered")
@@ -220,13 +244,19 @@ async def retry_scenario(url: str, r: aioredis.Redis, messages: int, rounds: int
     ours: list[float] = []
     for i in range(rounds):
         await publish(r, "bench:raw-retry", messages)
-        raw.append(await raw_requeue_loop(r, "bench:raw-retry", messages))
+        raw_s, raw_cpu, raw_redis = await with_cpu(
+            server, raw_requeue_loop(r, "bench:raw-retry", messages)
+        )
+        raw.append(raw_s)
         await publish(r, "bench:redrive-retry", messages)
-        seconds, opened = await redrive_retry_loop(url, r, "bench:redrive-retry", messages)
+        (seconds, opened), cpu, redis_cpu = await with_cpu(
+            server, redrive_retry_loop(server.url, r, "bench:redrive-retry", messages)
+        )
         ours.append(seconds)
         print(
-            f"retry round {i + 1}: raw {raw[-1]:>6.2f} s   redrive {ours[-1]:>6.2f} s   "
-            f"ratio {ours[-1] / raw[-1]:.2f}   breaker opened {opened}x"
+            f"retry round {i + 1}: raw {raw_s:>6.2f} s (CPU {raw_cpu:.2f} + redis {raw_redis:.2f})"
+            f"   redrive {seconds:>6.2f} s (CPU {cpu:.2f} + redis {redis_cpu:.2f})"
+            f"   ratio {seconds / raw_s:.2f}   breaker opened {opened}x"
         )
     raw_m, ours_m = statistics.median(raw), statistics.median(ours)
     print(
@@ -242,7 +272,7 @@ async def main(messages: int, rounds: int, scenarios: list[str]) -> None:
         if "noop" in scenarios:
             await noop_scenario(server.url, r, messages, rounds)
         if "retry" in scenarios:
-            await retry_scenario(server.url, r, messages, rounds)
+            await retry_scenario(server, r, messages, rounds)
         await r.aclose()
 
 
