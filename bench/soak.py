@@ -16,7 +16,8 @@ tenth against the first.
 
 ``--body-kb 900``: the same with 900 KB bodies (``--messages`` a few thousand, the backlog
 300): the worker's peak RSS against the read-ahead byte budget, passed as
-``--read-ahead-bytes`` when the installed ``redrive worker`` has that option.
+``--read-ahead-bytes`` (default: the runtime's own default) when the installed ``redrive
+worker`` has that option; without it, the RSS alone.
 
 Targets (issue 12): RSS growth <= 10% after warm-up, key count bounded, last tenth >= 90%
 of the first; with 900 KB bodies, worker RSS <= budget + 50 MB.
@@ -39,6 +40,7 @@ from pathlib import Path
 
 import redis
 
+from redrive.runtime.settings import WorkerOptions
 from redrive.store.connection import sync_client
 from redrive.store.keys import retry_due, retry_stream
 from redrive.testing import RedisProcess
@@ -78,6 +80,13 @@ def worker_has_option(option: str) -> bool:
         capture_output=True, text=True, check=False,
     ).stdout  # fmt: skip
     return option in out
+
+
+def runtime_budget() -> int | None:
+    """The installed runtime's default read-ahead byte budget (``None``: it has none)."""
+    option = WorkerOptions.__dataclass_fields__.get("read_ahead_bytes")
+    default = getattr(option, "default", None)
+    return default if isinstance(default, int) else None
 
 
 def start_worker(url: str, args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -249,7 +258,7 @@ def main() -> None:
         print("this redrive worker has no --read-ahead-bytes: measuring without a budget")
         args.read_ahead_bytes = None
     elif args.read_ahead_bytes is None and args.body_kb and worker_has_option("--read-ahead-bytes"):
-        args.read_ahead_bytes = 64 * MB
+        args.read_ahead_bytes = runtime_budget()
     with RedisProcess() as server:
         samples, elapsed, keys = run(server.url, args)
     report(samples, elapsed, keys, args)
