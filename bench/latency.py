@@ -12,7 +12,10 @@ left out.
    ``ConnectionError``, ``RetryPolicy(max_retries=3, base_delay=0)``), the messages/s
    the worker settles from a pre-published backlog (clock from the first handler call).
 2. **End to end**: p50/p99/max at 10%, 50% and 90% of that mix's maximum, and at the
-   ``--rates`` given (default 15000, the target's rate) for the 20% mix.
+   ``--rates`` given (default 15000, the target's rate) for the 20% mix. Each point runs
+   twice, interleaved: first a plain redis.asyncio loop in this process (XREADGROUP COUNT
+   100; a failing first run re-added with XADD in the pipeline of the batch's XACK), then
+   redrive: what the raw loop shows is the machine's share of the latency.
 3. **Retry lateness**: every message fails once; its retry is planned ``--delay`` (0.2 s)
    later (``RetryPolicy(max_retries=1, base_delay=0.2, multiplier=1)``, no jitter; no
    breaker, which would rightly pause reading when every first run fails).
@@ -93,12 +96,16 @@ class Recorder:
 
     def handle(self, msg: Message) -> None:
         started = time.time()
-        self.first_ms = self.first_ms or time.perf_counter()
         body = msg.data
-        n = body["n"]
         if self.delay is not None:
-            self._lateness(msg, n, started)
-        elif msg.attempt == 1 and fails_first(n, self.share):
+            self._lateness(msg, body["n"], started)
+        self.run(body, msg.attempt, started)
+
+    def run(self, body: dict[str, float], attempt: int, started: float) -> None:
+        """One run of message ``body``: raises for a failing first run, else records it."""
+        self.first_ms = self.first_ms or time.perf_counter()
+        n = int(body["n"])
+        if attempt == 1 and self.delay is None and fails_first(n, self.share):
             raise ConnectionError("the gateway hung up")
         self.ok += 1
         if n >= self.skip:
@@ -144,6 +151,28 @@ async def wait_reading(r: aioredis.Redis, stream: str) -> None:
     raise SystemExit(f"the worker never started reading {stream}")
 
 
+async def raw_consume(r: aioredis.Redis, stream: str, rec: Recorder, stop: asyncio.Event) -> None:
+    """The plain loop: XREADGROUP COUNT 100; a failing first run is re-added (XADD with a
+    retry counter) in the pipeline of the batch's XACK."""
+    while not stop.is_set():
+        reply = await r.xreadgroup(GROUP, "raw", {stream: ">"}, count=100, block=100)
+        if not reply:
+            continue
+        pipe = r.pipeline(transaction=False)
+        ids = []
+        for _, entries in reply:
+            for entry_id, fields in entries:
+                started = time.time()
+                ids.append(entry_id)
+                attempt = int(fields.get(b"retries", 0)) + 1
+                try:
+                    rec.run(json.loads(fields[b"data"]), attempt, started)
+                except ConnectionError:
+                    pipe.xadd(stream, {b"data": fields[b"data"], b"retries": attempt})
+        pipe.xack(stream, GROUP, *ids)
+        await pipe.execute()
+
+
 async def max_rate(url: str, r: aioredis.Redis, share: float, backlog: int, tag: str) -> float:
     """Messages/s settled from a pre-published backlog, clock from the first handler call."""
     stream = f"bench:latency:max:{tag}"
@@ -174,15 +203,20 @@ class Point:
 
 
 async def run_point(url: str, r: aioredis.Redis, label: str, rate: float, seconds: float,
-                    warmup: float, share: float = 0.0,
-                    delay: float | None = None) -> Point:  # fmt: skip
-    stream = f"bench:latency:{label}:{rate:.0f}"
+                    warmup: float, share: float = 0.0, delay: float | None = None,
+                    consumer: str = "redrive") -> Point:  # fmt: skip
+    stream = f"bench:latency:{label}:{consumer}:{rate:.0f}"
     rec = Recorder(share=share, skip=int(rate * warmup), delay=delay)
-    retry = FAST_RETRY
-    if delay is not None:
-        retry = RetryPolicy(max_retries=1, base_delay=delay, multiplier=1, max_delay=delay)
-    stop, task = await serve(url, stream, rec, retry, breaker=delay is None)
-    await wait_reading(r, stream)
+    if consumer == "raw":
+        stop = asyncio.Event()
+        await r.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        task = asyncio.create_task(raw_consume(r, stream, rec, stop))
+    else:
+        retry = FAST_RETRY
+        if delay is not None:
+            retry = RetryPolicy(max_retries=1, base_delay=delay, multiplier=1, max_delay=delay)
+        stop, task = await serve(url, stream, rec, retry, breaker=delay is None)
+        await wait_reading(r, stream)
     producer = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--produce", url, stream, str(rate), str(seconds),
         stdout=subprocess.PIPE,
@@ -197,6 +231,7 @@ async def run_point(url: str, r: aioredis.Redis, label: str, rate: float, second
     await task
     opened = int(await r.hget(stats(stream, GROUP), "breaker_opened") or 0)
     await r.delete(stream)
+    label = f"{label}, {consumer}"
     return Point(label, rate, report["sent"] / report["seconds"], rec, opened, behind)
 
 
@@ -205,7 +240,7 @@ def show(point: Point) -> None:
     ms = [v * 1000 for v in values]
     worst = max(ms, default=float("nan"))
     line = (
-        f"{point.label:<14} {point.rate:>8,.0f} {point.achieved:>9,.0f} {len(ms):>8,} "
+        f"{point.label:<23} {point.rate:>8,.0f} {point.achieved:>9,.0f} {len(ms):>8,} "
         f"{quantile(ms, 0.5):>8.2f} {quantile(ms, 0.99):>8.2f} {worst:>9.1f}"
     )
     if point.rec.late_due:
@@ -223,14 +258,16 @@ async def main(args: argparse.Namespace) -> None:
         for share in (0.0, 0.2):
             maxima[share] = await max_rate(server.url, r, share, args.backlog, f"{share:.0%}")
             print(f"maximum, {share:.0%} failing once: {maxima[share]:,.0f} msg/s", flush=True)
-        print("point          rate/s  achieved  measured  p50 ms   p99 ms    max ms")
+        print("point                   rate/s  achieved  measured  p50 ms   p99 ms    max ms")
         for share in (0.0, 0.2):
             rates = [maxima[share] * f for f in (0.1, 0.5, 0.9)]
             if share:
                 rates += args.rates
             for rate in rates:
                 label = f"{share:.0%} fail once"
-                show(await run_point(server.url, r, label, rate, args.seconds, args.warmup, share))
+                for consumer in ("raw", "redrive"):  # interleaved: the machine is noisy
+                    show(await run_point(server.url, r, label, rate, args.seconds, args.warmup,
+                                         share, consumer=consumer))  # fmt: skip
         for due in args.lateness:
             point = await run_point(server.url, r, "lateness", due, args.seconds, args.warmup,
                                     delay=args.delay)  # fmt: skip
