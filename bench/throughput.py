@@ -218,15 +218,24 @@ async def redrive_retry_loop(url: str, r: aioredis.Redis, stream: str, n: int) -
     return elapsed, opened
 
 
-async def noop_scenario(url: str, r: aioredis.Redis, messages: int, rounds: int) -> None:
+async def noop_scenario(
+    server: RedisProcess, r: aioredis.Redis, messages: int, rounds: int
+) -> None:
     raw: list[float] = []
     ours: list[float] = []
     for i in range(rounds):
         await publish(r, "bench:raw", messages)
-        raw.append(await raw_loop(r, "bench:raw", messages))
+        rate, cpu, rcpu = await with_cpu(server, raw_loop(r, "bench:raw", messages))
+        raw.append(rate)
+        per = f"CPU {cpu / messages * 1e6:.1f} + redis {rcpu / messages * 1e6:.1f} us/msg"
         await publish(r, "bench:redrive", messages)
-        ours.append(await redrive_loop(url, r, "bench:redrive", messages))
-        print(f"noop round {i + 1}: raw {raw[-1]:>9,.0f} msg/s   redrive {ours[-1]:>9,.0f} msg/s")
+        rate, cpu, rcpu = await with_cpu(
+            server, redrive_loop(server.url, r, "bench:redrive", messages)
+        )
+        ours.append(rate)
+        ours_per = f"CPU {cpu / messages * 1e6:.1f} + redis {rcpu / messages * 1e6:.1f} us/msg"
+        print(f"noop round {i + 1}: raw {raw[-1]:>9,.0f} msg/s ({per})   "
+              f"redrive {ours[-1]:>9,.0f} msg/s ({ours_per})")  # fmt: skip
     raw_m, ours_m = statistics.median(raw), statistics.median(ours)
     print(
         f"noop median: raw {raw_m:,.0f} msg/s, redrive {ours_m:,.0f} msg/s, "
@@ -270,7 +279,7 @@ async def main(messages: int, rounds: int, scenarios: list[str]) -> None:
     with RedisProcess() as server:
         r = aioredis.Redis.from_url(server.url)
         if "noop" in scenarios:
-            await noop_scenario(server.url, r, messages, rounds)
+            await noop_scenario(server, r, messages, rounds)
         if "retry" in scenarios:
             await retry_scenario(server, r, messages, rounds)
         await r.aclose()
