@@ -207,7 +207,7 @@ class AckBatcher:
                 failures += 1
                 if failures & (failures - 1) == 0:  # 1st, 2nd, 4th…: an outage, not a flood
                     log.warning("ack flush failed %d times (%s); retrying", failures, exc)
-                await asyncio.sleep(min(2.0, 0.05 * 2**failures))
+                await asyncio.sleep(min(0.5, 0.05 * 2**failures))
                 self._wanted.set()
 
     def _landed(self, batch: Batch) -> None:

@@ -24,7 +24,7 @@ from redrive.runtime.recovery import Recovery
 from redrive.runtime.settings import HandlerSpec
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
-from redrive.store.channel import TRANSPORT_ERRORS, Channel
+from redrive.store.channel import TRANSPORT_ERRORS, Channel, Redirected
 
 log = logging.getLogger("redrive.consumer")
 
@@ -34,6 +34,9 @@ def is_unblocked(exc: BaseException) -> bool:
     migrated to another cluster node)."""
     return isinstance(exc, ResponseError) and str(exc).startswith("UNBLOCKED")
 
+
+#: The longest wait between reads while Redis cannot be reached (seconds).
+RETRY_CAP = 0.5
 
 #: Added to BLOCK for a read's deadline: a dead peer is noticed, BLOCK is never cut short.
 READ_MARGIN = 10.0
@@ -120,9 +123,19 @@ class Reader:
                 failures = 0
             except TRANSPORT_ERRORS as exc:
                 failures += 1
-                self.reread = True
-                log.warning("redis unreachable (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(min(5.0, 0.05 * 2**failures))
+                # A read refused by a cluster node (failing over, migrating) delivered
+                # nothing; any other failure may have left entries pending unseen.
+                if not (isinstance(exc, Redirected) and exc.last_refused):
+                    self.reread = True
+                if failures & (failures - 1) == 0:  # 1st, 2nd, 4th…: an outage, not a flood
+                    log.warning(
+                        "%s: redis unreachable (%s: %s, %d times); retrying",
+                        self.main.key, type(exc).__name__, exc, failures,
+                        extra={"stream": self.main.key},
+                    )  # fmt: skip
+                # Short: a failover or a reshard ends any moment, and the read resumes
+                # within RETRY_CAP of it (a cluster is down for about a second then).
+                await asyncio.sleep(min(RETRY_CAP, 0.05 * 2**failures))
             except ResponseError as exc:
                 if is_unblocked(exc):
                     # The key a read was blocked on was deleted, or migrated to another

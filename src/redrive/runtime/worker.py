@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("redrive.worker")
 
+#: On a cluster: seconds a node may take to answer a command before it counts as down.
+NODE_TIMEOUT = 2.0
 #: Connections a worker process shares among its background work, beyond two per handler.
 SHARED_CONNECTIONS = 8
 
@@ -60,8 +62,12 @@ class Worker:
         # and the name lease share SHARED_CONNECTIONS more (waiting for one when all are
         # busy). Handlers and hooks have their own clients (below).
         n = len(self.app.specs)
-        client = async_client(url, socket_timeout=timeout, pool_size=n + SHARED_CONNECTIONS)
-        reader = async_client(url, socket_timeout=None, pool_size=n + 2)
+        # On a cluster, a hung node must not hold the slot-map refresh that every stream's
+        # commands wait for: redis-py's own commands there time out after NODE_TIMEOUT.
+        client = async_client(
+            url, socket_timeout=timeout, pool_size=n + SHARED_CONNECTIONS, node_timeout=NODE_TIMEOUT
+        )
+        reader = async_client(url, socket_timeout=None, pool_size=n + 2, node_timeout=NODE_TIMEOUT)
         # Handlers and hooks get clients of their own: the consumers' skip redis-py's reply
         # parsing of XREADGROUP/XAUTOCLAIM (use_raw_replies), which a user's call must not.
         # Their pools open no connection until one is used.

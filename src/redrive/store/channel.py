@@ -16,9 +16,11 @@ the next round trip (after a failover that is the promoted replica); the caller 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from typing import Any
 
+from redis import exceptions as rex
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,7 +38,18 @@ class Redirected(RedisConnectionError):
 
     A transport error for the caller: what was sent may not all have run, so the
     caller treats it like a lost reply (acks are sent again, own pending re-read).
+    ``replies`` are the round trip's replies: a caller may see which commands were the
+    refused ones (a refused read delivered nothing).
     """
+
+    def __init__(self, message: str, replies: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.replies = replies or []
+
+    @property
+    def last_refused(self) -> bool:
+        """Whether the round trip's last command was refused (so it did not run)."""
+        return bool(self.replies) and isinstance(self.replies[-1], REDIRECTS)
 
 
 #: Errors after which a command's fate is unknown and the connection must be re-made.
@@ -120,8 +133,10 @@ class Channel:
 
     @staticmethod
     async def _reply(conn: AbstractConnection) -> Any:
+        # No per-reply socket timeout (math.inf): the round trip's deadline bounds it, so
+        # a client may keep a short socket timeout for its other commands.
         try:
-            return await conn.read_response(disconnect_on_error=False)
+            return await conn.read_response(timeout=math.inf, disconnect_on_error=False)
         except ResponseError as exc:
             return exc
 
@@ -159,9 +174,14 @@ class Channel:
 
     async def _check_slot(self, conn: AbstractConnection, replies: list[Any]) -> None:
         for reply in replies:
+            if isinstance(reply, rex.ClusterDownError | rex.TryAgainError):
+                # The node answered and still serves the slot: the cluster is failing over
+                # elsewhere, or the slot is migrating. Keep the connection and the slot map
+                # (a refresh now could ask a hung node); the caller tries again shortly.
+                raise Redirected(f"cluster node answered {type(reply).__name__}: {reply}", replies)
             if isinstance(reply, REDIRECTS):
                 await self._drop(conn, reply)
-                raise Redirected(f"cluster node answered {type(reply).__name__}: {reply}")
+                raise Redirected(f"cluster node answered {type(reply).__name__}: {reply}", replies)
 
     async def _drop(self, conn: AbstractConnection, reply: ResponseError | None) -> None:
         """Give a cluster connection back and re-resolve the slot's owner next time."""

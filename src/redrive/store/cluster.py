@@ -148,7 +148,9 @@ class SlotOwner:
         """A connection (not yet connected) to the current owner of ``key``'s slot."""
         await self.client.initialize()  # no-op once the slot map is loaded
         if self.stale:
-            await self.client.nodes_manager.initialize()
+            # Ask the node that failed last (it may be the hung one).
+            failed = self.node.name if self.node is not None else None
+            await self.client.nodes_manager.initialize(last_failed_node_name=failed)
             self.stale = False
         node = self.client.get_node_from_key(self.key)
         if node is None:

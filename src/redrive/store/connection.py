@@ -137,7 +137,12 @@ def _client_options(
 
 
 def async_client(
-    url: str, *, socket_timeout: float | None = 30.0, pool_size: int | None = None, **kw: Any
+    url: str,
+    *,
+    socket_timeout: float | None = 30.0,
+    pool_size: int | None = None,
+    node_timeout: float | None = None,
+    **kw: Any,
 ) -> redis.asyncio.Redis:
     """An asyncio client for ``url`` with redrive's defaults (bytes replies, keep-alive).
 
@@ -147,13 +152,18 @@ def async_client(
     hostname checking stays on unless ``ssl_check_hostname=false`` is given.
     ``pool_size`` bounds the connections (per node on a cluster); on one server a caller
     then waits for a free connection instead of failing (redis-py's default pool refuses
-    a hundred-and-first).
+    a hundred-and-first). ``node_timeout``, on a cluster, replaces ``socket_timeout``: a
+    hung node then holds a command, and redis-py's slot-map refresh (which every command
+    of the client waits for), at most that long. (``store.channel`` round trips have
+    deadlines of their own.)
     """
     retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
     options = _client_options(validate_url(url), socket_timeout, retry, kw)
     if pool_size is not None:
         options["max_connections"] = pool_size
     if cluster.wanted(url, options):
+        if node_timeout is not None:
+            options["socket_timeout"] = node_timeout
         # Typed as Redis: RedisCluster speaks the same command API, and the few callers
         # that reach below it (store/channel.py, script loading) ask cluster.is_cluster.
         return cast(redis.asyncio.Redis, cluster.async_client(url, options))
