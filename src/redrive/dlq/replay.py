@@ -21,9 +21,10 @@ XDELs it from the DLQ and appends the per-entry audit record, in one step: a cra
 tag) cannot be written by the script that deletes from ``dlq:{S}``, so the move is three
 steps, each idempotent: ``replay_begin.lua`` notes ``ID -> T`` in
 ``redrive:replay-moving:{S}`` (an unfinished earlier replay's target wins: a re-run never
-copies to a second stream); ``replay_copy.lua`` XADDs to ``T`` unless
-``redrive:replay-copies:{T}`` already names a copy of ``S@ID`` (then that copy's id is
-the answer); ``replay_finish.lua`` XDELs the dead letter with its audit record. A crash
+copies to a second stream); ``replay_copy.lua`` XADDs to ``T`` unless the marker
+``redrive:replay-copy:{T}:S@ID`` names a copy already (then that copy's id is the
+answer); ``replay_finish.lua`` XDELs the dead letter with its audit record, and the
+marker expires a day later (so a concurrent replay of the entry still finds it). A crash
 between the copy and the delete leaves the entry in both places until the replay is run
 again, which then only deletes it: moved exactly once, never lost.
 """
@@ -51,6 +52,8 @@ from redrive.errors import ConfigError
 from redrive.store import calls, cluster, keys
 
 DEFAULT_MAX_REPLAYS = 3
+#: How long the copy marker of an entry replayed into another slot outlives its delete (s).
+COPY_MARKER_TTL = 86_400
 INTERRUPTED = "interrupted"
 Progress = Callable[[int, int], None]
 T = TypeVar("T")
@@ -261,10 +264,8 @@ async def _move_across(
     chosen = await begin(client)
     if chosen is None:
         return None
-    copies = keys.replay_copies(chosen)
-    new_id = await calls.replay_copy(target=chosen, copies=copies, ref=entry.ref, fields=fields)(
-        client
-    )
+    marker = keys.replay_copy(chosen, entry.ref)
+    new_id = await calls.replay_copy(target=chosen, marker=marker, fields=fields)(client)
     finish = calls.replay_finish(
         dlq=entry.key,
         audit=keys.audit_trail(entry.stream),
@@ -273,7 +274,9 @@ async def _move_across(
         record=[*record, "target", chosen, "target-id", new_id],
     )
     finished = await finish(client)
-    await client.hdel(copies, entry.ref)  # a crash before this leaves one stale field
+    # Kept a while, not deleted: a concurrent replay of the same entry that began before
+    # the delete may still reach its copy step, and must find this copy.
+    await client.expire(marker, COPY_MARKER_TTL)
     return (chosen, new_id) if finished else None
 
 

@@ -302,11 +302,11 @@ def replay_begin(*, dlq: str, moving: str, dead_id: Id, target: str) -> Call[str
     return Call(s, ("EVALSHA", s.sha, 2, dlq, moving, dead_id, target), _target)
 
 
-def replay_copy(*, target: str, copies: str, ref: str, fields: Sequence[Arg]) -> Call[str]:
-    """Copy a dead letter (``ref`` = ``S@ID``) to ``target`` as ``fields``, at most once;
+def replay_copy(*, target: str, marker: str, fields: Sequence[Arg]) -> Call[str]:
+    """Copy a dead letter to ``target`` as ``fields`` unless ``marker`` names its copy;
     the result is its id there (the earlier copy's, if any)."""
     s = scripts().replay_copy
-    return Call(s, ("EVALSHA", s.sha, 2, target, copies, ref, *fields), text)
+    return Call(s, ("EVALSHA", s.sha, 2, target, marker, *fields), text)
 
 
 def replay_finish(

@@ -167,7 +167,7 @@ def replay_moving(stream: str) -> str:
     return f"{PREFIX}replay-moving:{hash_tag(stream)}"
 
 
-def replay_copies(target: str) -> str:
-    """Hash: ``S@ID`` of a dead letter -> its id in ``target`` (same slot as
-    ``target``): the copy step of a replay into another slot is done at most once."""
-    return f"{PREFIX}replay-copies:{hash_tag(target)}"
+def replay_copy(target: str, ref: str) -> str:
+    """String: the id in ``target`` of the copy of dead letter ``ref`` (``S@ID``), in
+    ``target``'s slot: the copy step of a replay into another slot is done at most once."""
+    return f"{PREFIX}replay-copy:{hash_tag(target)}:{ref}"
