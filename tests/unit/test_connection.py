@@ -35,6 +35,10 @@ SECRET = "s3cr3t-Pa55"
         ),
         (f"unix://app:{SECRET}@/run/redis.sock", "unix://app:***@/run/redis.sock"),
         (
+            f"redis+cluster://app:{SECRET}@h1:7000,h2:7001/0",
+            "redis+cluster://app:***@h1:7000,h2:7001/0",
+        ),
+        (
             "rediss://h:6380/0?ssl_ca_certs=/etc/ca.pem",
             "rediss://h:6380/0?ssl_ca_certs=/etc/ca.pem",
         ),
