@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from redrive.errors import ConfigError, StoreError
+from redrive.store.cluster import split_seeds
 from redrive.store.connection import (
     async_client,
     check_connection,
@@ -33,6 +34,10 @@ SECRET = "s3cr3t-Pa55"
             "unix:///run/redis.sock?db=1&password=***",
         ),
         (f"unix://app:{SECRET}@/run/redis.sock", "unix://app:***@/run/redis.sock"),
+        (
+            f"redis+cluster://app:{SECRET}@h1:7000,h2:7001/0",
+            "redis+cluster://app:***@h1:7000,h2:7001/0",
+        ),
         (
             "rediss://h:6380/0?ssl_ca_certs=/etc/ca.pem",
             "rediss://h:6380/0?ssl_ca_certs=/etc/ca.pem",
@@ -76,8 +81,9 @@ def test_redact_never_leaks_a_query_password(password: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["redis://localhost:6379/0", "rediss://h:6380", "unix:///tmp/r.sock", "REDIS://H:1/0"],
-)
+    ["redis://localhost:6379/0", "rediss://h:6380", "unix:///tmp/r.sock", "REDIS://H:1/0",
+     "redis+cluster://h1:7000,h2:7001,[::1]:7002/0", f"rediss+cluster://:{SECRET}@h1,h2:7001"],
+)  # fmt: skip
 def test_validate_accepts_redis_urls(url: str) -> None:
     assert validate_url(url) == url
 
@@ -90,6 +96,9 @@ def test_validate_accepts_redis_urls(url: str) -> None:
         (f"http://u:{SECRET}@h:80/", "unsupported Redis URL scheme 'http'"),
         ("redis://h:port/0", "invalid Redis URL"),
         ("unix://", "no socket path"),
+        ("redis+cluster://h1:7000,h2:port", "invalid Redis URL"),
+        ("redis+cluster://h1:7000,,h3:7002", "empty seed node"),
+        ("redis://h1:6379,h2:6379/0", "several nodes are for a Redis Cluster"),
     ],
 )
 def test_validate_rejects_with_one_line_fix(url: str, fragment: str) -> None:
@@ -164,3 +173,37 @@ def test_redact_unencoded_specials_in_password(char: str) -> None:
     password = f"ab{char}{SECRET}"
     for url in (f"redis://app:{password}@h:6379/0", f"redis://:{password}@h", f"{password}@h"):
         assert SECRET not in redact_url(url), url
+
+
+@pytest.mark.parametrize(
+    ("url", "first", "seeds"),
+    [
+        ("redis+cluster://h:7000", "redis+cluster://h:7000", ["h:7000"]),
+        (f"redis+cluster://:{SECRET}@h1:7000,h2,[::1]:7002/0?ssl=1",
+         f"redis+cluster://:{SECRET}@h1:7000/0?ssl=1", ["h1:7000", "h2:6379", "[::1]:7002"]),
+        ("rediss+cluster://u:p,w@h1:1,h2:2", "rediss+cluster://u:p,w@h1:1", ["h1:1", "h2:2"]),
+    ],
+)  # fmt: skip
+def test_split_seeds_keeps_user_path_and_query_on_the_first(
+    url: str, first: str, seeds: list[str]
+) -> None:
+    assert split_seeds(url) == (first, seeds)
+
+
+def test_an_unreachable_cluster_names_every_seed() -> None:
+    url = f"redis+cluster://:{SECRET}@127.0.0.1:1,127.0.0.1:2"
+    with pytest.raises(StoreError) as caught:
+        check_connection(url, timeout=1.0)
+    message = str(caught.value)
+    assert message.startswith("cannot connect to any seed node of the Redis Cluster at ")
+    assert "tried 127.0.0.1:1, 127.0.0.1:2" in message
+    assert SECRET not in message and "\n" not in message
+
+
+def test_clusterdown_and_cross_slot_replies_are_not_posed_as_unreachable() -> None:
+    from redis.exceptions import ClusterDownError, RedisClusterException
+
+    down = describe_error(ClusterDownError("The cluster is down"), "redis+cluster://h:7000")
+    assert down.startswith("the Redis Cluster at redis+cluster://h:7000 is down (")
+    cross = RedisClusterException("EVALSHA - all keys must map to the same key slot")
+    assert "refused a command across slots" in describe_error(cross, "redis+cluster://h:7000")

@@ -112,8 +112,10 @@ class LazyGroup(click.Group):
     "--redis-url",
     envvar="REDRIVE_REDIS_URL",
     metavar="URL",
-    help="redis://, rediss://, redis+cluster:// or unix:// URL. Default: the embedded Redis "
-    "under --data-dir (read-only commands never start it).",
+    help="redis://host:6379/0, rediss://…, unix:///path.sock, or a Redis Cluster: "
+    "redis+cluster://host:7000 (rediss+cluster:// for TLS; several seed nodes: "
+    "redis+cluster://h1:7000,h2:7001). Default: the embedded Redis under --data-dir "
+    "(read-only commands never start it).",
 )
 @click.option(
     "--data-dir",

@@ -15,8 +15,16 @@ original id is in the line and in the import's audit record.
 **Importing twice** does not double anything: a record whose fields (every pair, in
 order, byte for byte: its metadata holds its origin id and time of death) equal an entry
 already in its DLQ is skipped and counted as *already present*; ``allow_duplicates``
-imports it anyway. Two imports of the same file running *at the same time* can still
-both write (the check and the write are separate steps).
+imports it anyway. Two ways find such a record: the DLQs are read before the import
+(entries there however they came), and each write checks ``redrive:dlq-imported:{S}``
+(digest -> id, kept a day after the last import into ``S``) in the same script, so two
+imports of one file at the same time, or a re-run after a crash, write each record once.
+
+**Across slots** (Redis Cluster): the records are written per stream, in batches of 500,
+each batch one ``import_dead_letters.lua`` call on the stream's own slot with its audit
+record in ``redrive:audit:{S}``. The stream index is written *before* the first batch,
+so whatever a failed or interrupted import wrote is listed, counted and audited; the
+summary goes to ``redrive:audit`` even then.
 """
 
 from __future__ import annotations
@@ -30,18 +38,20 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from redis.asyncio import Redis
 
 from redrive.dlq import audit
-from redrive.dlq.model import DeadLetter, Pair, scan
+from redrive.dlq.model import DeadLetter, Pair, WrongTypeError, key_types, scan, wrong_type
 from redrive.dlq.query import Filter, OnSkip, require_streams, select
 from redrive.errors import ConfigError, RedriveError
-from redrive.store import keys
+from redrive.store import calls, keys
 
 VERSION = 1
 BATCH = 500
+#: How long ``redrive:dlq-imported:{S}`` outlives the last import into ``S`` (seconds).
+IMPORTED_TTL = 86_400
 
 
 class ImportFileError(RedriveError):
@@ -168,9 +178,9 @@ async def import_records(
     source: str = "",
     allow_duplicates: bool = False,
 ) -> ImportResult:
-    """Append ``records`` to their DLQs (one MULTI/EXEC per batch), skipping the ones
-    already there unless ``allow_duplicates`` (see the module docstring). A target DLQ
-    that holds another type than a stream refuses the whole import
+    """Append ``records`` to their DLQs (one script call per stream and batch), skipping
+    the ones already there unless ``allow_duplicates`` (see the module docstring). A
+    target DLQ that holds another type than a stream refuses the whole import
     (:class:`~redrive.dlq.WrongTypeError`), before anything is written.
 
     Example::
@@ -178,14 +188,15 @@ async def import_records(
         result = await import_records(client, parse_file(open("dlq.jsonl"), "dlq.jsonl"))
         print(f"imported {result.total_imported}, {result.total_present} already present")
     """
+    streams = sorted({r.stream for r in records})
+    # Before any write: a batch that fails half-way (WRONGTYPE) keeps what it wrote.
+    await require_streams(client, streams, "nothing was imported")
+    await _require_digests(client, streams)
+    await audit.require_trails(client, streams)  # per batch in redrive:audit:{S}, and the summary
     op = audit.Operation.start("import", by=by)
     result = ImportResult()
-    streams = sorted({r.stream for r in records})
-    # Before any write: a MULTI/EXEC batch runs its other XADDs when one fails (WRONGTYPE).
-    await require_streams(client, streams, "nothing was imported")
-    await audit.require_trails(client, [])  # the import's record goes to redrive:audit
     seen = set() if allow_duplicates else await _present(client, streams)
-    fresh: list[Record] = []
+    fresh: dict[str, list[Record]] = {}
     for record in records:
         mark = (record.stream, identity(record.pairs))
         if mark in seen:
@@ -193,25 +204,54 @@ async def import_records(
             continue
         if not allow_duplicates:  # a record twice in the file is imported once
             seen.add(mark)
-        fresh.append(record)
-        result.imported[record.stream] = result.imported.get(record.stream, 0) + 1
-    await _append(client, fresh)
-    details = {"file": source, "already-present": result.total_present}
-    await audit.record(client, op, count=len(fresh), streams=sorted(result.imported),
-                       details=details)  # fmt: skip
+        fresh.setdefault(record.stream, []).append(record)
+    if fresh:
+        # Index first: what the batches write is listed and counted even if one fails.
+        await client.sadd(keys.STREAMS_INDEX, *fresh)
+    try:
+        for stream, batch in _batches(fresh):
+            done = await _append(client, op, stream, batch, check=not allow_duplicates)
+            _count(result.imported, stream, done.imported)
+            _count(result.present, stream, done.present)
+    finally:
+        details = {"file": source, "already-present": result.total_present}
+        await audit.record(client, op, count=result.total_imported,
+                           streams=sorted(result.imported), details=details)  # fmt: skip
     return result
 
 
-async def _append(client: Redis, records: list[Record]) -> None:
-    for start in range(0, len(records), BATCH):
-        async with client.pipeline(transaction=True) as pipe:
-            for record in records[start : start + BATCH]:
-                flat = [v for pair in record.pairs for v in pair]
-                cast(Any, pipe).execute_command("XADD", keys.dlq(record.stream), "*", *flat)
-            await pipe.execute()
-    if records:
-        # So that `dlq list` (which reads the index, never KEYS) finds imported DLQs.
-        await client.sadd(keys.STREAMS_INDEX, *{r.stream for r in records})
+def _count(counts: dict[str, int], stream: str, n: int) -> None:
+    if n:
+        counts[stream] = counts.get(stream, 0) + n
+
+
+def _batches(fresh: dict[str, list[Record]]) -> Iterator[tuple[str, list[Record]]]:
+    for stream, records in fresh.items():
+        for start in range(0, len(records), BATCH):
+            yield stream, records[start : start + BATCH]
+
+
+async def _require_digests(client: Redis, streams: Sequence[str]) -> None:
+    names = [keys.dlq_imported(s) for s in streams]
+    for name, kind in zip(names, await key_types(client, names), strict=True):
+        if kind not in ("hash", "none"):
+            raise WrongTypeError(wrong_type(name, kind, "nothing was imported"))
+
+
+async def _append(
+    client: Redis, op: audit.Operation, stream: str, batch: list[Record], *, check: bool
+) -> calls.ImportResult:
+    entries = [(identity(r.pairs).hex(), [v for pair in r.pairs for v in pair]) for r in batch]
+    call = calls.import_dead_letters(
+        dlq=keys.dlq(stream),
+        audit=keys.audit_trail(stream),
+        imported=keys.dlq_imported(stream),
+        check=check,
+        ttl_s=IMPORTED_TTL,
+        record=[*op.entry_fields(), "stream", stream],
+        entries=entries,
+    )
+    return await call(client)
 
 
 def read_text(stream: IO[bytes], name: str) -> list[str]:

@@ -16,6 +16,17 @@ fresh retry budget.
 **Atomicity.** ``replay.lua`` checks the entry still exists, XADDs it to the target,
 XDELs it from the DLQ and appends the per-entry audit record, in one step: a crash (even
 ``kill -9``) between two entries leaves every entry in exactly one place.
+
+**A target in another slot** (``--to T`` on a Redis Cluster, ``T`` without ``S``'s hash
+tag) cannot be written by the script that deletes from ``dlq:{S}``, so the move is three
+steps, each idempotent: ``replay_begin.lua`` notes ``ID -> T`` in
+``redrive:replay-moving:{S}`` (an unfinished earlier replay's target wins: a re-run never
+copies to a second stream); ``replay_copy.lua`` XADDs to ``T`` unless the marker
+``redrive:replay-copy:{T}:S@ID`` names a copy already (then that copy's id is the
+answer); ``replay_finish.lua`` XDELs the dead letter with its audit record, and the
+marker expires a day later (so a concurrent replay of the entry still finds it). A crash
+between the copy and the delete leaves the entry in both places until the replay is run
+again, which then only deletes it: moved exactly once, never lost.
 """
 
 from __future__ import annotations
@@ -38,9 +49,11 @@ from redrive.dlq.model import DeadLetter, WrongTypeError, key_types, wrong_type
 from redrive.dlq.query import Filter, OnSkip, UnknownIdError, select
 from redrive.dlq.ratelimit import TokenBucket
 from redrive.errors import ConfigError
-from redrive.store import calls, keys
+from redrive.store import calls, cluster, keys
 
 DEFAULT_MAX_REPLAYS = 3
+#: How long the copy marker of an entry replayed into another slot outlives its delete (s).
+COPY_MARKER_TTL = 86_400
 INTERRUPTED = "interrupted"
 Progress = Callable[[int, int], None]
 T = TypeVar("T")
@@ -215,21 +228,56 @@ async def _groups(client: Redis, stream: str) -> set[str]:
     return {text(n) for n in names}
 
 
-async def move(client: Redis, entry: DeadLetter, target: str, op: audit.Operation) -> str | None:
-    """Replay one entry atomically; returns its id in ``target`` (``None``: already gone)."""
+async def move(
+    client: Redis, entry: DeadLetter, target: str, op: audit.Operation
+) -> tuple[str, str] | None:
+    """Replay one entry; returns ``(target, id there)`` (``None``: already gone). The
+    target differs from ``target`` only when an unfinished replay of the entry into
+    another slot chose it first (see the module docstring)."""
     fields = replay_fields(entry, op, int(time.time() * 1000))
     origin = entry.meta.get(f.ORIGIN_ID.meta) or entry.id
     record = [*op.entry_fields(), "stream", entry.stream, "dlq-id", entry.id,
-              "origin-id", origin, "reason", entry.reason, "target", target]  # fmt: skip
+              "origin-id", origin, "reason", entry.reason]  # fmt: skip
+    if cluster.is_cluster(client) and not cluster.same_slot(entry.key, target):
+        return await _move_across(client, entry, target, fields, record)
     call = calls.replay(
         dlq=entry.key,
         target=target,
         audit=keys.audit_trail(entry.stream),
         dead_id=entry.id,
         fields=fields,
-        record=record,
+        record=[*record, "target", target],
     )
-    return await call(client)
+    new_id = await call(client)
+    return None if new_id is None else (target, new_id)
+
+
+async def _move_across(
+    client: Redis,
+    entry: DeadLetter,
+    target: str,
+    fields: list[bytes | str],
+    record: list[str],
+) -> tuple[str, str] | None:
+    moving = keys.replay_moving(entry.stream)
+    begin = calls.replay_begin(dlq=entry.key, moving=moving, dead_id=entry.id, target=target)
+    chosen = await begin(client)
+    if chosen is None:
+        return None
+    marker = keys.replay_copy(chosen, entry.ref)
+    new_id = await calls.replay_copy(target=chosen, marker=marker, fields=fields)(client)
+    finish = calls.replay_finish(
+        dlq=entry.key,
+        audit=keys.audit_trail(entry.stream),
+        moving=moving,
+        dead_id=entry.id,
+        record=[*record, "target", chosen, "target-id", new_id],
+    )
+    finished = await finish(client)
+    # Kept a while, not deleted: a concurrent replay of the same entry that began before
+    # the delete may still reach its copy step, and must find this copy.
+    await client.expire(marker, COPY_MARKER_TTL)
+    return (chosen, new_id) if finished else None
 
 
 async def replay(
@@ -293,12 +341,12 @@ async def _run(
             if stop is not None and stop.is_set():
                 report.stopped = INTERRUPTED
                 return
-            new_id = await move(client, entry, target, op)
-            if new_id is None:
+            done = await move(client, entry, target, op)
+            if done is None:
                 report.gone.append(entry.ref)
             else:
-                report.moved.append(Moved(entry.stream, entry.id, target, new_id))
-                watch.append(_canary(entry, options, new_id))
+                report.moved.append(Moved(entry.stream, entry.id, *done))
+                watch.append(_canary(entry, options, *done))
             if progress is not None:
                 progress(len(report.moved) + len(report.gone), total)
         if watched and watch:
@@ -325,11 +373,11 @@ async def _unless(stop: asyncio.Event | None, work: Awaitable[T]) -> T | None:
     return task.result() if task in done else None
 
 
-def _canary(entry: DeadLetter, options: ReplayOptions, new_id: str) -> canary.Canary:
+def _canary(entry: DeadLetter, options: ReplayOptions, target: str, new_id: str) -> canary.Canary:
     if options.to is None:
         origin = entry.meta.get(f.ORIGIN_ID.meta) or entry.id
         return canary.Canary(entry.id, entry.stream, entry.group, new_id, origin)
-    return canary.Canary(entry.id, options.to, "", new_id, new_id)
+    return canary.Canary(entry.id, target, "", new_id, new_id)
 
 
 def _stop_reason(result: canary.CanaryResult, left: int) -> str:

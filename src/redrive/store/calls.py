@@ -34,9 +34,10 @@ Id = str | bytes
 LeaseOp = Literal["claim", "take", "renew", "release"]
 
 __all__ = [
-    "AckResult", "Call", "DeadLetterResult", "Fence", "HeartbeatResult", "LeaseOp",
-    "PromoteResult", "ack", "dead_letter", "heartbeat", "parse_fence", "promote_due",
-    "purge", "renew", "replay", "retire", "schedule_retry",
+    "AckResult", "Call", "DeadLetterResult", "Fence", "HeartbeatResult", "ImportResult",
+    "LeaseOp", "PromoteResult", "ack", "dead_letter", "heartbeat", "import_dead_letters",
+    "parse_fence", "promote_due", "purge", "renew", "replay", "replay_begin",
+    "replay_copy", "replay_finish", "retire", "schedule_retry",
 ]  # fmt: skip
 
 
@@ -119,6 +120,14 @@ class PromoteResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ImportResult:
+    """``import_dead_letters``: records written, records skipped as already in the DLQ."""
+
+    imported: int
+    present: int
+
+
+@dataclass(frozen=True, slots=True)
 class HeartbeatResult:
     """``heartbeat``: whether the consumer name is ours; if not, who holds it and how long
     its lease still runs (ms). ``release`` of a lease not ours gives neither."""
@@ -164,6 +173,14 @@ def _new_id(reply: Any) -> str | None:
 
 def _count(reply: Any) -> int:
     return int(reply)
+
+
+def _imported(reply: Any) -> ImportResult:
+    return ImportResult(int(reply[0]), int(reply[1]))
+
+
+def _target(reply: Any) -> str | None:
+    return None if reply is None else text(reply)
 
 
 def _heartbeat(reply: Any) -> HeartbeatResult:
@@ -276,6 +293,56 @@ def purge(
     s = scripts().purge
     command = ("EVALSHA", s.sha, 2, dlq, audit, audit_maxlen, len(record), *record, *ids)
     return Call(s, command, _count)
+
+
+def replay_begin(*, dlq: str, moving: str, dead_id: Id, target: str) -> Call[str | None]:
+    """Note that ``dead_id`` moves to ``target`` (another slot); the result is the target
+    it moves to (an unfinished earlier replay's wins), ``None`` when it is gone."""
+    s = scripts().replay_begin
+    return Call(s, ("EVALSHA", s.sha, 2, dlq, moving, dead_id, target), _target)
+
+
+def replay_copy(*, target: str, marker: str, fields: Sequence[Arg]) -> Call[str]:
+    """Copy a dead letter to ``target`` as ``fields`` unless ``marker`` names its copy;
+    the result is its id there (the earlier copy's, if any)."""
+    s = scripts().replay_copy
+    return Call(s, ("EVALSHA", s.sha, 2, target, marker, *fields), text)
+
+
+def replay_finish(
+    *,
+    dlq: str,
+    audit: str,
+    moving: str,
+    dead_id: Id,
+    record: Sequence[Arg],
+    audit_maxlen: int = AUDIT_MAXLEN,
+) -> Call[bool]:
+    """Delete the copied dead letter ``dead_id`` with audit ``record``; False: it was gone."""
+    s = scripts().replay_finish
+    command = ("EVALSHA", s.sha, 3, dlq, audit, moving, dead_id, audit_maxlen, *record)
+    return Call(s, command, _retired)
+
+
+def import_dead_letters(
+    *,
+    dlq: str,
+    audit: str,
+    imported: str,
+    check: bool,
+    ttl_s: int,
+    record: Sequence[Arg],
+    entries: Sequence[tuple[str, Sequence[Arg]]],
+    audit_maxlen: int = AUDIT_MAXLEN,
+) -> Call[ImportResult]:
+    """Append ``entries`` (digest, fields) to ``dlq``; with ``check``, one whose digest in
+    ``imported`` names an entry still there is skipped. One audit ``record`` per call."""
+    s = scripts().import_dead_letters
+    command: list[Arg] = ["EVALSHA", s.sha, 3, dlq, audit, imported, audit_maxlen,
+                          _flag(check), ttl_s, len(record), *record]  # fmt: skip
+    for digest, fields in entries:
+        command += (digest, len(fields), *fields)
+    return Call(s, tuple(command), _imported)
 
 
 def heartbeat(

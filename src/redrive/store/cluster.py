@@ -4,6 +4,11 @@ A URL names a cluster either explicitly (``redis+cluster://host:port``, ``rediss
 for TLS) or implicitly: a plain ``redis://`` URL whose server reports ``cluster_enabled:1``
 in ``INFO cluster`` is treated as a cluster too (probed once per URL and process).
 
+A cluster URL may name several seed nodes, separated by commas:
+``redis+cluster://user:pw@h1:7000,h2:7001,[::1]:7002/0?…`` (one user-info, one path and
+query for all). The client asks them in turn for the slot map, so it starts while one
+answers; each seed without a port gets 6379.
+
 The cluster clients are redis-py's ``RedisCluster`` (asyncio and blocking). They speak the
 same command API as ``Redis``, so the runtime and the tools use them unchanged; the few
 places that reach below that API (the reader's raw :class:`~redrive.store.channel.Channel`,
@@ -17,11 +22,13 @@ ordinary single-key commands, so no tool has to fan out to find them.
 Example::
 
     client = async_client("redis+cluster://10.0.0.5:7000")   # any node; the rest is found
+    client = async_client("redis+cluster://10.0.0.5:7000,10.0.0.6:7000")  # either of two
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio.cluster
@@ -31,6 +38,7 @@ import redis.retry
 from redis import exceptions as rex
 from redis.asyncio.connection import AbstractConnection
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 
 #: Cluster URL scheme -> the scheme redis-py understands.
 SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -64,6 +72,48 @@ def plain_url(url: str) -> str:
     return url
 
 
+def split_seeds(url: str) -> tuple[str, list[str]]:
+    """``url`` with only its first seed node, and every seed as ``host:port``.
+
+    ``redis+cluster://:pw@h1:7000,h2:7001/0`` gives ``("redis+cluster://:pw@h1:7000/0",
+    ["h1:7000", "h2:7001"])``; a URL with one node is returned unchanged. Raises
+    ``ValueError`` for an empty seed or a bad port.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url, []
+    # The user-info ends at the last "@" (a password may hold any character).
+    userinfo, at, location = rest.rpartition("@")
+    cut = min((i for i in (location.find("/"), location.find("?")) if i != -1), default=-1)
+    hosts, tail = (location, "") if cut == -1 else (location[:cut], location[cut:])
+    seeds = []
+    for seed in hosts.split(","):
+        parts = urlsplit(f"redis://{seed}")
+        if not seed or not parts.hostname:
+            raise ValueError(f"empty seed node in {hosts!r}")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        seeds.append(f"{host}:{parts.port or 6379}")
+    first = hosts.split(",", 1)[0]
+    return f"{scheme}://{userinfo}{at}{first}{tail}", seeds
+
+
+def _startup_nodes(url: str, node_class: Any) -> tuple[str, dict[str, Any]]:
+    """The URL redis-py parses (its first seed) and ``startup_nodes`` for the others."""
+    first, seeds = split_seeds(url)
+    if len(seeds) < 2:
+        return url, {}
+    nodes = []
+    for seed in seeds[1:]:
+        host, _, port = seed.rpartition(":")
+        nodes.append(node_class(host.strip("[]"), int(port)))
+    return first, {"startup_nodes": nodes}
+
+
+def same_slot(*names: str) -> bool:
+    """Whether every key of ``names`` hashes to one Redis Cluster slot."""
+    return len({key_slot(name.encode()) for name in names}) <= 1
+
+
 def is_cluster(client: object) -> bool:
     """True for redis-py cluster clients (asyncio or blocking)."""
     return isinstance(client, AsyncCluster | SyncCluster)
@@ -82,6 +132,11 @@ def wanted(url: str, options: dict[str, Any]) -> bool:
             return False  # unreachable now: the caller's own PING reports why
         _DETECTED[url] = found
     return _DETECTED[url]
+
+
+def detected(url: str) -> bool:
+    """Whether ``url`` (a plain ``redis://`` one) was found to be a cluster node."""
+    return _DETECTED.get(url, False)
 
 
 def probe(url: str, options: dict[str, Any]) -> bool | None:
@@ -120,14 +175,16 @@ def async_client(url: str, options: dict[str, Any]) -> AsyncCluster:
     """
     settings = _cluster_options(options)
     settings["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
-    return AsyncCluster.from_url(plain_url(url), **settings)
+    first, seeds = _startup_nodes(url, redis.asyncio.cluster.ClusterNode)
+    return AsyncCluster.from_url(plain_url(first), **settings, **seeds)
 
 
 def sync_client(url: str, options: dict[str, Any]) -> SyncCluster:
     """A blocking ``RedisCluster`` with the same settings as :func:`async_client`."""
     settings = _cluster_options(options)
     settings["retry"] = redis.retry.Retry(NoBackoff(), 0)
-    return SyncCluster.from_url(plain_url(url), **settings)
+    first, seeds = _startup_nodes(url, redis.cluster.ClusterNode)
+    return SyncCluster.from_url(plain_url(first), **settings, **seeds)
 
 
 class SlotOwner:

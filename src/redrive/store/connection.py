@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import ssl
 from typing import Any, cast
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
 
 import redis
 import redis.asyncio
@@ -27,6 +27,7 @@ from redis.backoff import NoBackoff
 
 from redrive.errors import ConfigError, StoreError
 from redrive.store import cluster
+from redrive.store.cluster import scheme_of
 
 try:
     from redis.driver_info import DriverInfo
@@ -47,7 +48,7 @@ EMBEDDED_HINT = (
 _SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|credential", re.IGNORECASE)
 _LOOSE_PARAM = re.compile(r"(?i)((?:pass\w*|pwd|secret|token|auth\w*|credential\w*)=)[^&#\s]*")
 _URL_SHAPES = (
-    "redis://host:6379/0, rediss://host:6380/0, redis+cluster://host:7000 "
+    "redis://host:6379/0, rediss://host:6380/0, redis+cluster://host:7000[,host2:7001…] "
     "or unix:///path/to/redis.sock"
 )
 
@@ -101,8 +102,7 @@ def validate_url(url: str) -> str:
             f"unsupported Redis URL scheme {scheme!r} in {shown!r}: use {_URL_SHAPES}"
         )
     try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError for a non-numeric or out-of-range port
+        parts = _split_checked(url)
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {shown!r}: {exc}; expected {_URL_SHAPES}") from exc
     if parts.scheme.lower() == "unix" and not parts.path:
@@ -110,6 +110,22 @@ def validate_url(url: str) -> str:
     if parts.scheme.lower() in cluster.SCHEMES and parts.path.strip("/") not in ("", "0"):
         raise ConfigError(f"Redis URL {shown!r}: a Redis Cluster has only database 0")
     return url
+
+
+def _split_checked(url: str) -> SplitResult:
+    """``urlsplit`` of ``url`` (of its first seed, for a cluster), every port checked."""
+    if scheme_of(url) in cluster.SCHEMES:
+        first, seeds = cluster.split_seeds(url)
+        for seed in seeds[1:]:
+            _ = urlsplit(f"redis://{seed}").port
+    else:
+        first = url
+        location = url.partition("://")[2].rpartition("@")[2]
+        if "," in location.split("/", 1)[0].split("?", 1)[0]:
+            raise ValueError("several nodes are for a Redis Cluster: use redis+cluster://")
+    parts = urlsplit(first)
+    _ = parts.port  # raises ValueError for a non-numeric or out-of-range port
+    return parts
 
 
 def _client_options(
@@ -198,9 +214,10 @@ def describe_error(exc: BaseException, url: str) -> str:
     permission = permission_hint(exc)
     if permission is not None:
         return f"Redis at {shown} refused: {permission} (see docs/security.md)"
-    if "cluster mode is not enabled" in detail.lower():
-        return f"{shown} is not a Redis Cluster node ({detail}): use redis://host:port for it"
-    transport = _transport_message(exc, shown, detail)
+    clustered = _cluster_message(exc, url, shown, detail)
+    if clustered is not None:
+        return clustered
+    transport = _transport_message(exc, url, shown, detail)
     if transport is not None:
         return transport
     if isinstance(exc, rex.MovedError | rex.AskError):
@@ -208,7 +225,40 @@ def describe_error(exc: BaseException, url: str) -> str:
     return f"Redis at {shown} answered with an error: {detail}"
 
 
-def _transport_message(exc: BaseException, shown: str, detail: str) -> str | None:
+def _cluster_message(exc: BaseException, url: str, shown: str, detail: str) -> str | None:
+    """A Redis Cluster's own failures: not a cluster node, no seed answers, slots not
+    served (CLUSTERDOWN), a command across slots."""
+    if "cluster mode is not enabled" in detail.lower():
+        return f"{shown} is not a Redis Cluster node ({detail}): use redis://host:port for it"
+    if isinstance(exc, rex.ClusterDownError | rex.SlotNotCoveredError) or (
+        isinstance(exc, rex.RedisClusterException) and "slots are not covered" in detail
+    ):
+        return (
+            f"the Redis Cluster at {shown} is down ({detail}): not every slot is served, "
+            "e.g. a master is down with no replica to take over (CLUSTER INFO on a node "
+            "shows cluster_state); redrive carries on once it is ok again"
+        )
+    if isinstance(exc, rex.RedisClusterException) and "cannot be connected" in detail:
+        seeds = ", ".join(cluster.split_seeds(url)[1]) or shown
+        last = detail.rpartition("reachable node: ")[2] or detail
+        return (
+            f"cannot connect to any seed node of the Redis Cluster at {shown} "
+            f"(tried {seeds}; {last}): are they running, and are the hosts and ports "
+            "right? Name more nodes as redis+cluster://host1:port1,host2:port2"
+        )
+    if isinstance(exc, rex.RedisClusterException) and "same" in detail and "slot" in detail:
+        return (
+            f"the Redis Cluster at {shown} refused a command across slots ({detail}): "
+            "a bug, please report it"
+        )
+    return None
+
+
+def _is_cluster_url(url: str) -> bool:
+    return scheme_of(url) in cluster.SCHEMES or cluster.detected(url)
+
+
+def _transport_message(exc: BaseException, url: str, shown: str, detail: str) -> str | None:
     if isinstance(exc, rex.TimeoutError | TimeoutError):
         return f"timed out talking to {shown} ({detail}): is Redis overloaded or unreachable?"
     tls = _tls_failure(exc)
@@ -221,6 +271,11 @@ def _transport_message(exc: BaseException, shown: str, detail: str) -> str | Non
         return (
             f"TLS handshake with {shown} failed ({detail}): a server with "
             "tls-auth-clients wants ssl_certfile and ssl_keyfile (a client certificate)"
+        )
+    if _is_cluster_url(url) and isinstance(exc, rex.ConnectionError | OSError):
+        return (
+            f"cannot connect to a node of the Redis Cluster at {shown} ({detail}): that node "
+            "is down or unreachable; if it is a master being replaced, try again in a few seconds"
         )
     if isinstance(exc, rex.ConnectionError | OSError | rex.RedisClusterException):
         return (
@@ -291,7 +346,11 @@ def check_connection(url: str, *, timeout: float = 5.0) -> None:
 
         check_connection("redis://localhost:6379/0")   # returns None when Redis answers
     """
-    client = sync_client(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        # A blocking cluster client loads the slot map in its constructor: it may fail too.
+        client = sync_client(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    except _STORE_FAILURES as exc:
+        raise StoreError(describe_error(exc, url)) from exc
     try:
         client.ping()
     except _STORE_FAILURES as exc:

@@ -150,3 +150,24 @@ def audit_trail(stream: str) -> str:
 def dlq_retention(stream: str) -> str:
     """Retention gauges of ``dlq:{S}`` (hash: expiring, evicted, last run)."""
     return f"{PREFIX}dlq-retention:{hash_tag(stream)}"
+
+
+# -- DLQ operations across slots (issue 16) ----------------------------------------------
+
+
+def dlq_imported(stream: str) -> str:
+    """Hash: digest of an imported record -> its id in ``dlq:{S}`` (same slot), so a
+    record imported twice, even by two imports at once, is written once."""
+    return f"{PREFIX}dlq-imported:{hash_tag(stream)}"
+
+
+def replay_moving(stream: str) -> str:
+    """Hash: DLQ id -> target of a replay into another slot that has begun (same slot
+    as ``dlq:{S}``); its field goes with the dead letter, in one script."""
+    return f"{PREFIX}replay-moving:{hash_tag(stream)}"
+
+
+def replay_copy(target: str, ref: str) -> str:
+    """String: the id in ``target`` of the copy of dead letter ``ref`` (``S@ID``), in
+    ``target``'s slot: the copy step of a replay into another slot is done at most once."""
+    return f"{PREFIX}replay-copy:{hash_tag(target)}:{ref}"

@@ -31,6 +31,10 @@ NAMES = (
     "replay",
     "purge",
     "heartbeat",
+    "import_dead_letters",
+    "replay_begin",
+    "replay_copy",
+    "replay_finish",
 )
 
 
@@ -76,6 +80,10 @@ class Scripts:
         self.replay = self.by_name["replay"]
         self.purge = self.by_name["purge"]
         self.heartbeat = self.by_name["heartbeat"]
+        self.import_dead_letters = self.by_name["import_dead_letters"]
+        self.replay_begin = self.by_name["replay_begin"]
+        self.replay_copy = self.by_name["replay_copy"]
+        self.replay_finish = self.by_name["replay_finish"]
 
     async def load_all(self, client: Redis) -> None:
         """SCRIPT LOAD every script (at start and after a reconnect)."""
