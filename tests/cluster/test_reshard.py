@@ -91,3 +91,32 @@ async def test_a_reshard_of_an_active_stream_costs_only_a_short_pause_of_it(
     times = sorted(seen[other].values())
     gap = max(b - a for a, b in itertools.pairwise(times))
     assert gap <= 1.0, f"the stream on another master paused {gap:.2f}s"
+
+
+async def test_a_key_migrated_under_a_blocked_read_is_read_again_on_its_new_node(
+    cluster: RedisClusterProcess,
+) -> None:
+    moved, _, target = _streams(cluster)
+    app = App(cluster.url)
+    seen: list[int] = []
+
+    @app.handler(moved, group="g")
+    async def handle(msg):  # type: ignore[no-untyped-def]
+        seen.append(msg.data["n"])
+
+    client = redis.asyncio.RedisCluster.from_url(cluster.plain_url)
+    async with running(app, cluster.url, options=options_for_tests(block_ms=5000)) as run:
+        await client.xadd(moved, {"data": json.dumps({"n": 1})})
+        deadline = time.monotonic() + 10
+        while seen != [1]:
+            assert time.monotonic() < deadline, seen
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # blocked in XREADGROUP on the stream's first node
+        await asyncio.to_thread(cluster.reshard, moved, target)
+        await client.xadd(moved, {"data": json.dumps({"n": 2})})  # on the new node
+        deadline = time.monotonic() + 15
+        while seen != [1, 2]:
+            assert not run.task.done(), "the worker stopped"
+            assert time.monotonic() < deadline, seen
+            await asyncio.sleep(0.02)
+    await client.aclose()
