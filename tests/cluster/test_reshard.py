@@ -120,3 +120,37 @@ async def test_a_key_migrated_under_a_blocked_read_is_read_again_on_its_new_node
             assert time.monotonic() < deadline, seen
             await asyncio.sleep(0.02)
     await client.aclose()
+
+
+async def test_a_worker_started_while_its_slot_migrates_waits_and_then_consumes(
+    cluster: RedisClusterProcess,
+) -> None:
+    moved, _, target = _streams(cluster)
+    seen: list[int] = []
+
+    def app_of() -> App:
+        app = App(cluster.url)
+
+        @app.handler(moved, group="g")
+        async def handle(msg):  # type: ignore[no-untyped-def]
+            seen.append(msg.data["n"])
+
+        return app
+
+    client = redis.asyncio.RedisCluster.from_url(cluster.plain_url)
+    await client.xadd(moved, {"data": json.dumps({"n": 0})})
+    async with running(app_of(), cluster.url, options=options_for_tests()):  # its keys exist
+        while seen != [0]:
+            await asyncio.sleep(0.02)
+    for n in range(1, 20):
+        await client.xadd(moved, {"data": json.dumps({"n": n})})
+    resharding = asyncio.create_task(asyncio.to_thread(cluster.reshard, moved, target, pause=0.7))
+    await asyncio.sleep(1.0)  # some of the slot's keys moved, the others not yet
+    async with running(app_of(), cluster.url, options=options_for_tests()) as run:
+        await resharding
+        deadline = time.monotonic() + 20
+        while sorted(seen) != list(range(20)):
+            assert not run.task.done(), "the worker stopped"
+            assert time.monotonic() < deadline, sorted(seen)
+            await asyncio.sleep(0.05)
+    await client.aclose()

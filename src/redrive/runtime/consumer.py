@@ -228,9 +228,19 @@ class Consumer:
         error no retry can fix (an ACL refusal), the others are stopped and the error is
         raised; unsettled entries stay pending under this name, as after a crash.
         """
-        await self.start()
         spawn = asyncio.get_running_loop().create_task
         where = self.keys.stream
+        # A start that fails (a slot migrating, a node failing over) is tried again, until
+        # ``stop``; one that no retry can fix (an ACL refusal, a key of the wrong type)
+        # stops the worker.
+        starting = spawn(keep_running(self.start, what="start", stream=where))
+        stopping = spawn(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            await cancel([starting])
+            return
+        starting.result()
         reader = self.reader
         self.reader_task = spawn(
             keep_running(reader.loop, what="reader", stream=where, before_restart=reader.again),
