@@ -19,6 +19,7 @@ Both clocks start before the first read (redrive's includes its start-up, as in 
 no-op scenario); both handlers decode the JSON body.
 
     .venv/bin/python bench/throughput.py [--messages 50000] [--rounds 3] [--scenario noop,retry]
+        [--loop asyncio|uvloop]
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import redis.asyncio as aioredis
 
 from redrive import App, Message, RetryPolicy
 from redrive.runtime.settings import WorkerOptions
+from redrive.runtime.worker import loop_factory
 from redrive.store.keys import dlq, retry_due, retry_stream, stats
 from redrive.testing import RedisProcess
 
@@ -290,9 +292,15 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scenario", default="noop,retry", help="noop, retry or both")
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio",
+        help="event loop of both sides (uvloop: redrive[uvloop])",
+    )  # fmt: skip
     args = parser.parse_args()
     chosen = args.scenario.split(",")
     unknown = set(chosen) - {"noop", "retry"}
     if unknown:
         parser.error(f"unknown scenario {', '.join(sorted(unknown))}: use noop, retry")
-    asyncio.run(main(args.messages, args.rounds, chosen))
+    print(f"event loop: {args.loop}")
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        runner.run(main(args.messages, args.rounds, chosen))
