@@ -206,7 +206,11 @@ class AckBatcher:
             except TRANSPORT_ERRORS as exc:
                 failures += 1
                 if failures & (failures - 1) == 0:  # 1st, 2nd, 4th…: an outage, not a flood
-                    log.warning("ack flush failed %d times (%s); retrying", failures, exc)
+                    stream = self.sources[0].stream
+                    log.warning(
+                        "%s: ack flush failed %d times (%s); retrying", stream, failures, exc,
+                        extra={"stream": stream},
+                    )  # fmt: skip
                 await asyncio.sleep(min(0.5, 0.05 * 2**failures))
                 self._wanted.set()
 
