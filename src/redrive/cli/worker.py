@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import click
 from redrive.cli.logs import setup_logging
 from redrive.cli.main import CliContext
 from redrive.errors import ConfigError
+from redrive.process.supervisor import Supervisor, follow_supervisor
 from redrive.runtime.app import App
 from redrive.runtime.settings import (
     EVENT_LOOPS,
@@ -46,6 +49,26 @@ def load_app(target: str) -> App:
         found = "nothing" if app is None else type(app).__name__
         raise ConfigError(f"{target!r} is {found}, not a redrive App")
     return app
+
+
+def parse_processes(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """``--processes``: a count of at least 1, or ``auto`` (the CPUs this process may use)."""
+    if value.strip().lower() == "auto":
+        return cpu_count()
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise click.BadParameter(f"{value!r}: write a number of processes (1 or more) or auto")
+    return count
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's cpuset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 @click.command()
@@ -88,6 +111,16 @@ def load_app(target: str) -> App:
     show_default=True,
     help="Event loop; uvloop needs pip install 'redrive[uvloop]'.",
 )
+@click.option(
+    "--processes",
+    callback=parse_processes,
+    metavar="N|auto",
+    default="1",
+    show_default=True,
+    help="Worker processes under one supervisor (auto: one per CPU), named CONSUMER-1 … "
+    "CONSUMER-N; a child that exits is restarted under its name; 3 exits in a row within "
+    "5 s of a start stop them all (exit 2). Child i serves --metrics-port + i - 1.",
+)
 @click.pass_obj
 def worker(
     obj: CliContext,
@@ -100,9 +133,25 @@ def worker(
     metrics_host: str = "127.0.0.1",
     read_ahead: str = "64MiB",
     event_loop: str = "asyncio",
+    processes: int = 1,
 ) -> None:
-    """Run the handlers of MODULE:APP until SIGTERM/SIGINT (then drain and exit 0)."""
+    """Run the handlers of MODULE:APP until SIGTERM/SIGINT (then drain and exit 0).
+
+    With --processes N > 1, a supervisor runs N such workers and exits 0 once every one
+    has drained, 1 if one did not stop cleanly (it is named on stderr).
+    """
     setup_logging(obj.log_format, obj.log_level)
+    follow_supervisor()  # a no-op unless a supervisor started this worker
+    if processes > 1:
+        child_options = {
+            "--concurrency": concurrency, "--block-ms": block_ms,
+            "--shutdown-timeout": shutdown_timeout, "--metrics-host": metrics_host,
+            "--read-ahead-bytes": read_ahead, "--loop": event_loop,
+        }  # fmt: skip
+        name = consumer or default_consumer_name()
+        names = [f"{name}-{i}" for i in range(1, processes + 1)]
+        supervise(obj, target, names, child_options, metrics_port, shutdown_timeout)
+        return
     app = load_app(target)
     if concurrency is not None:
         app.specs = [_with_concurrency(s, concurrency) for s in app.specs]
@@ -133,6 +182,44 @@ def parse_size(text: str) -> int:
     if match is None or unit not in _UNITS:
         raise ConfigError(f"--read-ahead-bytes {text!r}: write a size such as 64MiB, 512k or 1GB")
     return int(float(match.group(1)) * _UNITS[unit])
+
+
+def supervise(
+    obj: CliContext,
+    target: str,
+    names: list[str],
+    options: Mapping[str, object],
+    metrics_port: int | None,
+    shutdown_timeout: float,
+) -> None:
+    """``--processes N``: run N children ``NAME-1`` … ``NAME-N`` until SIGTERM/SIGINT."""
+    if target.count(":") != 1 or target.startswith(":") or target.endswith(":"):
+        raise ConfigError(f"{target!r}: write MODULE:APP, e.g. redrive.examples.ecommerce:app")
+    if metrics_port is not None and metrics_port + len(names) - 1 > 65535:
+        raise ConfigError(
+            f"--metrics-port {metrics_port} with --processes {len(names)}: the last child "
+            f"would serve port {metrics_port + len(names) - 1}; pick a lower port"
+        )
+    common = [
+        sys.executable, "-m", "redrive.cli", "--log-format", obj.log_format,
+        "--log-level", obj.log_level, "worker", target,
+        *(str(a) for k, v in options.items() if v is not None for a in (k, v)),
+    ]  # fmt: skip
+
+    def argv(child: str) -> list[str]:
+        i = names.index(child)
+        port = [] if metrics_port is None else ["--metrics-port", str(metrics_port + i)]
+        return [*common, "--consumer", child, *port]
+
+    # The URL goes by environment, not argv: `ps` shows argv, and a URL may hold a password.
+    env = {"REDRIVE_DATA_DIR": str(obj.data_dir)}
+    if obj.redis_url:
+        env["REDRIVE_REDIS_URL"] = obj.redis_url
+    # A child gets its own shutdown timeout, then time to flush and close, before SIGKILL.
+    unclean = Supervisor(names, argv, stop_timeout=shutdown_timeout + 10, env=env).run()
+    if unclean:
+        click.echo(f"Error: not every child stopped cleanly: {'; '.join(unclean)}", err=True)
+        raise click.exceptions.Exit(1)
 
 
 def _with_concurrency(spec: HandlerSpec, n: int) -> HandlerSpec:

@@ -10,6 +10,11 @@ same host, a holder whose pid is gone (kill -9, then a restart under the same na
 our own pid (a container restarted as pid 1) is taken over at once. A holder on another
 host is live if its lease is renewed while we wait; if it is not renewed within the TTL
 it was dead, and the name is ours.
+
+A supervisor (``redrive worker --processes N``) that reaped a child knows for certain that
+the child is dead, even if its pid has since been reused: it starts the replacement with
+``REDRIVE_REAPED_WORKER="<pid> <name>"``, and a holder of that name on this host with that
+pid is taken over at once, never refused or waited for.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from redrive.store.process import pid_alive
 log = logging.getLogger("redrive.worker")
 
 TTL_MS = 6_000
+#: ``"<pid> <consumer name>"`` of a worker its supervisor reaped (see the module docstring).
+REAPED_ENV = "REDRIVE_REAPED_WORKER"
 RENEW_EVERY = TTL_MS / 3 / 1000
 #: Tokens of the leases this process holds (several Apps may run in one process).
 _HELD: set[str] = set()
@@ -49,6 +56,8 @@ class NameLease:
         self.key = consumer_lease(name)
         self.host = socket.gethostname()
         self.token = f"{self.host} {os.getpid()} {secrets.token_hex(4)}"
+        pid, _, reaped_name = os.environ.get(REAPED_ENV, "").partition(" ")
+        self.reaped = pid if reaped_name == name and pid.isdigit() else None
 
     async def _call(self, op: LeaseOp, replacing: str | None = None) -> HeartbeatResult:
         call = calls.heartbeat(
@@ -78,6 +87,8 @@ class NameLease:
             return "live"  # another App of this very process
         if host != self.host or not pid.isdigit():
             return "unknown"
+        if pid == self.reaped:
+            return "dead"  # our supervisor reaped it: dead even if the pid was reused
         # Our own pid but not our lease: a previous life (a container restarted as pid 1).
         if int(pid) == os.getpid() or not pid_alive(int(pid)):
             return "dead"
