@@ -1,15 +1,19 @@
 """Scale-out: throughput with 1, 2 and 4 worker processes, on one Redis and on a cluster.
 
-Each run starts N ``redrive worker`` processes (one group), waits until every one of
-them is reading, publishes the messages, and stops the clock when the group has read
-them all and nothing is pending. Two handler kinds: ``noop`` (CPU-bound: the figures
-are redrive's and Redis's own cost; the CPU split between workers and redis-server is
-read from /proc/<pid>/stat) and ``io`` (``await asyncio.sleep(0.005)``, concurrency 50
-per process). ``single``: one stream on one redis-server. ``cluster``: three streams,
-one per master of a local 3-master cluster, each process serving all three (concurrency
-17 per stream, about 50 per process).
+Each run starts N worker processes (one group), waits until every one of them is
+reading, publishes the messages, and stops the clock when the group has read them all
+and nothing is pending. Two ways to start them (``--modes``): ``separate``, N
+``redrive worker`` commands, and ``supervised``, one ``redrive worker --processes N``
+(a supervisor and its N children). Three handler kinds: ``noop`` (the figures are
+redrive's and Redis's own cost; the CPU split between workers and redis-server is read
+from /proc/<pid>/stat), ``cpu`` (100 µs of CPU per message: one process is CPU-bound by
+its handler) and ``io`` (``await asyncio.sleep(0.005)``, concurrency 50 per process).
+``single``: one stream on one redis-server. ``cluster``: three streams, one per master
+of a local 3-master cluster, each process serving all three (concurrency 17 per stream,
+about 50 per process).
 
-    .venv/bin/python bench/scale.py [--procs 1,2,4] [--kinds noop,io] [--setups single,cluster]
+    .venv/bin/python bench/scale.py [--procs 1,2,4] [--kinds noop,cpu,io]
+        [--setups single,cluster] [--modes separate,supervised]
 """
 
 from __future__ import annotations
@@ -33,26 +37,42 @@ BENCH = Path(__file__).resolve().parent
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` (and its reaped children), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(fields[i]) for i in (11, 12)) / TICKS
+    """utime + stime of ``pid`` and of its live children (a supervisor's), in seconds."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = _stat(int(proc.name))
+        except OSError:
+            continue  # gone meanwhile
+        if int(proc.name) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += sum(int(fields[i]) for i in (11, 12)) / TICKS
+    return total
 
 
 def start_workers(
-    url: str, streams: list[str], kind: str, procs: int
+    url: str, streams: list[str], kind: str, procs: int, mode: str
 ) -> list[subprocess.Popen[bytes]]:
     env = {**os.environ, "SCALE_STREAMS": ",".join(streams), "SCALE_KIND": kind}
     concurrency = str(max(1, 50 // len(streams)) if kind == "io" else 16)
-    return [
-        subprocess.Popen(
+
+    def worker(consumer: str, *extra: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [sys.executable, "-m", "redrive.cli", "--redis-url", url, "--log-level", "warning",
-             "worker", "scale_app:app", "--consumer", f"w{i}", "--concurrency", concurrency,
-             "--block-ms", "200"],
+             "worker", "scale_app:app", "--consumer", consumer, "--concurrency", concurrency,
+             "--block-ms", "200", *extra],
             cwd=BENCH, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        for i in range(procs)
-    ]  # fmt: skip
+        )  # fmt: skip
+
+    if mode == "supervised":
+        return [worker("w", "--processes", str(procs))]
+    return [worker(f"w{i}") for i in range(procs)]
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -94,12 +114,12 @@ def publish(r: redis.Redis, streams: list[str], per_stream: int) -> None:
 
 
 def run_once(url: str, redis_pids: list[int], streams: list[str], kind: str, procs: int,
-             messages: int) -> tuple[float, float, float]:  # fmt: skip
+             messages: int, mode: str) -> tuple[float, float, float]:  # fmt: skip
     """msgs/s, worker CPU seconds, redis-server CPU seconds for one run."""
     r = sync_client(url)
     for s in streams:
         r.delete(s, f"retry:{{{s}}}:scale", f"retry:{{{s}}}:scale:due")
-    workers = start_workers(url, streams, kind, procs)
+    workers = start_workers(url, streams, kind, procs, mode)
     try:
         wait_until(lambda: consumers_reading(r, streams, procs), 30, "the workers")
         per_stream = messages // len(streams)
@@ -132,10 +152,11 @@ def spread_streams(cluster: RedisClusterProcess) -> list[str]:
 
 
 def report(
-    setup: str, kind: str, procs: int, figures: tuple[float, float, float], base: float
-) -> None:
+    setup: str, kind: str, mode: str, procs: int, figures: tuple[float, float, float],
+    base: float,
+) -> None:  # fmt: skip
     rate, worker_cpu, redis_cpu = figures
-    print(f"{setup:<8} {kind:<5} {procs:>5} {rate:>10,.0f} {rate / base:>7.2f}x "
+    print(f"{setup:<8} {kind:<5} {mode:<10} {procs:>5} {rate:>10,.0f} {rate / base:>7.2f}x "
           f"{worker_cpu:>9.2f} {redis_cpu:>9.2f}", flush=True)  # fmt: skip
 
 
@@ -144,12 +165,16 @@ def main() -> None:
     # Enough for about a second of work per run: /proc CPU counters tick every 10 ms.
     parser.add_argument("--noop-messages", type=int, default=100_000)
     parser.add_argument("--io-messages", type=int, default=20_000)
+    parser.add_argument("--cpu-messages", type=int, default=20_000)
     parser.add_argument("--procs", default="1,2,4")
-    parser.add_argument("--kinds", default="noop,io")
+    parser.add_argument("--kinds", default="noop,cpu,io")
     parser.add_argument("--setups", default="single,cluster")
+    parser.add_argument("--modes", default="separate,supervised")
     args = parser.parse_args()
     counts = [int(p) for p in args.procs.split(",")]
-    print("setup    kind  procs    msgs/s   vs 1   worker CPU  redis CPU  (cores busy)")
+    sizes = {"noop": args.noop_messages, "io": args.io_messages, "cpu": args.cpu_messages}
+    print("setup    kind  mode       procs    msgs/s   vs 1   worker CPU  redis CPU  "
+          "(cores busy; vs 1: against 1 separate process)")  # fmt: skip
     for setup in args.setups.split(","):
         if setup == "single":
             server: RedisProcess | RedisClusterProcess = RedisProcess().start()
@@ -162,10 +187,11 @@ def main() -> None:
             for kind in args.kinds.split(","):
                 base = 0.0
                 for procs in counts:
-                    messages = args.noop_messages if kind == "noop" else args.io_messages
-                    figures = run_once(url, pids, streams, kind, procs, messages)
-                    base = base or figures[0]
-                    report(setup, kind, procs, figures, base)
+                    # --processes 1 is the plain worker (no supervisor): one row, "separate".
+                    for mode in ["separate"] if procs == 1 else args.modes.split(","):
+                        figures = run_once(url, pids, streams, kind, procs, sizes[kind], mode)
+                        base = base or figures[0]
+                        report(setup, kind, mode, procs, figures, base)
         finally:
             server.close()
 
