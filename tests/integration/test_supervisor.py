@@ -24,6 +24,7 @@ from redrive import process
 from redrive.process.supervisor import RestartPolicy, tagged
 from redrive.runtime.liveness import REAPED_ENV, NameLease, NameTaken
 from redrive.store.keys import consumer_lease
+from redrive.store.process import pid_alive
 from tests.chaos.harness import (
     APP,
     ROOT,
@@ -202,6 +203,22 @@ def test_a_child_that_crashes_at_import_stops_the_supervisor_with_one_line(
     starts = [m for m in messages(sup) if m.startswith("started sup-")]
     assert 3 <= len(starts) <= 6, starts
     assert "Traceback" not in sup.tail(200)
+
+
+def test_children_do_not_outlive_a_supervisor_killed_with_sigkill(
+    r: redis.Redis, scenario: Scenario, supervisors: list[process.WorkerProcess], tmp_path: Path
+) -> None:
+    sup = supervise(scenario, supervisors, tmp_path / "sup.log")
+    wait_until(lambda: reading(sup, "sup-1") and reading(sup, "sup-2"), "both children",
+               alive=[sup])  # fmt: skip
+    children = [lease_pid(r, "sup-1"), lease_pid(r, "sup-2")]
+
+    sup.kill()
+
+    # Linux sends each child SIGTERM (PR_SET_PDEATHSIG): they drain, give their names back
+    # and exit, instead of running on as orphans holding the names.
+    wait_until(lambda: not any(pid_alive(pid) for pid in children if pid), "the children gone")
+    assert lease_pid(r, "sup-1") is None and lease_pid(r, "sup-2") is None
 
 
 def test_child_output_names_the_child_in_text_and_in_json() -> None:

@@ -233,6 +233,7 @@ class Supervisor:
 
     def _start(self, child: Child, now: float) -> None:
         env = {**os.environ, **self.env, SUPERVISOR_ENV: str(os.getpid())}
+        env.pop(REAPED_ENV, None)  # only ever this child's own predecessor
         if child.reaped_pid is not None:
             env[REAPED_ENV] = f"{child.reaped_pid} {child.name}"
         proc = subprocess.Popen(
