@@ -15,7 +15,8 @@ import click
 from redrive.cli.logs import setup_logging
 from redrive.cli.main import CliContext
 from redrive.errors import ConfigError
-from redrive.process.supervisor import Supervisor, follow_supervisor
+from redrive.process.supervised import follow_supervisor, read_assignment
+from redrive.process.supervisor import Supervisor
 from redrive.runtime.app import App
 from redrive.runtime.settings import (
     EVENT_LOOPS,
@@ -121,6 +122,7 @@ def cpu_count() -> int:
     "CONSUMER-N; a child that exits is restarted under its name; 3 exits in a row within "
     "5 s of a start stop them all (exit 2). Child i serves --metrics-port + i - 1.",
 )
+@click.option("--supervised", is_flag=True, hidden=True, help="A child of --processes.")
 @click.pass_obj
 def worker(
     obj: CliContext,
@@ -134,6 +136,7 @@ def worker(
     read_ahead: str = "64MiB",
     event_loop: str = "asyncio",
     processes: int = 1,
+    supervised: bool = False,
 ) -> None:
     """Run the handlers of MODULE:APP until SIGTERM/SIGINT (then drain and exit 0).
 
@@ -141,7 +144,8 @@ def worker(
     has drained, 1 if one did not stop cleanly (it is named on stderr).
     """
     setup_logging(obj.log_format, obj.log_level)
-    follow_supervisor()  # a no-op unless a supervisor started this worker
+    if supervised:
+        follow_supervisor()
     if processes > 1:
         child_options = {
             "--concurrency": concurrency, "--block-ms": block_ms,
@@ -153,6 +157,9 @@ def worker(
         supervise(obj, target, names, child_options, metrics_port, shutdown_timeout)
         return
     app = load_app(target)
+    if supervised:  # the app is imported: a warm standby until the supervisor names it
+        assigned = read_assignment()
+        consumer, metrics_port = assigned.consumer, assigned.metrics_port
     if concurrency is not None:
         app.specs = [_with_concurrency(s, concurrency) for s in app.specs]
     options = WorkerOptions(
@@ -200,23 +207,25 @@ def supervise(
             f"--metrics-port {metrics_port} with --processes {len(names)}: the last child "
             f"would serve port {metrics_port + len(names) - 1}; pick a lower port"
         )
-    common = [
+    argv = [
         sys.executable, "-m", "redrive.cli", "--log-format", obj.log_format,
-        "--log-level", obj.log_level, "worker", target,
+        "--log-level", obj.log_level, "worker", target, "--supervised",
         *(str(a) for k, v in options.items() if v is not None for a in (k, v)),
     ]  # fmt: skip
 
-    def argv(child: str) -> list[str]:
-        i = names.index(child)
-        port = [] if metrics_port is None else ["--metrics-port", str(metrics_port + i)]
-        return [*common, "--consumer", child, *port]
+    def assignment(child: str) -> dict[str, object]:
+        port = None if metrics_port is None else metrics_port + names.index(child)
+        return {"metrics_port": port}
 
     # The URL goes by environment, not argv: `ps` shows argv, and a URL may hold a password.
     env = {"REDRIVE_DATA_DIR": str(obj.data_dir)}
     if obj.redis_url:
         env["REDRIVE_REDIS_URL"] = obj.redis_url
     # A child gets its own shutdown timeout, then time to flush and close, before SIGKILL.
-    unclean = Supervisor(names, argv, stop_timeout=shutdown_timeout + 10, env=env).run()
+    supervisor = Supervisor(
+        names, argv, stop_timeout=shutdown_timeout + 10, env=env, assignment=assignment
+    )
+    unclean = supervisor.run()
     if unclean:
         click.echo(f"Error: not every child stopped cleanly: {'; '.join(unclean)}", err=True)
         raise click.exceptions.Exit(1)
