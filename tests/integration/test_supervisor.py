@@ -13,7 +13,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -65,12 +66,13 @@ def supervise(
     processes: int = 2,
     app: str = APP,
     cwd: Path = ROOT,
+    extra: Sequence[str] = (),
     **options: object,
 ) -> process.WorkerProcess:
     """``redrive worker APP --processes N --consumer sup`` with JSON logs in ``log``."""
     argv = process.worker_argv(
         scenario.url, app, NAME, log_format="json", shutdown_timeout=10.0,
-        extra=["--processes", str(processes)],
+        extra=["--processes", str(processes), *extra],
     )  # fmt: skip
     env = scenario.env(NAME, **options)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(cwd), env.get("PYTHONPATH")]))
@@ -221,6 +223,43 @@ def test_children_do_not_outlive_a_supervisor_killed_with_sigkill(
     # and exit, instead of running on as orphans holding the names.
     wait_until(lambda: not any(pid_alive(pid) for pid in children if pid), "the children gone")
     assert lease_pid(r, "sup-1") is None and lease_pid(r, "sup-2") is None
+
+
+def free_port_pair() -> int:
+    """A port P such that P and P + 1 are both free right now."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return int(port)
+    raise AssertionError("no two consecutive free ports")
+
+
+def scrape(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+            return str(reply.read().decode())
+    except OSError:
+        return ""
+
+
+def test_child_i_serves_its_metrics_on_the_port_plus_i_minus_1(
+    scenario: Scenario, supervisors: list[process.WorkerProcess], tmp_path: Path
+) -> None:
+    port = free_port_pair()
+    argv = ["--metrics-port", str(port)]
+    sup = supervise(scenario, supervisors, tmp_path / "sup.log", extra=argv)
+    for i in (1, 2):
+        wait_until(lambda: f'consumer="sup-{i}"' in scrape(port + i - 1),  # noqa: B023
+                   f"sup-{i}'s metrics on {port + i - 1}", alive=[sup])  # fmt: skip
+    assert 'consumer="sup-2"' not in scrape(port)
+    sup.terminate()
+    assert sup.wait(20) == 0, sup.tail()
 
 
 def test_child_output_names_the_child_in_text_and_in_json() -> None:
