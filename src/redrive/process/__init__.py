@@ -4,6 +4,7 @@ Not under :mod:`redrive.testing`: the demo and the simulator ship in the package
 workers too, and the simulator must not depend on test helpers. Not under
 :mod:`redrive.store` either: these are worker processes, not Redis (the redis-server
 spawner, which stops its processes by pid the same way, is :mod:`redrive.store.server`).
+The supervisor of ``redrive worker --processes N`` is :mod:`redrive.process.supervisor`.
 
 Example::
 
