@@ -113,7 +113,7 @@ class Spawned:
 
     def last_line(self) -> str:
         """The last non-empty line it wrote on stderr (of a JSON record: its ``msg``)."""
-        for line in reversed(self.tail):
+        for line in reversed(list(self.tail)):  # a copy: its relay may still append
             if line.startswith("{"):
                 with contextlib.suppress(ValueError):
                     record = json.loads(line)
