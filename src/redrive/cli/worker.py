@@ -152,6 +152,7 @@ def worker(
             "--shutdown-timeout": shutdown_timeout, "--metrics-host": metrics_host,
             "--read-ahead-bytes": read_ahead, "--loop": event_loop,
         }  # fmt: skip
+        parse_size(read_ahead)  # a bad size is one line here, not a crash loop of children
         name = consumer or default_consumer_name()
         names = [f"{name}-{i}" for i in range(1, processes + 1)]
         supervise(obj, target, names, child_options, metrics_port, shutdown_timeout)
