@@ -15,8 +15,6 @@ import click
 from redrive.cli.logs import setup_logging
 from redrive.cli.main import CliContext
 from redrive.errors import ConfigError
-from redrive.process.supervised import follow_supervisor, read_assignment
-from redrive.process.supervisor import Supervisor
 from redrive.runtime.app import App
 from redrive.runtime.settings import (
     EVENT_LOOPS,
@@ -144,7 +142,9 @@ def worker(
     has drained, 1 if one did not stop cleanly (it is named on stderr).
     """
     setup_logging(obj.log_format, obj.log_level)
-    if supervised:
+    if supervised:  # only then: a plain worker does not import the supervisor's modules
+        from redrive.process.supervised import follow_supervisor, read_assignment
+
         follow_supervisor()
     if processes > 1:
         child_options = {
@@ -201,6 +201,8 @@ def supervise(
     shutdown_timeout: float,
 ) -> None:
     """``--processes N``: run N children ``NAME-1`` … ``NAME-N`` until SIGTERM/SIGINT."""
+    from redrive.process.supervisor import Supervisor
+
     if target.count(":") != 1 or target.startswith(":") or target.endswith(":"):
         raise ConfigError(f"{target!r}: write MODULE:APP, e.g. redrive.examples.ecommerce:app")
     if metrics_port is not None and metrics_port + len(names) - 1 > 65535:
