@@ -186,6 +186,24 @@ def test_sigterm_drains_every_child_and_the_supervisor_exits_0(
     assert len(done.succeeded) + len(undelivered) == len(produced), done.report(produced)
 
 
+def test_ctrl_c_at_the_terminal_reaches_every_child_once_and_all_exit_0(
+    r: redis.Redis, scenario: Scenario, supervisors: list[process.WorkerProcess], tmp_path: Path
+) -> None:
+    # A Ctrl-C is SIGINT to the terminal's whole foreground process group. The children
+    # are in groups of their own, so they get it once, from the supervisor; had they got
+    # it twice, the second could land after an idle child drained (exit by SIGINT).
+    sup = supervise(scenario, supervisors, tmp_path / "sup.log")
+    wait_until(lambda: reading(sup, "sup-1") and reading(sup, "sup-2"), "both children",
+               alive=[sup])  # fmt: skip
+    children = [lease_pid(r, "sup-1"), lease_pid(r, "sup-2")]
+    assert all(pid and os.getpgid(pid) != sup.pid for pid in children)
+
+    os.killpg(sup.pid, signal.SIGINT)  # the supervisor leads its own group (a new session)
+
+    assert sup.wait(20) == 0, sup.tail()
+    assert any(m.startswith("SIGINT: stopping 2 children") for m in messages(sup))
+
+
 def test_a_child_that_crashes_at_import_stops_the_supervisor_with_one_line(
     r: redis.Redis, scenario: Scenario, supervisors: list[process.WorkerProcess], tmp_path: Path
 ) -> None:

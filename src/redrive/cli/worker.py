@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import replace
@@ -177,6 +178,9 @@ def worker(
 
         serve_worker_metrics(metrics_port, metrics_host)
     app.run(options=options, redis_url=obj.redis_url or app.redis_url)
+    if supervised:  # drained: a late second signal must not turn exit 0 into a kill
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2,

@@ -63,6 +63,10 @@ class Spawned:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            # A group of its own: a Ctrl-C at the terminal (or a signal to the supervisor's
+            # group) reaches the supervisor only, which forwards it once. Twice, the second
+            # could land after the child drained and its handlers were gone.
+            process_group=0,
         )
         self.tag = tag
         self.started = now
