@@ -4,7 +4,7 @@ The supervisor starts N children, each a fresh interpreter running ``redrive wor
 the same app and options under the consumer names ``NAME-1`` … ``NAME-N``, passes their
 output through with the child's name on every line, and keeps N running. It also keeps
 one *standby* child that has imported the app and waits for a name: a replacement that
-has already paid its start-up (a fresh interpreter takes 0.3 s on an idle machine and
+has already paid its start-up (a fresh interpreter takes 0.2–0.3 s on an idle machine and
 over 1 s on a busy one), so a dead child is replaced in milliseconds.
 
 - **A child that exits** (kill -9, the OOM killer, a crash) is restarted under the same
@@ -19,8 +19,9 @@ over 1 s on a busy one), so a dead child is replaced in milliseconds.
   loop (the app raises at import, a bad option, a name held by a live worker): the
   supervisor stops every child and raises :class:`CrashLoop` naming the child, its exit
   code and its last line on stderr. A child that ran ``min_uptime`` or longer is restarted
-  at once, whatever its exit code: the count starts again. The standby counts the same
-  way under the name ``standby``.
+  at once, whatever its exit code: the count starts again. The standby is restarted with
+  the same backoff (under the name ``standby``) but never stops the supervisor: an app
+  that cannot start stops the named children first, with the clearer line.
 - **SIGTERM / SIGINT** is forwarded to every child, and each drains as a single worker
   does. A child still running ``stop_timeout`` seconds later is killed (SIGKILL) and
   reported, as is one that exits non-zero: :meth:`Supervisor.run` returns them.
