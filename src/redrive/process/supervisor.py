@@ -4,7 +4,7 @@ The supervisor starts N children, each a fresh interpreter running ``redrive wor
 the same app and options under the consumer names ``NAME-1`` … ``NAME-N``, passes their
 output through with the child's name on every line, and keeps N running. It also keeps
 one *standby* child that has imported the app and waits for a name: a replacement that
-has already paid its start-up (a fresh interpreter takes 0.2–0.3 s on an idle machine and
+has already paid its start-up (a fresh interpreter takes 0.2 to 0.3 s on an idle machine and
 over 1 s on a busy one), so a dead child is replaced in milliseconds.
 
 - **A child that exits** (kill -9, the OOM killer, a crash) is restarted under the same
