@@ -44,12 +44,13 @@ class ReadBudget:
     ``limit=None``: no byte bound (the count still holds).
     """
 
-    __slots__ = ("__weakref__", "_room", "limit", "used", "waits")
+    __slots__ = ("__weakref__", "_room", "limit", "used", "waiting", "waits")
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.used = 0
         self.waits = 0  # how often a reader waited for the budget (a metric)
+        self.waiting = 0  # readers waiting: a release must wake them
         self._room = asyncio.Event()
         BUDGETS.add(self)
 
@@ -58,6 +59,11 @@ class ReadBudget:
 
     def give(self, n: int) -> None:
         self.used -= n
+        if self.waiting:
+            self.wake()
+
+    def wake(self) -> None:
+        """Wake the waiting readers if the process is under its limit now."""
         if self.limit is not None and self.used < self.limit:
             self._room.set()
 
@@ -72,7 +78,11 @@ class ReadBudget:
         while self.used >= self.limit:
             self.waits += 1
             self._room.clear()
-            await self._room.wait()
+            self.waiting += 1
+            try:
+                await self._room.wait()
+            finally:
+                self.waiting -= 1
 
 
 class Buffer:
@@ -190,8 +200,11 @@ class Buffer:
         """A run ended (its outcome is with the ack batcher or the settler): make room."""
         self.inflight -= 1
         self.held[source].pop(entry_id, None)
-        if fields:
-            self.budget.give(sum(map(len, fields)))
+        if fields:  # the budget's give(), inlined: this runs for every message
+            budget = self.budget
+            budget.used -= sum(map(len, fields))
+            if budget.waiting:
+                budget.wake()
         if self._reader_waiting:
             self._room.set()
 
