@@ -19,9 +19,9 @@ from typing import Any
 
 from redrive.runtime.source import Source
 
-#: One buffered entry: its stream, its id and its flat fields (``None``: the payload is
-#: gone from the stream, a loss to record).
-Item = tuple[Source, bytes, list[bytes] | None]
+#: One buffered entry: its stream, its id, its flat fields (``None``: the payload is gone
+#: from the stream, a loss to record) and what they weigh (``entry_bytes``, counted once).
+Item = tuple[Source, bytes, list[bytes] | None, int]
 
 
 #: Every live :class:`ReadBudget` of this process (a worker's own ``/metrics`` reads them).
@@ -113,14 +113,14 @@ class Buffer:
     def add(self, source: Source, entries: Iterable[Any], now: float) -> int:
         """Queue the ``(id, fields)`` entries of one stream of a read; returns how many."""
         held = self.held[source]
-        queue = self.queue
+        append = self.queue.append
         n = weight = 0
         for entry_id, flat in entries:
             held[entry_id] = now
-            queue.append((source, entry_id, flat))
+            size = sum(map(len, flat)) if flat else 0
+            append((source, entry_id, flat, size))
             n += 1
-            if flat:
-                weight += sum(map(len, flat))
+            weight += size
         self.last_bytes = weight
         self.budget.take(weight)
         return n
@@ -131,11 +131,12 @@ class Buffer:
         """Queue a re-delivered entry: a suspect waits for isolation; any other runs next
         (it is older than everything buffered, so it must not wait behind the backlog)."""
         self.held[source][entry_id] = now
-        self.budget.take(entry_bytes(fields))
+        size = entry_bytes(fields)
+        self.budget.take(size)
         if suspect:
-            self.suspects.append((source, entry_id, fields))
+            self.suspects.append((source, entry_id, fields, size))
         else:
-            self.queue.appendleft((source, entry_id, fields))
+            self.queue.appendleft((source, entry_id, fields, size))
 
     def holds(self, source: Source, entry_id: bytes) -> bool:
         """Whether ``entry_id`` is read and not finished in this process."""
@@ -173,7 +174,7 @@ class Buffer:
             kept = []
             for item in buffer:
                 if item[0] is source and item[1] in ids:
-                    freed += entry_bytes(item[2])
+                    freed += item[3]
                 else:
                     kept.append(item)
             dropped += len(buffer) - len(kept)
@@ -187,24 +188,24 @@ class Buffer:
 
     # -- the lanes' side ------------------------------------------------------------------
 
-    def settled(self, source: Source, entry_id: bytes, fields: list[bytes] | None) -> None:
+    def settled(self, source: Source, entry_id: bytes, size: int) -> None:
         """An entry taken from the queue was settled without a run (isolation's limit)."""
         self.held[source].pop(entry_id, None)
-        self.budget.give(entry_bytes(fields))
+        self.budget.give(size)
 
     def begin(self) -> None:
         """A lane took an entry and runs it."""
         self.inflight += 1
 
-    def finish(self, source: Source, entry_id: bytes, fields: list[bytes] | None) -> None:
-        """A run ended (its outcome is with the ack batcher or the settler): make room."""
+    def finish(self, source: Source, entry_id: bytes, size: int) -> None:
+        """A run ended (its outcome is with the ack batcher or the settler): make room;
+        ``size`` is the entry's weight (its item's last element)."""
         self.inflight -= 1
         self.held[source].pop(entry_id, None)
-        if fields:  # the budget's give(), inlined: this runs for every message
-            budget = self.budget
-            budget.used -= sum(map(len, fields))
-            if budget.waiting:
-                budget.wake()
+        budget = self.budget  # its give(), inlined: this runs for every message
+        budget.used -= size
+        if budget.waiting:
+            budget.wake()
         if self._reader_waiting:
             self._room.set()
 

@@ -142,7 +142,7 @@ class Lanes:
                 and not (suspects or isolation.busy)
                 and (breaker is None or breaker.state is BreakerState.CLOSED)
             ):
-                source, entry_id, fields = queue.popleft()
+                source, entry_id, fields, size = queue.popleft()
                 if queue:
                     buffer.wake()
                 streak += 1
@@ -153,7 +153,7 @@ class Lanes:
                     continue
                 if item is STOP:
                     return
-                source, entry_id, fields = item
+                source, entry_id, fields, size = item
             buffer.begin()
             try:
                 if fields is None:
@@ -192,7 +192,7 @@ class Lanes:
                 if breaker is not None:
                     breaker.success(not source.trusted)
             finally:
-                buffer.finish(source, entry_id, fields)
+                buffer.finish(source, entry_id, size)
                 if entry_id is isolation.entry:
                     await isolation.done(source, entry_id)
 

@@ -47,7 +47,7 @@ class Isolation:
         if self.busy or buffer.inflight:
             await asyncio.sleep(ISOLATION_POLL)
             return None
-        source, entry_id, fields = item = buffer.suspects.popleft()
+        source, entry_id, fields, size = item = buffer.suspects.popleft()
         # Claim isolation before the first await, or another lane could start one too.
         self.busy = True
         self.entry = entry_id
@@ -61,7 +61,7 @@ class Isolation:
             return None
         # Runs before this one: the shared (uncounted) ones plus the isolated ones counted.
         if SHARED_RUNS + runs - 1 >= self.max_deliveries and fields is not None:
-            buffer.settled(source, entry_id, fields)
+            buffer.settled(source, entry_id, size)
             self.settler.exceeded(source, entry_id, fields, runs)
             await self.done(source, entry_id)
             return None

@@ -40,7 +40,7 @@ def test_dropping_entries_lost_to_another_consumer_keeps_the_rest() -> None:
 
     assert buffer.drop(MAIN, {b"2-0", b"3-0"}) == 2
     assert buffer.queue is queue  # in place: the lanes hold a reference
-    assert [(s.key, i) for s, i, _ in buffer.queue] == [("orders", b"1-0"), (RETRY.key, b"2-0")]
+    assert [(s.key, i) for s, i, _, _ in buffer.queue] == [("orders", b"1-0"), (RETRY.key, b"2-0")]
     assert not buffer.holds(MAIN, b"2-0") and buffer.holds(RETRY, b"2-0")
 
 
@@ -51,11 +51,11 @@ async def test_the_reader_waits_for_room_until_a_lane_finishes() -> None:
     await asyncio.sleep(0)
     assert not waiting.done()
 
-    source, entry_id, fields = buffer.queue.popleft()
+    source, entry_id, _, size = buffer.queue.popleft()
     buffer.begin()
     await asyncio.sleep(0)
     assert not waiting.done()  # taken but running: still counts
-    buffer.finish(source, entry_id, fields)
+    buffer.finish(source, entry_id, size)
 
     assert await asyncio.wait_for(waiting, 1) == 2
     assert not buffer.holds(MAIN, b"1-0")
@@ -101,9 +101,9 @@ async def test_the_read_budget_counts_bytes_until_finished_or_dropped() -> None:
     await asyncio.sleep(0)
     assert not blocked.done()  # over the limit: a reader waits
 
-    source, entry_id, fields = buffer.queue.popleft()
+    source, entry_id, _, size = buffer.queue.popleft()
     buffer.begin()
-    buffer.finish(source, entry_id, fields)
+    buffer.finish(source, entry_id, size)
     assert budget.used == 60
     await asyncio.wait_for(blocked, 1)
 

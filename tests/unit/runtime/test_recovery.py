@@ -30,8 +30,8 @@ def test_a_first_redelivery_runs_next_and_a_second_is_isolated() -> None:
 
     assert r.admit(MAIN, entries("1-0", "2-0"), counts) == 2
 
-    assert [i for _, i, _ in r.buffer.queue] == [b"1-0"]
-    assert [i for _, i, _ in r.buffer.suspects] == [b"2-0"]
+    assert [i for _, i, _, _ in r.buffer.queue] == [b"1-0"]
+    assert [i for _, i, _, _ in r.buffer.suspects] == [b"2-0"]
 
 
 def test_entries_handled_here_are_never_run_again() -> None:
