@@ -137,9 +137,10 @@ class App:
     """
 
     def __init__(self, redis_url: str | None = None, *, data_dir: Path | None = None) -> None:
-        """``redis_url``: ``redis://…``, ``rediss://…``, ``redis+cluster://…`` or
-        ``unix://…`` (checked now, connected when served); ``None``: ``REDRIVE_REDIS_URL``,
-        else the embedded Redis under ``data_dir``."""
+        """``redis_url``: ``redis://…``, ``rediss://…``, ``redis+cluster://…`` (several seed
+        nodes: ``redis+cluster://h1:7000,h2:7001``) or ``unix://…`` (checked now, connected
+        when served); ``None``: ``REDRIVE_REDIS_URL``, else the embedded Redis under
+        ``data_dir``."""
         self.redis_url = None if redis_url is None else validate_url(redis_url)
         if data_dir is not None and not isinstance(data_dir, str | Path):
             raise ConfigError(f"data_dir={data_dir!r}: use a directory path")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import socket
 
 from redis.asyncio import Redis
@@ -55,7 +54,7 @@ class NameLease:
         self.name = name
         self.key = consumer_lease(name)
         self.host = socket.gethostname()
-        self.token = f"{self.host} {os.getpid()} {secrets.token_hex(4)}"
+        self.token = f"{self.host} {os.getpid()} {os.urandom(4).hex()}"
         pid, _, reaped_name = os.environ.get(REAPED_ENV, "").partition(" ")
         self.reaped = pid if reaped_name == name and pid.isdigit() else None
 
