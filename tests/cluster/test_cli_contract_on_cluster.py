@@ -10,7 +10,6 @@ no replica to promote: ``cluster_state:fail``, CLUSTERDOWN on the survivors).
 
 from __future__ import annotations
 
-import gc
 import json
 import time
 from collections.abc import Iterator
@@ -24,23 +23,15 @@ from redrive.testing.cluster import RedisClusterProcess
 from tests.integration.dlq_support import run_cli
 from tests.integration.test_cli_failures import CODES, ON_CLUSTER, TALKERS
 
-PASSWORD = "cluster-s3cret"
 STREAM = "contract:orders"
 
-# A command meeting a dead node makes redis-py's cluster client re-initialize its slot map
-# and drop ClusterNode objects that still hold connections (a leak inside redis-py, as in
-# test_runtime_on_cluster.py), reported by the garbage collector: collected after each
-# test here, so it is not blamed on an unrelated later test.
+# redis-py's cluster client leaks connections after a dead node (conftest.py,
+# collect_redis_py_leaks): collected after each test here.
 pytestmark = [
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.usefixtures("collect_redis_py_leaks"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _collect_redis_py_leaks() -> Iterator[None]:
-    yield
-    gc.collect()
 
 
 @pytest.fixture(scope="module")
@@ -65,21 +56,6 @@ def broken_cluster() -> Iterator[RedisClusterProcess]:
             time.sleep(0.05)
         probe.close()
         yield cluster
-
-
-@pytest.fixture
-def guarded(redis_cluster: RedisClusterProcess) -> Iterator[RedisClusterProcess]:
-    """The session cluster with a password on every node, removed afterwards."""
-    clients = [redis.Redis.from_url(node.url) for node in redis_cluster.nodes_running()]
-    for client in clients:
-        client.config_set("requirepass", PASSWORD)
-    try:
-        yield redis_cluster
-    finally:
-        for client in clients:
-            client.execute_command("AUTH", PASSWORD)
-            client.config_set("requirepass", "")
-            client.close()
 
 
 @pytest.fixture

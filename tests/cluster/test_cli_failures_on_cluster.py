@@ -7,31 +7,11 @@ for the length of the test.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import redis
 
 from redrive.testing.cluster import RedisClusterProcess
+from tests.cluster.conftest import PASSWORD
 from tests.integration.dlq_support import run_cli
-
-PASSWORD = "cluster-s3cret"
-
-
-@pytest.fixture
-def guarded(redis_cluster: RedisClusterProcess) -> Iterator[RedisClusterProcess]:
-    """The session cluster with a password on every node, removed afterwards."""
-    clients = [redis.Redis.from_url(node.url) for node in redis_cluster.nodes_running()]
-    for client in clients:
-        client.config_set("requirepass", PASSWORD)
-    try:
-        yield redis_cluster
-    finally:
-        for client in clients:
-            client.execute_command("AUTH", PASSWORD)
-            client.config_set("requirepass", "")
-            client.close()
-
 
 CASES = [(["health"], 3), (["dlq", "list"], 2), (["monitor", "--once"], 2), (["audit", "s"], 2)]
 

@@ -9,9 +9,6 @@ hand-written keys (``<stream>:due``) do not share the stream's hash tag.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-
 import pytest
 
 from tests.integration.test_bad_input import (
@@ -60,18 +57,10 @@ __all__ = [
     "test_sync_handlers_run_in_threads",
 ]
 
-# When every connection of the process is killed (test_killed_connections_lose_nothing),
-# redis-py's cluster client re-initializes its slot map and drops ClusterNode objects that
-# still hold connections: a leak inside redis-py, reported by the garbage collector at
-# some later moment. Collected here, while these tests run, so that it is neither hidden
-# elsewhere nor blamed on an unrelated later test.
+# redis-py's cluster client leaks connections after a dead node (conftest.py,
+# collect_redis_py_leaks): collected after each test here.
 pytestmark = [
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.usefixtures("collect_redis_py_leaks"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _collect_redis_py_leaks() -> Iterator[None]:
-    yield
-    gc.collect()
