@@ -57,10 +57,10 @@ class Worker:
         # The socket timeout stays above BLOCK so a blocked read is never cut short; the
         # reader's connections carry no per-reply timeout, their round trips have a deadline.
         timeout = self.options.block_ms / 1000 + 10
-        # Connections (docs/configuration.md, "Connections"): each handler pins one for its
-        # blocked read and one for its settlements; the scheduler, reclaim, leases, stats
-        # and the name lease share SHARED_CONNECTIONS more (waiting for one when all are
-        # busy). Handlers and hooks have their own clients (below).
+        # Connections (docs/configuration.md, "Idle cost and connections"): each handler
+        # pins one for its blocked read and one for its settlements; the scheduler,
+        # reclaim, leases, stats and the name lease share SHARED_CONNECTIONS more (waiting
+        # for one when all are busy). Handlers and hooks have their own clients (below).
         n = len(self.app.specs)
         # On a cluster, a hung node must not hold the slot-map refresh that every stream's
         # commands wait for: redis-py's own commands there time out after NODE_TIMEOUT.
