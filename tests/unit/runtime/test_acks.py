@@ -118,11 +118,12 @@ async def test_a_flush_whose_round_trip_fails_gives_everything_back() -> None:
 
 async def test_the_memory_of_acks_is_bounded() -> None:
     b = batcher()
-    ids = [f"{i}-0".encode() for i in range(ACKED_MEMORY + 5)]
-    for i in ids:
-        b.ack(MAIN, i)
-    await b.settle(b.take(), [[len(ids), [], []]])
+    ids = [f"{i}-0".encode() for i in range(ACKED_MEMORY + 500)]
+    for start in range(0, len(ids), 100):  # one round trip per 100 acks
+        for i in ids[start : start + 100]:
+            b.ack(MAIN, i)
+        await b.settle(b.take(), [[100, [], []]])
 
-    assert not b.was_acked(MAIN, ids[0])  # the oldest are forgotten
-    assert b.was_acked(MAIN, ids[-1])
+    assert not b.was_acked(MAIN, ids[0])  # the oldest batches are forgotten
+    assert b.was_acked(MAIN, ids[-1]) and b.was_acked(MAIN, ids[-ACKED_MEMORY])
     assert len(b.acked[MAIN]) == ACKED_MEMORY
