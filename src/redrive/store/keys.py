@@ -171,3 +171,19 @@ def replay_copy(target: str, ref: str) -> str:
     """String: the id in ``target`` of the copy of dead letter ``ref`` (``S@ID``), in
     ``target``'s slot: the copy step of a replay into another slot is done at most once."""
     return f"{PREFIX}replay-copy:{hash_tag(target)}:{ref}"
+
+
+# -- idempotency (issue 15) --------------------------------------------------------------
+
+
+def idempotency(stream: str, group: str, key: str) -> str:
+    """String: the claim (``c:<consumer>``, with a lease) or the done mark (``d:<entry
+    id>``, with the TTL) of idempotency key ``key`` of ``group`` on ``stream``. In the
+    slot of ``S`` and ``retry:{S}``, so one script acks the entry and marks it done."""
+    return f"{PREFIX}idem:{hash_tag(stream)}:{group}:{key}"
+
+
+def publish_dedupe(stream: str, dedupe_id: str) -> str:
+    """String: the entry id a publish with ``dedupe_id`` wrote to ``stream`` (the Lua
+    fallback of ``XADD … IDMP`` for servers before Redis 8.6), in ``S``'s slot."""
+    return f"{PREFIX}dedupe:{hash_tag(stream)}:{dedupe_id}"

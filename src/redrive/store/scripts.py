@@ -35,6 +35,11 @@ NAMES = (
     "replay_begin",
     "replay_copy",
     "replay_finish",
+    "ack_done",
+    "idem_claim",
+    "idem_release",
+    "commit",
+    "publish_dedupe",
 )
 
 
@@ -84,6 +89,11 @@ class Scripts:
         self.replay_begin = self.by_name["replay_begin"]
         self.replay_copy = self.by_name["replay_copy"]
         self.replay_finish = self.by_name["replay_finish"]
+        self.ack_done = self.by_name["ack_done"]
+        self.idem_claim = self.by_name["idem_claim"]
+        self.idem_release = self.by_name["idem_release"]
+        self.commit = self.by_name["commit"]
+        self.publish_dedupe = self.by_name["publish_dedupe"]
 
     async def load_all(self, client: Redis) -> None:
         """SCRIPT LOAD every script (at start and after a reconnect)."""

@@ -67,7 +67,7 @@ def test_what_is_settled_here_but_not_in_redis_is_never_run_again() -> None:
 
     b.give_back(batch)  # the reply was lost: all of it goes again, in order
     again = b.take()
-    assert [(source, ids) for source, ids, _ in again.acks] == [(MAIN, [b"1-0", b"3-0"])]
+    assert [(source, ids) for source, ids, _, _ in again.acks] == [(MAIN, [b"1-0", b"3-0"])]
     assert [m.entry_id for m in again.moves] == [b"2-0"]
 
 
