@@ -101,8 +101,9 @@ async def test_two_workers_racing_on_one_key_one_runs_the_other_waits(
 
         return app
 
-    async with running(app_for("a"), redis_url, consumer="a"), running(
-        app_for("b"), redis_url, consumer="b"
+    async with (
+        running(app_for("a"), redis_url, consumer="a"),
+        running(app_for("b"), redis_url, consumer="b"),
     ):
         await until(_blocked_reads(aredis, 2), what="both workers reading")
         await publish(aredis, stream, "o-7")
