@@ -133,8 +133,7 @@ class Consumer:
         self.claims_channel = Channel(client, keys.stream) if idem is not None else None
         claims = None
         if idem is not None and self.claims_channel is not None:
-            claims = Claims(channel=self.claims_channel, stream=keys.stream, consumer=name,
-                            lease_ms=idem.lease_ms(spec.visibility_timeout))  # fmt: skip
+            claims = Claims(channel=self.claims_channel, spec=spec, idem=idem, consumer=name)
         # The worker's scheduler serves every handler of the process, and the worker loads
         # the scripts once; a consumer run alone (no worker) does both itself.
         self.alone = scheduler is None
@@ -165,7 +164,7 @@ class Consumer:
         self.reader = Reader(
             spec=spec, consumer=name, block_ms=self.idle.block_ms, main=main, retry=retry,
             channel=self.read_channel, buffer=buffer, batcher=batcher, recovery=recovery,
-            groups=groups, breaker=breaker, stats=stats,
+            groups=groups, breaker=breaker, stats=stats, claims=claims,
         )  # fmt: skip
         self.rng = rng
         self.reader_task: asyncio.Task[None] | None = None

@@ -24,12 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from redrive.core.idempotency import Idempotency
 from redrive.core.message import Message
 from redrive.errors import ConfigError, Reject
 from redrive.runtime.settings import AsyncHandler, HandlerSpec
+from redrive.runtime.source import Source
 from redrive.store import idempotency as calls
 from redrive.store.calls import Call
 from redrive.store.channel import TRANSPORT_ERRORS, Channel
@@ -150,22 +151,92 @@ DUPLICATE = Duplicate()
 Outcome = Duplicate | Busy | Commit
 
 
-class Claims:
-    """One consumer's claims and releases, batched: the lanes that ask at once share one
-    round trip (on a channel of its own, pinned to the stream's slot)."""
+#: A claim made ahead of its run: the Redis key, the claim value, what the claim found.
+Taken = tuple[str, str, ClaimResult]
 
-    def __init__(self, *, channel: Channel, stream: str, consumer: str, lease_ms: int) -> None:
+
+class Claims:
+    """One consumer's claims and releases, on a channel of its own (pinned to the
+    stream's slot).
+
+    The reader claims the keys of every entry it reads in one round trip, before they
+    are queued (:meth:`preclaim`), so a run finds its claim made (:meth:`taken`) and its
+    lane need not wait. Entries that come another way (re-delivered, or read again after
+    waiting for a busy key) are claimed when they run, batched: the lanes that ask at
+    once share one round trip.
+    """
+
+    def __init__(
+        self, *, channel: Channel, spec: HandlerSpec, idem: Idempotency, consumer: str
+    ) -> None:
         self.channel = channel
-        self.stream = stream
+        self.stream, self.group = spec.stream, spec.group
+        self.idem = idem
         self.consumer = consumer
-        self.lease_ms = lease_ms
+        self.lease_ms = idem.lease_ms(spec.visibility_timeout)
+        # Both built once: ``key_of`` and ``value`` run for every message.
+        self.prefix = idem_key(spec.stream, spec.group, "")
+        self.value_prefix = calls.claim_value(consumer, "")
         self.asked: list[tuple[str, str, asyncio.Future[ClaimResult]]] = []
         self.releases: list[tuple[str, str]] = []
+        #: Claims made by :meth:`preclaim`, by (stream key, entry id), until their run.
+        self.ahead: dict[tuple[str, str], Taken] = {}
         self._task: asyncio.Task[None] | None = None
+
+    def key_of(self, msg: Message) -> str:
+        """The Redis key of ``msg``'s idempotency key (:class:`EffectError` if unusable)."""
+        try:
+            return self.prefix + self.idem.key_of(msg)
+        except ConfigError as exc:  # a key that cannot be made: the message is at fault
+            raise EffectError(str(exc)) from None
 
     def value(self, entry_id: str) -> str:
         """The claim value of this consumer's run of ``entry_id``."""
-        return calls.claim_value(self.consumer, entry_id)
+        return self.value_prefix + entry_id
+
+    def taken(self, msg: Message) -> Taken | None:
+        """The claim :meth:`preclaim` made for ``msg``'s run, if any (removed)."""
+        return self.ahead.pop((msg.key, msg.entry_id), None)
+
+    async def preclaim(self, entries: list[tuple[Source, bytes, list[bytes]]]) -> None:
+        """Claim the keys of ``entries`` (just read) in one round trip.
+
+        Best effort: an entry whose key cannot be made, or a round trip that fails,
+        leaves the claim to the run itself.
+        """
+        wanted: list[tuple[tuple[str, str], str, str]] = []
+        prefix, value_prefix = self.prefix, self.value_prefix
+        by_id = self.idem.key is None  # the default key: the original id
+        for source, entry_id, flat in entries:
+            eid = entry_id.decode()
+            if by_id and not source.trusted:  # a first delivery: its own id is the original
+                wanted.append(((source.key, eid), prefix + eid, value_prefix + eid))
+                continue
+            try:
+                key = self.key_of(source.message(entry_id, flat))
+            except EffectError:
+                continue
+            wanted.append(((source.key, eid), key, value_prefix + eid))
+        if not wanted:
+            return
+        call = calls.claim(keys=[k for _, k, _ in wanted], values=[v for _, _, v in wanted],
+                           lease_ms=self.lease_ms)  # fmt: skip
+        try:
+            [reply] = await self.channel.roundtrip([call.command()], DEADLINE)
+            if isinstance(reply, NoScriptError):
+                reply = await call.script(self.channel.client, call.keys, call.args)  # type: ignore[arg-type]
+            if isinstance(reply, Exception):
+                raise reply
+        except (*TRANSPORT_ERRORS, ResponseError) as exc:
+            log.debug("%s: claims ahead of the runs failed (%s); each run claims", self.stream, exc)
+            return
+        ahead = self.ahead
+        for (ref, key, value), result in zip(wanted, call.parse(reply), strict=True):
+            ahead[ref] = (key, value, result)
+
+    def forget(self, stream_key: str, entry_id: str) -> None:
+        """Drop a claim made ahead for an entry that will not run here."""
+        self.ahead.pop((stream_key, entry_id), None)
 
     async def claim(self, key: str, value: str) -> ClaimResult:
         """Claim ``key`` (a Redis key) for the run ``value`` names: claimed, done, busy."""
@@ -237,15 +308,14 @@ def wrap(
     spec: HandlerSpec, idem: Idempotency, claims: Claims, call_next: AsyncHandler
 ) -> AsyncHandler:
     """The handler behind its idempotency claim (see the module docstring)."""
-    stream, group = spec.stream, spec.group
 
     async def idempotent(msg: Message) -> Outcome:
-        try:
-            key = idem_key(stream, group, idem.key_of(msg))
-        except ConfigError as exc:  # a key that cannot be used: the message is at fault
-            raise EffectError(str(exc)) from None
-        value = claims.value(msg.entry_id)
-        got = await claims.claim(key, value)
+        ahead = claims.taken(msg)
+        if ahead is not None:
+            key, value, got = ahead
+        else:
+            key, value = claims.key_of(msg), claims.value(msg.entry_id)
+            got = await claims.claim(key, value)
         if got.claim is Claim.DONE:
             return DUPLICATE
         if got.claim is Claim.BUSY:

@@ -11,15 +11,20 @@ local lease = ARGV[1]
 local out = {}
 for i, k in ipairs(KEYS) do
   local claim = ARGV[i + 1]
-  local v = redis.call('GET', k)
-  if not v or v == claim then
-    redis.call('SET', k, claim, 'PX', lease)
+  -- The common case, a key never seen, costs one SET.
+  if redis.call('SET', k, claim, 'NX', 'PX', lease) then
     out[i] = 0
-  elseif string.sub(v, 1, 2) == 'd:' then
-    out[i] = -1
   else
-    local left = redis.call('PTTL', k)
-    out[i] = left > 0 and left or 1
+    local v = redis.call('GET', k)
+    if v == claim then
+      redis.call('PEXPIRE', k, lease)
+      out[i] = 0
+    elseif string.sub(v, 1, 2) == 'd:' then
+      out[i] = -1
+    else
+      local left = redis.call('PTTL', k)
+      out[i] = left > 0 and left or 1
+    end
   end
 end
 return out
