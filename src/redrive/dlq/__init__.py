@@ -41,6 +41,7 @@ from redrive.dlq.query import (
     list_dead_letters,
 )
 from redrive.dlq.replay import ReplayOptions, ReplayReport, plan, replay
+from redrive.dlq.snapshot import Preview, UnknownSnapshotError
 from redrive.dlq.stats import DlqStats, dlq_stats
 from redrive.store.retention import Retention, apply_retention
 
@@ -53,11 +54,13 @@ __all__ = [
     "ImportFileError",
     "ImportResult",
     "Page",
+    "Preview",
     "PurgePlan",
     "ReplayOptions",
     "ReplayReport",
     "Retention",
     "UnknownIdError",
+    "UnknownSnapshotError",
     "UnknownStreamError",
     "WrongTypeError",
     "apply_retention",

@@ -171,3 +171,28 @@ def replay_copy(target: str, ref: str) -> str:
     """String: the id in ``target`` of the copy of dead letter ``ref`` (``S@ID``), in
     ``target``'s slot: the copy step of a replay into another slot is done at most once."""
     return f"{PREFIX}replay-copy:{hash_tag(target)}:{ref}"
+
+
+# -- snapshots and supervised jobs (issue 13) --------------------------------------------
+
+#: Sorted set: job id -> created ms (every job, for listings; newest first by score).
+JOBS = PREFIX + "jobs"
+#: Set: ids of jobs that may still need a runner (queued, running, paused, or finished
+#: and not yet summarised in the audit log); runners read it instead of every job.
+JOBS_ACTIVE = PREFIX + "jobs:active"
+
+
+def snapshot(snapshot_id: str) -> str:
+    """Hash: a preview's count, filter, per-stream counts, sample and creation time."""
+    return f"{PREFIX}snapshot:{{{snapshot_id}}}"
+
+
+def snapshot_refs(snapshot_id: str) -> str:
+    """List: the ``STREAM@ID`` of every dead letter a snapshot binds, in bound order
+    (same slot as :func:`snapshot`)."""
+    return f"{PREFIX}snapshot:{{{snapshot_id}}}:refs"
+
+
+def job(job_id: str) -> str:
+    """Hash: a supervised job's spec, status, progress, lease and canary state."""
+    return f"{PREFIX}job:{{{job_id}}}"
