@@ -17,7 +17,8 @@ from redrive.dlq import jobs, snapshot
 from redrive.dlq.jobs import JobSpec
 from redrive.dlq.jobs_runner import JobRunner
 from redrive.errors import ConfigError
-from redrive.store import keys
+from redrive.store import job_calls, keys
+from redrive.store.calls import Call
 from tests.integration.dlq_support import origins, seed
 from tests.integration.helpers import running, until
 
@@ -209,6 +210,32 @@ async def test_two_runners_never_hold_one_job_at_once(
         holders.add(raw.decode() if raw else "")
     assert holders <= {a.identity, ""}
     assert await client.xlen(keys.retry_stream(stream, "orders")) == 250
+
+
+async def test_a_runner_whose_lease_was_taken_over_writes_nothing(
+    client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
+) -> None:
+    stream = f"{prefix}orders"
+    await seed(aredis, stream, 3)
+    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
+    job = await jobs.submit(client, JobSpec("replay", preview.id))
+    key = keys.job(job.id)
+
+    def lease(op: str, runner: str) -> Call[str]:
+        return job_calls.job_lease(job=key, op=op, runner=runner, lease_ms=300)  # type: ignore[arg-type]
+
+    assert await lease("claim", "stalled")(client) == "running"
+    assert await lease("claim", "other")(client) == "held", "a live lease is not taken"
+    await until(lambda: _claimed(client, lease("claim", "other")), what="the lease to run out")
+    step = job_calls.job_step(job=key, runner="stalled", lease_ms=300, moved=1, gone=0, refused=0)
+    assert await step(client) == "lost"
+    assert await lease("renew", "stalled")(client) == "lost"
+    taken = await jobs.get(client, job.id)
+    assert (taken.done, taken.runner, taken.status) == (0, "other", "running")
+
+
+async def _claimed(client: redis.asyncio.Redis, call: Call[str]) -> bool:
+    return await call(client) == "running"
 
 
 async def test_a_stopped_runner_gives_its_job_back_at_once(
