@@ -301,6 +301,31 @@ async def test_a_canary_that_dies_again_pauses_the_job_with_the_reason(
     assert [r["by"] for r in rows if r["action"] == "job-paused"] == ["runner:r1"]
 
 
+async def test_a_canary_watch_cut_by_a_crash_is_taken_up_by_the_next_runner(
+    client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, redis_url: str, prefix: str
+) -> None:
+    stream = f"{prefix}orders"
+    app = _failing_app(stream)
+    async with running(app, redis_url):
+        await _failed(aredis, stream, 6)
+    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
+    job = await jobs.submit(client, JobSpec("replay", preview.id, canary=2, canary_timeout=20))
+    first = JobRunner(client, name="first", lease_ms=600)
+    task = asyncio.create_task(first.run(asyncio.Event()))
+    # No worker runs: the two canaries wait in the retry stream, the watch cannot end.
+    await until(lambda: _done_at_least(client, job.id, 2), what="the canaries moved")
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    async with running(app, redis_url), runner(client, name="second", lease_ms=600):
+        await until(lambda: status_is(client, job.id, "paused"), 20, "the canary verdict")
+
+    paused = await jobs.get(client, job.id)
+    assert "canary died again" in paused.reason and (paused.moved, paused.left) == (2, 4)
+    assert await aredis.xlen(keys.dlq(stream)) == 6
+
+
 async def test_replayed_messages_failing_again_pause_the_job(
     client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, redis_url: str, prefix: str
 ) -> None:
