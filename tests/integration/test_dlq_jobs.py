@@ -265,6 +265,21 @@ async def test_a_replay_whose_group_is_missing_is_refused_at_submit(
     assert await aredis.xlen(keys.dlq(stream)) == 3
 
 
+async def test_a_target_that_turns_unusable_pauses_the_job_with_the_reason(
+    client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
+) -> None:
+    stream, target = f"{prefix}orders", f"{prefix}elsewhere"
+    await seed(aredis, stream, 4)
+    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
+    job = await jobs.submit(client, JobSpec("replay", preview.id, to=target))
+    await aredis.hset(target, "not", "a stream")  # after the submit's check
+    async with runner(client):
+        await until(lambda: status_is(client, job.id, "paused"), what="the job to pause")
+    paused = await jobs.get(client, job.id)
+    assert target in paused.reason and "hash" in paused.reason and paused.left == 4
+    assert await aredis.xlen(keys.dlq(stream)) == 4
+
+
 def _failing_app(stream: str) -> App:
     app = App()
 

@@ -34,7 +34,7 @@ from redrive.core.text import text
 from redrive.dlq import canary, jobs, snapshot
 from redrive.dlq.jobs import Job
 from redrive.dlq.jobs_watch import Relapses
-from redrive.dlq.model import DeadLetter, pairs_of, split_ref
+from redrive.dlq.model import DeadLetter, WrongTypeError, pairs_of, split_ref
 from redrive.dlq.purge import delete_batch
 from redrive.dlq.ratelimit import TokenBucket
 from redrive.dlq.replay import (
@@ -128,8 +128,14 @@ class JobRunner:
                 status = await self._delete(job, interrupt)
             else:
                 status = await self._replay(job, interrupt)
-        except ConfigError as exc:  # a target or a snapshot that cannot be used: say so
+        except (ConfigError, WrongTypeError) as exc:  # a target or snapshot that cannot be used
             status = (await jobs.pause_itself(self.client, job, str(exc), self._by)).status
+        except RedisError:
+            raise  # the connection's trouble, not the job's: run() tries again
+        except Exception as exc:  # a bug: pause this job (with why) rather than loop on it
+            log.exception("job runner %s: job %s failed", self.name, job.id)
+            why = f"runner error: {type(exc).__name__}: {exc}"
+            status = (await jobs.pause_itself(self.client, job, why, self._by)).status
         finally:
             keeper.cancel()
         # "interrupted": a pause, cancel or stop cut a wait short; the next look at the
