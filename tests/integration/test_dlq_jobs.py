@@ -76,6 +76,10 @@ async def test_a_job_moves_exactly_the_previewed_refs(
     late = await seed(aredis, stream, 2, start=5)  # died after the preview
     job = await jobs.submit(client, JobSpec("replay", preview.id, note="gateway fixed", by="ann"))
     assert job.status == "queued" and job.total == 5 and job.left == 5
+    again = await jobs.submit(client, JobSpec("replay", preview.id, by="ann"))
+    assert again.id == job.id, "a second click on confirm: the same job"
+    with pytest.raises(ConfigError, match="bound to replay job"):
+        await jobs.submit(client, JobSpec("delete", preview.id))
 
     async with runner(client):
         await until(lambda: status_is(client, job.id, "done"), what="the job to finish")
