@@ -40,6 +40,9 @@ NAMES = (
     "idem_release",
     "commit",
     "publish_dedupe",
+    "job_lease",
+    "job_step",
+    "job_state",
 )
 
 
@@ -94,6 +97,9 @@ class Scripts:
         self.idem_release = self.by_name["idem_release"]
         self.commit = self.by_name["commit"]
         self.publish_dedupe = self.by_name["publish_dedupe"]
+        self.job_lease = self.by_name["job_lease"]
+        self.job_step = self.by_name["job_step"]
+        self.job_state = self.by_name["job_state"]
 
     async def load_all(self, client: Redis) -> None:
         """SCRIPT LOAD every script (at start and after a reconnect)."""
