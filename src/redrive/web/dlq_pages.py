@@ -1,0 +1,150 @@
+"""Read-only DLQ pages: the list (newest first), one entry, failure groups, audit, export.
+
+Each reads through :mod:`redrive.dlq` (``newest``, ``by_ids``, ``dlq_stats``,
+``view.summary``/``detail``, ``export_lines``) and renders; none issues its own Redis
+command. A bad filter or an unknown id is one line on the page (status 400 / 404).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+
+from redrive.core.codec import DATA_FIELD
+from redrive.core.decision import REASONS
+from redrive.dlq import audit, view
+from redrive.dlq.export_import import export_lines
+from redrive.dlq.model import DeadLetter
+from redrive.dlq.newest import newest
+from redrive.dlq.query import UnknownIdError, by_ids, known_streams
+from redrive.dlq.stats import dlq_stats
+from redrive.errors import ConfigError
+from redrive.web.context import STORE_FAILURES
+from redrive.web.forms import filter_from, filter_params, query
+
+if TYPE_CHECKING:
+    from redrive.web.context import Dashboard
+
+PAGE_SIZE = 50
+
+
+def dash_of(request: Request) -> Dashboard:
+    """The :class:`Dashboard` of the app serving ``request``."""
+    dash: Dashboard = request.app.state.dashboard
+    return dash
+
+
+def failure(request: Request, exc: Exception) -> HTMLResponse:
+    """A page saying in one line what went wrong (a bad input, an unknown id, Redis)."""
+    dash = dash_of(request)
+    if isinstance(exc, ConfigError):
+        status = 404 if isinstance(exc, UnknownIdError) else 400
+        return dash.page(request, "error.html", status, message=str(exc))
+    return dash.page(request, "error.html", 503, message=dash.describe(exc))
+
+
+async def dead_letters(request: Request) -> Response:
+    """``GET /dlq``: a page of dead letters, newest first, filtered, with a cursor."""
+    dash, params = dash_of(request), dict(request.query_params)
+    try:
+        flt = filter_from(params)
+        page = await newest(dash.client, flt, limit=PAGE_SIZE, cursor=params.get("cursor"))
+        streams = await known_streams(dash.client)
+    except (ConfigError, *STORE_FAILURES) as exc:
+        return failure(request, exc)
+    older = f"/dlq?{query(params, cursor=page.cursor)}" if page.cursor else None
+    return dash.page(
+        request,
+        "dlq.html",
+        rows=[view.summary(e) for e in page.entries],
+        page=page,
+        older=older,
+        params=filter_params(params),
+        streams=streams,
+        reasons=REASONS,
+        described=flt.describe(),
+        export=f"/export?{query(params)}",
+    )
+
+
+async def entry(request: Request) -> Response:
+    """``GET /dlq/entry?ref=STREAM@ID``: every field, history, traceback, provenance."""
+    dash, ref = dash_of(request), request.query_params.get("ref", "")
+    try:
+        found = await by_ids(dash.client, filter_from({}, ids=(ref,)))
+    except (ConfigError, *STORE_FAILURES) as exc:
+        return failure(request, exc)
+    shown = view.detail(found[0])
+    return dash.page(request, "entry.html", e=shown, pretty=_pretty(found[0]), ref=ref)
+
+
+def _pretty(entry: DeadLetter) -> str | None:
+    """The JSON body pretty-printed, or ``None`` when it is not JSON."""
+    raw = entry.field(DATA_FIELD)
+    if raw is None:
+        return None
+    try:
+        return json.dumps(json.loads(raw), indent=2, ensure_ascii=False, sort_keys=True)
+    except ValueError:
+        return None
+
+
+async def groups(request: Request) -> Response:
+    """``GET /groups``: failure groups (fingerprints) with first/last seen and a sample."""
+    dash, params = dash_of(request), dict(request.query_params)
+    try:
+        flt = filter_from(params)
+        stats = await dlq_stats(dash.client, flt)
+    except (ConfigError, *STORE_FAILURES) as exc:
+        return failure(request, exc)
+    return dash.page(
+        request,
+        "groups.html",
+        stats=stats,
+        top=stats.top_fingerprints(),
+        params=filter_params(params),
+        hours=_hours(stats),
+    )
+
+
+def _hours(stats: object) -> dict[str, list[tuple[int, int]]]:
+    """Per fingerprint: (hour start ms, count), if the library counts per hour."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for fp in getattr(stats, "fingerprints", {}).values():
+        per_hour = getattr(fp, "per_hour", None)
+        if isinstance(per_hour, dict):
+            out[fp.fingerprint] = sorted((int(k), int(v)) for k, v in per_hour.items())
+    return out
+
+
+async def audit_log(request: Request) -> Response:
+    """``GET /audit``: the newest operations of the audit log (CLI and dashboard alike)."""
+    dash = dash_of(request)
+    try:
+        records = await audit.recent(dash.client, limit=100)
+    except STORE_FAILURES as exc:
+        return failure(request, exc)
+    return dash.page(request, "audit.html", records=records)
+
+
+async def export(request: Request) -> Response:
+    """``GET /export?…``: the filter's dead letters as JSONL (``redrive dlq export``'s
+    format; ``redrive dlq import`` reads it back)."""
+    dash = dash_of(request)
+    try:
+        lines = await export_lines(dash.client, filter_from(dict(request.query_params)))
+    except (ConfigError, *STORE_FAILURES) as exc:
+        return failure(request, exc)
+
+    async def body() -> AsyncIterator[bytes]:
+        for line in lines:
+            yield (line + "\n").encode()
+
+    name = 'attachment; filename="dead-letters.jsonl"'
+    return StreamingResponse(
+        body(), media_type="application/x-ndjson", headers={"content-disposition": name}
+    )
