@@ -7,12 +7,15 @@ to its own stream names (``prefix``), as every test of the suite does.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
 import redis
 
+from redrive.store import keys
 from redrive.testing import RedisProcess, available_redis_binaries, redis_server_version
+from tests.integration.dlq_support import record
 
 pytest.importorskip("starlette", reason="the web extra is not installed: pip install '.[web]'")
 
@@ -86,3 +89,26 @@ def csrf() -> str:
 
 
 SAME_ORIGIN = {"origin": BASE}
+
+
+def seed(r: redis.Redis, stream: str, n: int, *, start: int = 0, **kw: object) -> list[str]:
+    """``n`` dead letters in ``dlq:{stream}`` as the runtime writes them; their ids.
+
+    The failing group (``group``, default ``orders``) is created on ``stream``, as a
+    worker would have (a replay refuses a group that does not exist).
+    """
+    pipe = r.pipeline(transaction=False)
+    for i in range(start, start + n):
+        flat = record(stream, f"1-{i}", **kw)  # type: ignore[arg-type]
+        pipe.execute_command("XADD", keys.dlq(stream), "*", *flat)
+    pipe.sadd(keys.STREAMS_INDEX, stream)
+    ids = [i.decode() for i in pipe.execute()[:-1]]
+    with contextlib.suppress(redis.ResponseError):  # BUSYGROUP: seeded before
+        r.xgroup_create(stream, str(kw.get("group", "orders")), id="0", mkstream=True)
+    return ids
+
+
+@pytest.fixture
+def stream(prefix: str) -> str:
+    """A source stream name of this test's own."""
+    return f"{prefix}orders"
