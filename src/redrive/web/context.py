@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from redrive.store.connection import describe_error, redact_url, sync_client
 from redrive.web.poller import Frame, Poller
 from redrive.web.security import CSRF_FIELD, Access
 
+log = logging.getLogger("redrive.web")
 HERE = Path(__file__).parent
 #: Errors a page shows as one line (any Redis or socket failure).
 STORE_FAILURES = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
@@ -91,12 +93,20 @@ class Dashboard:
         return HTMLResponse(self.html(name, path=request.url.path, **context), status)
 
     async def frame(self) -> Frame:
-        """The live fragments every open page may show (one poll for all of them)."""
+        """The live fragments every open page may show (one poll for all of them); a
+        part that fails is left out (and logged), the others still update."""
         from redrive.web import jobs_view, overview
 
-        shown = await overview.fragment(self)
-        jobs = await jobs_view.fragment(self)
-        return {"overview": shown, "jobs": jobs}
+        out: Frame = {}
+        try:
+            out["overview"] = await overview.fragment(self)
+        except Exception:
+            log.exception("the overview fragment failed")
+        try:
+            out.update(await jobs_view.fragment(self))
+        except Exception:
+            log.exception("the jobs fragment failed")
+        return out
 
     async def aclose(self) -> None:
         """Stop the poll and close both clients."""
