@@ -57,7 +57,8 @@ COPY_MARKER_TTL = 86_400
 INTERRUPTED = "interrupted"
 Progress = Callable[[int, int], None]
 T = TypeVar("T")
-__all__ = ["Moved", "ReplayOptions", "ReplayReport", "UnknownIdError", "plan", "replay"]
+__all__ = ["Moved", "ReplayOptions", "ReplayReport", "UnknownIdError", "canary_for",
+           "check_targets", "plan", "replay", "stop_reason", "unless"]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,12 +195,16 @@ async def plan(
             report.planned.append((entry, target_of(entry, options.to) or ""))
         else:
             report.refused.append((entry, why))
-    await _check_targets(client, report, options)
+    await check_targets(client, report.planned, options)
     return report
 
 
-async def _check_targets(client: Redis, report: ReplayReport, options: ReplayOptions) -> None:
-    for target in sorted({t for _, t in report.planned}):
+async def check_targets(
+    client: Redis, planned: list[tuple[DeadLetter, str]], options: ReplayOptions
+) -> None:
+    """Raise unless every planned entry's target can take it: a stream (or missing) and,
+    for the default target, its group exists (:class:`ConfigError` says what to do)."""
+    for target in sorted({t for _, t in planned}):
         [kind] = await key_types(client, [target])
         if kind not in ("none", "stream"):
             raise WrongTypeError(wrong_type(target, kind, "nothing replayed"))
@@ -208,7 +213,7 @@ async def _check_targets(client: Redis, report: ReplayReport, options: ReplayOpt
     # A retry stream is read only by its group: without the group, a replayed entry would
     # leave the DLQ for a key nobody reads, invisible to every tool.
     wanted: dict[tuple[str, str], int] = {}
-    for entry, _ in report.planned:
+    for entry, _ in planned:
         wanted[(entry.stream, entry.group)] = wanted.get((entry.stream, entry.group), 0) + 1
     for (stream, group), count in sorted(wanted.items()):
         if group not in await _groups(client, stream):
@@ -337,7 +342,7 @@ async def _run(
         watch: list[canary.Canary] = []
         for entry, target in batch:
             if bucket is not None:
-                await _unless(stop, bucket.take())
+                await unless(stop, bucket.take())
             if stop is not None and stop.is_set():
                 report.stopped = INTERRUPTED
                 return
@@ -346,22 +351,24 @@ async def _run(
                 report.gone.append(entry.ref)
             else:
                 report.moved.append(Moved(entry.stream, entry.id, *done))
-                watch.append(_canary(entry, options, *done))
+                watch.append(canary_for(entry, options, *done))
             if progress is not None:
                 progress(len(report.moved) + len(report.gone), total)
         if watched and watch:
-            result = await _unless(stop, canary.watch(client, watch, marks, options.canary_timeout))
+            result = await unless(stop, canary.watch(client, watch, marks, options.canary_timeout))
             if result is None:
                 report.stopped = INTERRUPTED
                 return
             report.canary = result
             if not result.ok:
-                report.stopped = _stop_reason(result, len(rest))
+                report.stopped = stop_reason(result, len(rest))
                 return
 
 
-async def _unless(stop: asyncio.Event | None, work: Awaitable[T]) -> T | None:
-    """``await work``, or ``None`` as soon as ``stop`` is set (``work`` is cancelled)."""
+async def unless(stop: asyncio.Event | None, work: Awaitable[T]) -> T | None:
+    """``await work``, or ``None`` as soon as ``stop`` is set (``work`` is cancelled).
+
+    Also ends a rate wait or a canary watch of a supervised job (:mod:`redrive.dlq.jobs`)."""
     if stop is None:
         return await work
     task = asyncio.ensure_future(work)
@@ -373,14 +380,19 @@ async def _unless(stop: asyncio.Event | None, work: Awaitable[T]) -> T | None:
     return task.result() if task in done else None
 
 
-def _canary(entry: DeadLetter, options: ReplayOptions, target: str, new_id: str) -> canary.Canary:
+def canary_for(
+    entry: DeadLetter, options: ReplayOptions, target: str, new_id: str
+) -> canary.Canary:
+    """The :class:`~redrive.dlq.canary.Canary` that watches ``entry`` replayed as
+    ``new_id`` into ``target``: what its consumers are and the origin its relapse carries."""
     if options.to is None:
         origin = entry.meta.get(f.ORIGIN_ID.meta) or entry.id
         return canary.Canary(entry.id, entry.stream, entry.group, new_id, origin)
     return canary.Canary(entry.id, target, "", new_id, new_id)
 
 
-def _stop_reason(result: canary.CanaryResult, left: int) -> str:
+def stop_reason(result: canary.CanaryResult, left: int) -> str:
+    """Why canaries stopped a replay with ``left`` entries not replayed, in one line."""
     if result.died:
         return f"canary died again ({', '.join(result.died)}); {left} entries not replayed"
     return f"canary not settled in time ({', '.join(result.unsettled)}); {left} not replayed"

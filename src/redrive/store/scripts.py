@@ -35,6 +35,9 @@ NAMES = (
     "replay_begin",
     "replay_copy",
     "replay_finish",
+    "job_lease",
+    "job_step",
+    "job_state",
 )
 
 
@@ -84,6 +87,9 @@ class Scripts:
         self.replay_begin = self.by_name["replay_begin"]
         self.replay_copy = self.by_name["replay_copy"]
         self.replay_finish = self.by_name["replay_finish"]
+        self.job_lease = self.by_name["job_lease"]
+        self.job_step = self.by_name["job_step"]
+        self.job_state = self.by_name["job_state"]
 
     async def load_all(self, client: Redis) -> None:
         """SCRIPT LOAD every script (at start and after a reconnect)."""
