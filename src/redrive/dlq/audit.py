@@ -106,6 +106,6 @@ async def record(
 async def recent(client: Redis, *, limit: int = 50) -> list[dict[str, str]]:
     """The newest ``limit`` summaries of ``redrive:audit``, newest first, each with its
     entry ``id`` (for the dashboard's audit page; ``redrive audit`` checks streams)."""
-    reply = await client.xrevrange(keys.AUDIT, count=limit)
+    reply: Any = await client.xrevrange(keys.AUDIT, count=limit)
     # pairs_of: a client from dlq.connect returns raw field lists, others a dict.
     return [{"id": text(i), **{text(k): text(v) for k, v in pairs_of(f)}} for i, f in reply]

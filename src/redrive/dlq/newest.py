@@ -19,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -32,7 +32,7 @@ from redrive.errors import ConfigError
 from redrive.store import keys
 
 #: Entries a page reads at most (a filter that matches little stops here).
-BUDGET = 3_000
+BUDGET = 2_000
 _CHUNK = 500
 
 
@@ -61,7 +61,7 @@ def _parse_cursor(cursor: str) -> tuple[str, str]:
 
 async def _descending(
     client: Redis, stream: str, end: str, chunk: int
-) -> AsyncIterator[DeadLetter]:
+) -> AsyncGenerator[DeadLetter, None]:
     """Entries of ``dlq:{stream}`` from ``end`` (an id, ``(id`` or ``+``) down, newest first."""
     key = keys.dlq(stream)
     while True:

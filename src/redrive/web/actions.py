@@ -20,7 +20,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from redrive.dlq import snapshot
+from redrive.dlq import jobs, snapshot
 from redrive.errors import ConfigError
 from redrive.web.context import STORE_FAILURES
 from redrive.web.dlq_pages import dash_of, failure
@@ -67,8 +67,6 @@ def _target(fields: dict[str, str]) -> str | None:
 
 async def confirm(request: Request) -> Response:
     """Submit the job of a previewed snapshot; then show the job."""
-    from redrive.dlq import jobs  # TEMP until i13-jobs lands
-
     dash = dash_of(request)
     fields = {k: str(v) for k, v in (await request.form()).items()}
     try:
@@ -92,8 +90,6 @@ async def confirm(request: Request) -> Response:
 
 async def steer(request: Request) -> Response:
     """``POST /jobs/ID/pause|resume|cancel``: by whom is recorded in the audit log."""
-    from redrive.dlq import jobs  # TEMP until i13-jobs lands
-
     dash = dash_of(request)
     job_id, verb = request.path_params["job"], request.path_params["verb"]
     by = dash.access.by

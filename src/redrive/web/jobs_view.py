@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
+from redrive.dlq import jobs
+from redrive.dlq.jobs_runner import JobRunner
 from redrive.errors import ConfigError
 from redrive.web.context import STORE_FAILURES
 from redrive.web.dlq_pages import dash_of, failure
@@ -27,8 +29,6 @@ RECENT = 20
 
 async def fragment(dash: Dashboard) -> dict[str, str]:
     """The jobs table and each recent job's progress, rendered."""
-    from redrive.dlq import jobs  # TEMP until i13-jobs lands
-
     try:
         listed = await jobs.list_jobs(dash.client, limit=RECENT)
     except STORE_FAILURES as exc:
@@ -41,8 +41,6 @@ async def fragment(dash: Dashboard) -> dict[str, str]:
 
 async def job_list(request: Request) -> Response:
     """``GET /jobs``."""
-    from redrive.dlq import jobs  # TEMP until i13-jobs lands
-
     dash = dash_of(request)
     try:
         listed = await jobs.list_jobs(dash.client, limit=RECENT)
@@ -53,8 +51,6 @@ async def job_list(request: Request) -> Response:
 
 async def job_page(request: Request) -> Response:
     """``GET /jobs/ID``: progress, counts, reason, and pause/resume/cancel."""
-    from redrive.dlq import jobs  # TEMP until i13-jobs lands
-
     dash = dash_of(request)
     try:
         job = await jobs.get(dash.client, request.path_params["job"])
@@ -66,9 +62,7 @@ async def job_page(request: Request) -> Response:
 async def run_jobs(dash: Dashboard, stop: asyncio.Event) -> None:
     """Run stored jobs until ``stop`` (those left by a previous run included); a
     failure is logged and the runner starts again a second later."""
-    from redrive.dlq import jobs  # TEMP until i13-jobs lands
-
-    runner = jobs.JobRunner(dash.client, name=dash.settings.runner_name)
+    runner = JobRunner(dash.client, name=dash.settings.runner_name)
     while not stop.is_set():
         try:
             await runner.run(stop)
