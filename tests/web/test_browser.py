@@ -1,17 +1,15 @@
 """The dashboard in a real browser (Playwright driving Debian's chromium).
 
 One ``redrive dashboard`` process serves the module, on the web session's redis-server;
-every test uses streams of its own. Screenshots of the main pages are written to
-``docs/images/`` when ``REDRIVE_SCREENSHOTS=1`` (they are committed; CI leaves them).
+every test uses streams of its own. The screenshots of docs/dashboard.md come from
+``tests/web/screenshots.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +17,7 @@ import redis
 
 from redrive.store import keys
 from redrive.web.security import Access
-from tests.web.browser import ROOT, Served, chromium, serve
+from tests.web.browser import Served, chromium, serve
 from tests.web.conftest import seed
 
 XSS_BODY = "<script>alert('body')</script>"
@@ -111,7 +109,6 @@ def test_group_replay_moves_exactly_the_previewed(page: Any, dashboard: Served,
     rows = page.locator("#audit-table tbody tr", has_text=by)
     assert rows.count() >= 1
     assert "5" in [rows.nth(i).locator("td.count").inner_text() for i in range(rows.count())]
-    shot(page, "audit")
 
 
 def test_cancel_stops_a_rate_limited_replay(page: Any, dashboard: Served, r: redis.Redis,
@@ -152,30 +149,6 @@ def test_overview_updates_within_two_seconds(page: Any, dashboard: Served, r: re
     seed(r, stream, 1, start=2)
     wait_until(lambda: size.inner_text() == "3", 2.0)
     assert time.monotonic() - started <= 2.0
-
-
-@pytest.mark.skipif(not os.environ.get("REDRIVE_SCREENSHOTS"), reason="REDRIVE_SCREENSHOTS=1")
-def test_screenshots(page: Any, dashboard: Served, r: redis.Redis, stream: str) -> None:
-    seed(r, stream, 12)
-    seed(r, stream, 3, start=12, reason="poison", error_type="DecodeError",
-         message="Expecting value: line 1 column 1 (char 0)")  # fmt: skip
-    logged_in(page, dashboard)
-    shot(page, "overview")
-    page.goto(f"{dashboard.base}/dlq?stream={stream}")
-    shot(page, "dead-letters")
-    page.locator("tbody tr a").first.click()
-    shot(page, "entry")
-    page.goto(f"{dashboard.base}/groups?stream={stream}")
-    shot(page, "groups")
-    page.locator("tr[data-fingerprint] button[value=replay]").first.click()
-    shot(page, "preview")
-
-
-def shot(page: Any, name: str) -> None:
-    if os.environ.get("REDRIVE_SCREENSHOTS"):
-        folder = Path(ROOT / "docs" / "images")
-        folder.mkdir(exist_ok=True)
-        page.screenshot(path=str(folder / f"dashboard-{name}.png"), full_page=False)
 
 
 def wait_until(check: Any, timeout: float) -> None:

@@ -95,7 +95,7 @@ async def steer(request: Request) -> Response:
     by = dash.access.by
     try:
         if verb == "pause":
-            await jobs.pause(dash.client, job_id, by=by, reason=f"paused by {by}")
+            await jobs.pause(dash.client, job_id, by=by)  # the library says "paused by …"
         elif verb == "resume":
             await jobs.resume(dash.client, job_id, by=by)
         elif verb == "cancel":
