@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 
 from redrive.core.text import text
 from redrive.dlq import audit, snapshot
-from redrive.dlq.replay import ReplayOptions
+from redrive.dlq.replay import ReplayOptions, check_targets, target_of
 from redrive.errors import ConfigError
 from redrive.store import keys
 from redrive.store.job_calls import job_state
@@ -192,6 +192,10 @@ async def submit(client: Redis, spec: JobSpec) -> Job:
     if preview.count == 0:
         raise ConfigError(f"snapshot {spec.snapshot} binds no dead letters: nothing to do")
     await audit.require_trails(client, list(preview.by_stream))
+    if spec.action == "replay":  # a missing group or a wrong target, said before it runs
+        options = spec.options()
+        planned = [(e, target_of(e, spec.to) or "") for e in preview.sample]
+        await check_targets(client, [(e, t) for e, t in planned if t], options)
     await _bind(client, spec.snapshot)
     job_id = secrets.token_urlsafe(9)
     op = audit.Operation.start(AUDIT_ACTION[spec.action], by=spec.by, note=spec.note)

@@ -19,13 +19,16 @@ its rate, checking every second whether the replayed messages relapse
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import math
 import secrets
 import time
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from redrive.core.text import text
 from redrive.dlq import canary, jobs, snapshot
@@ -53,6 +56,7 @@ DELETE_BATCH = 500  # delete refs per purge call
 IDLE_SECONDS = 1.0  # how often an idle runner looks for work
 CHECK_SECONDS = 1.0  # how often a replay checks for relapses
 __all__ = ["JobRunner"]
+log = logging.getLogger("redrive.dlq.jobs")
 
 
 @dataclass(slots=True)
@@ -93,11 +97,21 @@ class JobRunner:
         self._work: dict[str, _Work] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run jobs until ``stop`` is set; then give the held job back at once."""
+        """Run jobs until ``stop`` is set; then give the held job back at once.
+
+        A Redis error (a restart, a dropped connection) is logged and the runner tries
+        again after a second: the job it held goes on from its cursor."""
         while not stop.is_set():
-            if not await self._step(stop):
+            try:
+                busy = await self._step(stop)
+            except RedisError as exc:
+                log.warning("job runner %s: %s; trying again in %.0f s", self.name, exc,
+                            IDLE_SECONDS)  # fmt: skip
+                busy = False
+            if not busy:
                 await unless(stop, asyncio.sleep(IDLE_SECONDS))
-        await self._release()
+        with contextlib.suppress(RedisError):  # unreleased, the lease runs out by itself
+            await self._release()
 
     async def run_once(self) -> bool:
         """One step of work: a batch of one job (or its canary watch); True if it did any."""
@@ -118,7 +132,9 @@ class JobRunner:
             status = (await jobs.pause_itself(self.client, job, str(exc), self._by)).status
         finally:
             keeper.cancel()
-        if status != "running":
+        # "interrupted": a pause, cancel or stop cut a wait short; the next look at the
+        # held job (or the release at stop) deals with it.
+        if status not in ("running", "interrupted"):
             await self._let_go(job.id, status)
         return True
 
