@@ -58,3 +58,20 @@ def error_rate(failures: Sequence[int], runs: Sequence[int], seconds: float) -> 
     shares = ratios(buckets(failures), buckets(runs))
     label = f"error rate, peak {max(shares, default=0):.0%} over the last {seconds / 60:g} min"
     return line(shares, top=1.0, css="errors", label=label)
+
+
+def bars(counts: Sequence[tuple[int, int]], *, label: str) -> Markup:
+    """One bar per ``(hour start ms, count)``, oldest first (a failure group's hours)."""
+    peak = max((n for _, n in counts), default=0)
+    width = WIDTH / max(1, len(counts))
+    rects = "".join(
+        f'<rect x="{i * width:.1f}" y="{HEIGHT - h:.1f}" width="{max(1.0, width - 1):.1f}" '
+        f'height="{h:.1f}"/>'
+        for i, (_, n) in enumerate(counts)
+        if (h := (n / peak * (HEIGHT - 2) if peak else 0)) > 0
+    )
+    return Markup(
+        f'<svg class="chart hours" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{escape(label)}" preserveAspectRatio="none">'
+        f"<title>{escape(label)}</title>{rects}</svg>"
+    )

@@ -8,9 +8,11 @@ command. A bad filter or an unknown id is one line on the page (status 400 / 404
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 
@@ -21,8 +23,9 @@ from redrive.dlq.export_import import export_lines
 from redrive.dlq.model import DeadLetter
 from redrive.dlq.newest import newest
 from redrive.dlq.query import UnknownIdError, by_ids, known_streams
-from redrive.dlq.stats import dlq_stats
+from redrive.dlq.stats import HOUR_MS, DlqStats, dlq_stats
 from redrive.errors import ConfigError
+from redrive.web import charts
 from redrive.web.context import STORE_FAILURES
 from redrive.web.forms import filter_from, filter_params, query
 
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from redrive.web.context import Dashboard
 
 PAGE_SIZE = 50
+DAY_HOURS = 24
 
 
 def dash_of(request: Request) -> Dashboard:
@@ -111,13 +115,15 @@ async def groups(request: Request) -> Response:
     )
 
 
-def _hours(stats: object) -> dict[str, list[tuple[int, int]]]:
-    """Per fingerprint: (hour start ms, count), if the library counts per hour."""
-    out: dict[str, list[tuple[int, int]]] = {}
-    for fp in getattr(stats, "fingerprints", {}).values():
-        per_hour = getattr(fp, "per_hour", None)
-        if isinstance(per_hour, dict):
-            out[fp.fingerprint] = sorted((int(k), int(v)) for k, v in per_hour.items())
+def _hours(stats: DlqStats) -> dict[str, Markup]:
+    """Per fingerprint: its dead letters per hour over the last day, as a bar chart."""
+    now_ms = int(time.time() * 1000)
+    start_ms = now_ms - (DAY_HOURS - 1) * HOUR_MS
+    out = {}
+    for fp in stats.fingerprints.values():
+        counts = fp.per_hour(start_ms, now_ms)
+        label = f"per hour, last {DAY_HOURS} h: peak {max((n for _, n in counts), default=0)}"
+        out[fp.fingerprint] = charts.bars(counts, label=label)
     return out
 
 
