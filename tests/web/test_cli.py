@@ -18,7 +18,8 @@ def test_without_the_web_extra_one_line_says_how_to_install(web_url: str) -> Non
         "import sys; sys.modules['uvicorn'] = None; from redrive.cli.main import main; "
         f"main(['--redis-url', {web_url!r}, 'dashboard'])"
     )
-    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, timeout=30)
+    argv = [sys.executable, "-c", code]
+    done = subprocess.run(argv, check=False, env=ENV, capture_output=True, timeout=30)
     assert done.returncode == 2
     lines = done.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "pip install 'redrive[web]'" in lines[0], lines
