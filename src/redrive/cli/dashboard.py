@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import click
 
@@ -70,14 +72,7 @@ def dashboard(
     CSRF token, audited as dashboard:<token id>. Replays and deletes run as jobs stored
     in Redis, which this process runs (and resumes after a restart).
     """
-    try:
-        import uvicorn
-
-        from redrive import web
-    except ImportError as exc:
-        raise click.ClickException(
-            f"the dashboard needs Starlette, Jinja2 and uvicorn ({exc.name} is missing): {INSTALL}"
-        ) from None
+    web = _web_extra()
     config = with_window(load_config(config_path), window, dead_after)
     url = ensure_url(obj.redis_url, obj.data_dir)
     check_connection(url)
@@ -97,14 +92,25 @@ def dashboard(
     shown = f"$(cat {token_file})" if token_file else token
     click.echo(f"redrive dashboard{' (read-only)' if read_only else ''}: open")
     click.echo(f"  http://{_url_host(host)}:{port}/login?token={shown}")
-    server = uvicorn.Server(
-        uvicorn.Config(
-            web.create_app(settings),
-            host=host,
-            port=port,
-            log_level="warning",
-            timeout_graceful_shutdown=2,
-            lifespan="on",
-        )
-    )
-    server.run()
+    _serve(web.create_app(settings), host, port)
+
+
+def _web_extra() -> ModuleType:
+    """:mod:`redrive.web`, or one line saying how to install what it needs."""
+    try:
+        import uvicorn  # noqa: F401
+
+        from redrive import web
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the dashboard needs Starlette, Jinja2 and uvicorn ({exc.name} is missing): {INSTALL}"
+        ) from None
+    return web
+
+
+def _serve(app: Any, host: str, port: int) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            timeout_graceful_shutdown=2, lifespan="on")  # fmt: skip
+    uvicorn.Server(config).run()
