@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -49,3 +50,19 @@ def test_prints_a_token_url_that_logs_in_and_warns_on_every_interface(web_url: s
         for pipe in (process.stdout, process.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def test_a_busy_port_is_one_line(web_url: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = [sys.executable, "-m", "redrive.cli", "--redis-url", web_url, "dashboard",
+                "--port", str(port)]  # fmt: skip
+        done = subprocess.run(argv, check=False, env=ENV, capture_output=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.decode().strip().splitlines() == [
+        f"Error: cannot listen on 127.0.0.1:{port}: Address already in use (is another "
+        "process using it? choose another --port)"
+    ]
+    assert b"token=" not in done.stdout  # no URL printed for a server that never ran

@@ -88,11 +88,12 @@ def dashboard(
             "this machine with --allow-host NAME (Host check) and prefer a TLS proxy",
             err=True,
         )
+    listening = _bind(host, port)  # before the URL is printed: a busy port is one line
     # A token from a file stays out of the terminal (and its scroll-back, and logs).
     shown = f"$(cat {token_file})" if token_file else token
     click.echo(f"redrive dashboard{' (read-only)' if read_only else ''}: open")
     click.echo(f"  http://{_url_host(host)}:{port}/login?token={shown}")
-    _serve(web.create_app(settings), host, port)
+    _serve(web.create_app(settings), listening)
 
 
 def _web_extra() -> ModuleType:
@@ -108,9 +109,23 @@ def _web_extra() -> ModuleType:
     return web
 
 
-def _serve(app: Any, host: str, port: int) -> None:
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another process "
+            "using it? choose another --port)"
+        ) from None
+    return sock
+
+
+def _serve(app: Any, sock: socket.socket) -> None:
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                            timeout_graceful_shutdown=2, lifespan="on")  # fmt: skip
-    uvicorn.Server(config).run()
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="on")
+    uvicorn.Server(config).run(sockets=[sock])
