@@ -34,7 +34,7 @@ from redrive.core.text import text
 from redrive.dlq import canary, jobs, snapshot
 from redrive.dlq.jobs import Job
 from redrive.dlq.jobs_watch import Relapses
-from redrive.dlq.model import fetch, split_ref
+from redrive.dlq.model import DeadLetter, pairs_of, split_ref
 from redrive.dlq.purge import delete_batch
 from redrive.dlq.ratelimit import TokenBucket
 from redrive.dlq.replay import (
@@ -240,21 +240,19 @@ class JobRunner:
         refs = await snapshot.refs(self.client, job.spec.snapshot, job.done, job.done + limit - 1)
         if not refs:
             raise ConfigError(f"snapshot {job.spec.snapshot} lost its refs: job cannot go on")
-        for ref in refs:
+        for entry in await _fetch_all(self.client, refs):
             if work.bucket is not None:
                 await unless(interrupt, work.bucket.take())
             if interrupt.is_set():
                 return "interrupted"
-            status = await self._replay_one(job, work, ref)
+            status = await self._replay_one(job, work, entry)
             if status != "running":
                 return status
             if why := await self._relapsed(job, work):
                 return (await jobs.pause_itself(self.client, job, why, self._by)).status
         return "running"
 
-    async def _replay_one(self, job: Job, work: _Work, ref: str) -> str:
-        stream, entry_id = split_ref(ref)
-        entry = await fetch(self.client, stream or "", keys.dlq(stream or ""), entry_id)
+    async def _replay_one(self, job: Job, work: _Work, entry: DeadLetter | None) -> str:
         if entry is None:
             return await self._progress(job, gone=1)
         if refusal(entry, work.options) is not None:
@@ -314,6 +312,23 @@ class JobRunner:
             if status != "running":
                 return status
         return status
+
+
+async def _fetch_all(client: Redis, refs: list[str]) -> list[DeadLetter | None]:
+    """The dead letters ``refs`` name, in one round trip (``None``: gone already). Read
+    ahead of their moves, which is safe: a dead letter never changes, and the move
+    script checks it is still there."""
+    pipe = client.pipeline(transaction=False)
+    named = [split_ref(ref) for ref in refs]
+    for stream, entry_id in named:
+        pipe.execute_command("XRANGE", keys.dlq(stream or ""), entry_id, entry_id)
+    replies = await pipe.execute() if refs else []
+    out: list[DeadLetter | None] = []
+    for (stream, _), reply in zip(named, replies, strict=True):
+        key = keys.dlq(stream or "")
+        out.append(DeadLetter(stream or "", key, text(reply[0][0]), pairs_of(reply[0][1]))
+                   if reply else None)  # fmt: skip
+    return out
 
 
 def _delete_size(rate: float) -> int:
