@@ -8,7 +8,8 @@ import time
 import redis
 from starlette.testclient import TestClient
 
-from tests.web.conftest import seed
+from redrive.web.security import Access
+from tests.web.conftest import SAME_ORIGIN, TOKEN, seed
 
 SCRIPT = "<script>window.pwned=1</script>"
 IMG = '"><img src=x onerror="window.pwned=2">'
@@ -64,15 +65,23 @@ def test_entry_page_shows_everything(web: TestClient, r: redis.Redis, stream: st
     assert "timeout after 3012 ms" in page and "max_retries_exceeded" in page
 
 
-def test_groups_and_export(web: TestClient, r: redis.Redis, stream: str) -> None:
+def test_groups_and_an_audited_export(
+    web: TestClient, csrf: str, r: redis.Redis, stream: str
+) -> None:
     seed(r, stream, 4, message="timeout after 3012 ms")
     seed(r, stream, 2, start=4, error_type="KeyError", message="'sku'")
     page = web.get(f"/groups?stream={stream}").text
     assert page.count("data-fingerprint=") == 2
-    export = web.get(f"/export?stream={stream}&error_type=KeyError")
+    form = {"csrf": csrf, "stream": stream, "error_type": "KeyError"}
+    export = web.post("/export", data=form, headers=SAME_ORIGIN)
     assert export.status_code == 200
+    assert export.headers["content-disposition"].startswith("attachment")
     lines = export.text.splitlines()
     assert len(lines) == 2 and all(json.loads(x)["stream"] == stream for x in lines)
+    (_, audited), *_ = r.xrevrange("redrive:audit", count=1)
+    assert audited[b"action"] == b"export" and audited[b"count"] == b"2"
+    assert audited[b"by"].decode() == Access(TOKEN, frozenset()).by
+    assert b"error_type=KeyError" in audited[b"filter"]
 
 
 def test_overview_lists_the_stream(web: TestClient, r: redis.Redis, stream: str) -> None:

@@ -9,7 +9,7 @@ from redrive.web.app import ACTION_PATHS
 from redrive.web.security import COOKIE, CSP, Access, allowed_hosts
 from tests.web.conftest import BASE, SAME_ORIGIN, TOKEN, login, make_client
 
-PAGES = ("/", "/dlq", "/groups", "/jobs", "/audit", "/export", "/events")
+PAGES = ("/", "/dlq", "/groups", "/jobs", "/audit", "/events", "/dlq/entry?ref=s@1-0")
 
 
 @pytest.mark.parametrize("path", PAGES)

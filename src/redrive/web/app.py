@@ -66,7 +66,7 @@ def routes() -> list[Route | Mount]:
         Route("/dlq/entry", dlq_pages.entry),
         Route("/groups", dlq_pages.groups),
         Route("/audit", dlq_pages.audit_log),
-        Route("/export", dlq_pages.export),
+        Route("/export", dlq_pages.export, methods=["POST"]),
         Route("/jobs", jobs_view.job_list),
         Route("/jobs/{job}", jobs_view.job_page),
         Route("/actions/preview", actions.preview, methods=["POST"]),
@@ -78,7 +78,7 @@ def routes() -> list[Route | Mount]:
 
 #: Every path that changes something (tests check each is refused as they should be).
 ACTION_PATHS = ("/actions/preview", "/actions/confirm", "/jobs/x/pause", "/jobs/x/resume",
-                "/jobs/x/cancel")  # fmt: skip
+                "/jobs/x/cancel", "/export")  # fmt: skip
 
 
 def create_app(settings: DashboardSettings) -> ASGIApp:

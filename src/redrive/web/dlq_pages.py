@@ -71,7 +71,6 @@ async def dead_letters(request: Request) -> Response:
         streams=streams,
         reasons=REASONS,
         described=flt.describe(),
-        export=f"/export?{query(params)}",
     )
 
 
@@ -138,11 +137,19 @@ async def audit_log(request: Request) -> Response:
 
 
 async def export(request: Request) -> Response:
-    """``GET /export?…``: the filter's dead letters as JSONL (``redrive dlq export``'s
-    format; ``redrive dlq import`` reads it back)."""
+    """``POST /export``: the filter's dead letters as a JSONL download (``redrive dlq
+    export``'s format; ``redrive dlq import`` reads it back). Payloads may hold personal
+    data, so an export is an action: a POST, refused under ``--read-only``, and audited
+    (``action=export``, the count, the filter, ``by=dashboard:<token id>``)."""
     dash = dash_of(request)
+    fields = {k: str(v) for k, v in (await request.form()).items()}
     try:
-        lines = await export_lines(dash.client, filter_from(dict(request.query_params)))
+        flt = filter_from(fields)
+        lines = list(await export_lines(dash.client, flt))
+        op = audit.Operation.start("export", by=dash.access.by)
+        streams = sorted({json.loads(line)["stream"] for line in lines})
+        details = {"filter": flt.describe()}
+        await audit.record(dash.client, op, count=len(lines), streams=streams, details=details)
     except (ConfigError, *STORE_FAILURES) as exc:
         return failure(request, exc)
 
