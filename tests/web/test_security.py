@@ -107,3 +107,24 @@ def test_the_redis_password_is_never_shown(web_redis, r) -> None:  # type: ignor
             page = client.get(path)
             assert "s3cret-pw-42" not in page.text, path
         assert "webpw:***@" in client.get("/").text
+
+
+def test_no_inline_script_style_or_handler_anywhere() -> None:
+    """The CSP forbids inline code; the templates and charts contain none to forbid."""
+    import re
+
+    from redrive.web import charts
+    from redrive.web.context import HERE
+
+    inline = re.compile(r"<script(?![^>]*\bsrc=)|\sstyle=|\son[a-z]+=|javascript:", re.I)
+    for template in (HERE / "templates").glob("*.html"):
+        assert not inline.search(template.read_text()), template.name
+    drawn = charts.throughput([1, 2, 3], 60) + charts.bars([(0, 1), (1, 0)], label="<x>")
+    assert not inline.search(drawn) and "&lt;x&gt;" in drawn
+
+
+def test_no_poll_while_no_page_is_open(web: TestClient) -> None:
+    for path in ("/", "/dlq", "/groups", "/jobs", "/audit"):
+        assert web.get(path).status_code == 200
+    poller = web.app.app.state.dashboard.poller  # type: ignore[attr-defined]
+    assert poller.polls == 0 and not poller.running  # pages rendered, nobody subscribed
