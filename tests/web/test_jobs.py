@@ -56,3 +56,48 @@ def test_a_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.M
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="no chromium on PATH"):
         browser.chromium()
+
+
+def test_preview_confirm_pause_resume_through_the_routes(
+    web_url: str, csrf: str, r: redis.Redis, stream: str
+) -> None:
+    seed(r, stream, 12)
+    target = stream + ":back"
+    with make_client(web_url, run_jobs=True) as client:
+        login(client)
+        form = {"csrf": csrf, "action": "replay", "stream": stream}
+        preview = client.post("/actions/preview", data=form, headers=SAME_ORIGIN)
+        assert 'id="preview-count">12<' in preview.text
+        snap = preview.text.split('name="snapshot" value="', 1)[1].split('"', 1)[0]
+        confirm = {"csrf": csrf, "action": "replay", "snapshot": snap, "target": "stream",
+                   "to": target, "rate": "8", "note": "routes"}  # fmt: skip
+        reply = client.post("/actions/confirm", data=confirm, headers=SAME_ORIGIN)
+        assert reply.status_code == 303
+        job_url = reply.headers["location"]
+        paused = client.post(job_url + "/pause", data={"csrf": csrf}, headers=SAME_ORIGIN)
+        assert paused.status_code == 303 and _status(client, job_url) == "paused"
+        _until(lambda: _page_moved(client, job_url) == r.xlen(target), 3)  # settled
+        held = r.xlen(target)
+        time.sleep(0.5)  # at 8/s, four more would have moved by now were it not paused
+        assert r.xlen(target) == held < 12
+        resumed = client.post(job_url + "/resume", data={"csrf": csrf}, headers=SAME_ORIGIN)
+        assert resumed.status_code == 303
+        _until(lambda: _status(client, job_url) == "done", 10)
+    assert (r.xlen(target), r.xlen(keys.dlq(stream))) == (12, 0)
+
+
+def _until(check: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"not true within {timeout} s"
+        time.sleep(0.05)
+
+
+def _page_moved(client: TestClient, job_url: str) -> int:
+    page = client.get(job_url).text
+    return int(page.split('id="job-moved">', 1)[1].split("<", 1)[0])
+
+
+def _status(client: TestClient, job_url: str) -> str:
+    page = client.get(job_url).text
+    return page.split('id="job-status">', 1)[1].split("<", 1)[0]
