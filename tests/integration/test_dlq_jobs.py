@@ -17,7 +17,8 @@ from redrive.dlq import jobs, snapshot
 from redrive.dlq.jobs import JobSpec
 from redrive.dlq.jobs_runner import JobRunner
 from redrive.errors import ConfigError
-from redrive.store import keys
+from redrive.store import job_calls, keys
+from redrive.store.calls import Call
 from tests.integration.dlq_support import origins, seed
 from tests.integration.helpers import running, until
 
@@ -211,6 +212,32 @@ async def test_two_runners_never_hold_one_job_at_once(
     assert await client.xlen(keys.retry_stream(stream, "orders")) == 250
 
 
+async def test_a_runner_whose_lease_was_taken_over_writes_nothing(
+    client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
+) -> None:
+    stream = f"{prefix}orders"
+    await seed(aredis, stream, 3)
+    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
+    job = await jobs.submit(client, JobSpec("replay", preview.id))
+    key = keys.job(job.id)
+
+    def lease(op: str, runner: str) -> Call[str]:
+        return job_calls.job_lease(job=key, op=op, runner=runner, lease_ms=300)  # type: ignore[arg-type]
+
+    assert await lease("claim", "stalled")(client) == "running"
+    assert await lease("claim", "other")(client) == "held", "a live lease is not taken"
+    await until(lambda: _claimed(client, lease("claim", "other")), what="the lease to run out")
+    step = job_calls.job_step(job=key, runner="stalled", lease_ms=300, moved=1, gone=0, refused=0)
+    assert await step(client) == "lost"
+    assert await lease("renew", "stalled")(client) == "lost"
+    taken = await jobs.get(client, job.id)
+    assert (taken.done, taken.runner, taken.status) == (0, "other", "running")
+
+
+async def _claimed(client: redis.asyncio.Redis, call: Call[str]) -> bool:
+    return await call(client) == "running"
+
+
 async def test_a_stopped_runner_gives_its_job_back_at_once(
     client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
 ) -> None:
@@ -236,6 +263,21 @@ async def test_a_replay_whose_group_is_missing_is_refused_at_submit(
     with pytest.raises(ConfigError, match=r"group 'orders' of stream .* does not exist"):
         await jobs.submit(client, JobSpec("replay", preview.id))
     assert await aredis.xlen(keys.dlq(stream)) == 3
+
+
+async def test_a_target_that_turns_unusable_pauses_the_job_with_the_reason(
+    client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
+) -> None:
+    stream, target = f"{prefix}orders", f"{prefix}elsewhere"
+    await seed(aredis, stream, 4)
+    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
+    job = await jobs.submit(client, JobSpec("replay", preview.id, to=target))
+    await aredis.hset(target, "not", "a stream")  # after the submit's check
+    async with runner(client):
+        await until(lambda: status_is(client, job.id, "paused"), what="the job to pause")
+    paused = await jobs.get(client, job.id)
+    assert target in paused.reason and "hash" in paused.reason and paused.left == 4
+    assert await aredis.xlen(keys.dlq(stream)) == 4
 
 
 def _failing_app(stream: str) -> App:
@@ -272,6 +314,31 @@ async def test_a_canary_that_dies_again_pauses_the_job_with_the_reason(
     assert await client.xlen(keys.dlq(stream)) == 6, "4 untouched + the 2 canaries, dead again"
     rows = await audit_of(aredis, job.op)
     assert [r["by"] for r in rows if r["action"] == "job-paused"] == ["runner:r1"]
+
+
+async def test_a_canary_watch_cut_by_a_crash_is_taken_up_by_the_next_runner(
+    client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, redis_url: str, prefix: str
+) -> None:
+    stream = f"{prefix}orders"
+    app = _failing_app(stream)
+    async with running(app, redis_url):
+        await _failed(aredis, stream, 6)
+    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
+    job = await jobs.submit(client, JobSpec("replay", preview.id, canary=2, canary_timeout=20))
+    first = JobRunner(client, name="first", lease_ms=600)
+    task = asyncio.create_task(first.run(asyncio.Event()))
+    # No worker runs: the two canaries wait in the retry stream, the watch cannot end.
+    await until(lambda: _done_at_least(client, job.id, 2), what="the canaries moved")
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    async with running(app, redis_url), runner(client, name="second", lease_ms=600):
+        await until(lambda: status_is(client, job.id, "paused"), 20, "the canary verdict")
+
+    paused = await jobs.get(client, job.id)
+    assert "canary died again" in paused.reason and (paused.moved, paused.left) == (2, 4)
+    assert await aredis.xlen(keys.dlq(stream)) == 6
 
 
 async def test_replayed_messages_failing_again_pause_the_job(

@@ -127,6 +127,7 @@ class Job:
     streams: tuple[str, ...] = ()
     filter: str = ""
     canary_state: str = ""  # "", "watching", "ok", "died"
+    runner: str = ""  # the runner holding it (its lease may have run out: see status)
 
     @property
     def left(self) -> int:
@@ -170,7 +171,8 @@ def job_of(job_id: str, raw: dict[Any, Any]) -> Job:
                count["refused"], got.get("reason", ""), got.get("op", ""),
                int(got.get("created_ms") or 0), int(got.get("updated_ms") or 0),
                tuple(s for s in got.get("streams", "").split("\n") if s),
-               got.get("filter", ""), got.get("canary_state", ""))  # fmt: skip
+               got.get("filter", ""), got.get("canary_state", ""),
+               got.get("runner", ""))  # fmt: skip
 
 
 def check_job_id(job_id: str) -> str:

@@ -34,7 +34,7 @@ from redrive.core.text import text
 from redrive.dlq import canary, jobs, snapshot
 from redrive.dlq.jobs import Job
 from redrive.dlq.jobs_watch import Relapses
-from redrive.dlq.model import DeadLetter, pairs_of, split_ref
+from redrive.dlq.model import DeadLetter, WrongTypeError, pairs_of, split_ref
 from redrive.dlq.purge import delete_batch
 from redrive.dlq.ratelimit import TokenBucket
 from redrive.dlq.replay import (
@@ -128,8 +128,14 @@ class JobRunner:
                 status = await self._delete(job, interrupt)
             else:
                 status = await self._replay(job, interrupt)
-        except ConfigError as exc:  # a target or a snapshot that cannot be used: say so
+        except (ConfigError, WrongTypeError) as exc:  # a target or snapshot that cannot be used
             status = (await jobs.pause_itself(self.client, job, str(exc), self._by)).status
+        except RedisError:
+            raise  # the connection's trouble, not the job's: run() tries again
+        except Exception as exc:  # a bug: pause this job (with why) rather than loop on it
+            log.exception("job runner %s: job %s failed", self.name, job.id)
+            why = f"runner error: {type(exc).__name__}: {exc}"
+            status = (await jobs.pause_itself(self.client, job, why, self._by)).status
         finally:
             keeper.cancel()
         # "interrupted": a pause, cancel or stop cut a wait short; the next look at the
@@ -148,16 +154,29 @@ class JobRunner:
         return await call(self.client)
 
     async def _next_job(self) -> Job | None:
+        """The held job while it runs, else the oldest runnable one it can claim."""
         if self._held is not None:
             status = await self._lease(self._held, "renew")
             if status == "running":
                 return await jobs.get(self.client, self._held)
             await self._let_go(self._held, status)
+        for job_id in await self._runnable():
+            if await self._lease(job_id, "claim") == "running":
+                self._held = job_id
+                return await jobs.get(self.client, job_id)
+        return None
+
+    async def _runnable(self) -> list[str]:
+        """Queued or running jobs, oldest first. On the way, it tidies the active set:
+        forgets summarised jobs and summarises finished ones nobody holds (their runner
+        died before it could)."""
         raw = [text(i) for i in await self.client.smembers(keys.JOBS_ACTIVE)]
+        if not raw:
+            return []  # idle: one SMEMBERS a second
         pipe = self.client.pipeline(transaction=False)
         for job_id in raw:
             pipe.hmget(keys.job(job_id), "status", "created_ms", "summarized", "lease_until")
-        found = await pipe.execute() if raw else []
+        found = await pipe.execute()
         now_ms = await self._now_ms()
         candidates: list[tuple[int, str]] = []
         for job_id, (status, created, summarized, until) in zip(raw, found, strict=True):
@@ -167,11 +186,7 @@ class JobRunner:
                 candidates.append((int(created or 0), job_id))
             elif text(status) in ("done", "cancelled") and int(until or 0) <= now_ms:
                 await jobs.finish(self.client, await jobs.get(self.client, job_id))
-        for _, job_id in sorted(candidates):
-            if await self._lease(job_id, "claim") == "running":
-                self._held = job_id
-                return await jobs.get(self.client, job_id)
-        return None
+        return [job_id for _, job_id in sorted(candidates)]
 
     async def _now_ms(self) -> int:
         seconds, micros = await self.client.time()

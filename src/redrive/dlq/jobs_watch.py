@@ -31,8 +31,9 @@ from redrive.verify.places import origin_of, written_by
 TRACK = 5000
 #: The verdict is over the last this many replayed entries that had time to fail.
 WINDOW = 100
-#: Dead letters read per DLQ and check (the rest wait for the next check).
+#: Dead letters read per page, and pages per DLQ and check (busy DLQs: the rest waits).
 PAGE = 500
+PAGES = 4
 
 
 @dataclass(slots=True)
@@ -60,17 +61,24 @@ class Relapses:
             self.replayed.popitem(last=False)
 
     async def read(self, client: Redis) -> None:
-        """Read the DLQs' new dead letters, marking the replayed entries among them."""
-        for stream, mark in list(self.marks.items()):
-            reply = await command(client, "XRANGE", keys.dlq(stream), exclusive(mark), "+",
-                                  "COUNT", PAGE)  # fmt: skip
-            for entry_id, raw in reply:
-                fields = dict(pairs_of(raw))
-                seen = self.replayed.get((stream, origin_of(fields)))
-                if seen and not seen.relapsed_ms and written_by(fields, None, seen.group or None):
-                    seen.relapsed_ms = max(stream_id_ms(text(entry_id)), seen.moved_ms)
-            if reply:
-                self.marks[stream] = text(reply[-1][0])
+        """Read the DLQs' new dead letters (up to :data:`PAGES` pages of each), marking
+        the replayed entries among them; the rest waits for the next read."""
+        for stream in list(self.marks):
+            for _ in range(PAGES):
+                if not await self._page(client, stream):
+                    break
+
+    async def _page(self, client: Redis, stream: str) -> bool:
+        reply = await command(client, "XRANGE", keys.dlq(stream), exclusive(self.marks[stream]),
+                              "+", "COUNT", PAGE)  # fmt: skip
+        for entry_id, raw in reply:
+            fields = dict(pairs_of(raw))
+            seen = self.replayed.get((stream, origin_of(fields)))
+            if seen and not seen.relapsed_ms and written_by(fields, None, seen.group or None):
+                seen.relapsed_ms = max(stream_id_ms(text(entry_id)), seen.moved_ms)
+        if reply:
+            self.marks[stream] = text(reply[-1][0])
+        return len(reply) == PAGE
 
     def verdict(self, now_ms: int | None = None) -> str | None:
         """Why the job should pause (one line), or ``None`` while it looks healthy."""
