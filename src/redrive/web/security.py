@@ -149,9 +149,8 @@ class SecurityMiddleware:
         if scope["path"].startswith("/static/"):
             await self.app(scope, receive, send)
             return
-        if _cookie(headers, COOKIE) is None or not hmac.compare_digest(
-            _cookie(headers, COOKIE) or "", self.access.session
-        ):
+        session = _cookie(headers, COOKIE) or ""
+        if not hmac.compare_digest(session.encode(), self.access.session.encode()):
             await _plain(send, 401, "Unauthorized: open the URL with ?token= printed at start")
             return
         if scope["method"] == "POST":
