@@ -101,3 +101,9 @@ def _page_moved(client: TestClient, job_url: str) -> int:
 def _status(client: TestClient, job_url: str) -> str:
     page = client.get(job_url).text
     return page.split('id="job-status">', 1)[1].split("<", 1)[0]
+
+
+def test_an_empty_selection_is_refused_not_everything(web: TestClient, csrf: str) -> None:
+    form = {"csrf": csrf, "action": "delete", "selection": "1"}
+    reply = web.post("/actions/preview", data=form, headers=SAME_ORIGIN)
+    assert reply.status_code == 400 and "nothing selected" in reply.text

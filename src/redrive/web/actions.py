@@ -46,6 +46,9 @@ async def preview(request: Request) -> Response:
     ids = tuple(str(v) for v in form.getlist("ids"))
     try:
         action = _action(fields)
+        if fields.get("selection") and not ids:
+            # An empty selection is not "no criterion": it must never become "everything".
+            raise ConfigError("nothing selected: tick the dead letters to act on")
         flt = filter_from(fields, ids=ids)
         taken = await snapshot.take(dash.client, flt, sample=SAMPLE)
     except (ConfigError, *STORE_FAILURES) as exc:
