@@ -7,7 +7,8 @@ Then the page ``GET /dlq`` is served through the whole app (security middleware,
 ``dlq.newest``, templates) by Starlette's TestClient, ``--repeat`` times per case, and
 the median and worst times are printed: the first page, a page deep inside (a cursor
 half-way down), filters by stream, reason, fingerprint and text, and a filter that
-matches nothing (bounded by the page's read budget).
+matches nothing (bounded by the page's read budget), after a baseline: one plain
+redis-py ``XREVRANGE COUNT 50``.
 
     .venv/bin/python bench/dashboard_page.py [--count 1000000] [--streams 4] [--repeat 20]
 """
@@ -116,6 +117,13 @@ def main() -> None:
             client.get(f"/login?token={TOKEN}")
             client.get("/dlq")  # warm the templates
             print(f"{'GET /dlq (50 rows)':<48} {'median ms':>10} {'max ms':>8}")
+            plain = []
+            for _ in range(args.repeat):
+                started = time.perf_counter()
+                r.xrevrange(keys.dlq(streams[0]), count=50)
+                plain.append((time.perf_counter() - started) * 1000)
+            print(f"{'baseline: a plain redis-py XREVRANGE COUNT 50':<48} "
+                  f"{statistics.median(plain):>10.1f} {max(plain):>8.1f}")  # fmt: skip
             for name, path in cases(r, streams).items():
                 times = timed(client, path, args.repeat)
                 print(f"{name:<48} {statistics.median(times):>10.1f} {max(times):>8.1f}")
