@@ -70,6 +70,9 @@ class Dashboard:
         )
         self.env = environment()
         self.poller = Poller(self.frame, settings.interval)
+        from redrive.web.overview import ChartCache  # overview imports this module
+
+        self.charts = ChartCache()
         self.where = redact_url(settings.redis_url)
 
     def describe(self, exc: BaseException) -> str:

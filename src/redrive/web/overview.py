@@ -9,6 +9,8 @@ retention for the charts.
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,20 +51,42 @@ class Overview:
         return self.charts.get((group.stream, group.group))
 
 
-def _collect(dash: Dashboard) -> Overview:
+class ChartCache:
+    """The charts' collection, reused for one bucket (15 s): the health collection runs
+    every second, but reading 15 minutes of per-second metrics that often would cost
+    Redis far more than the charts can show (a bucket changes every 15 s)."""
+
+    def __init__(self, seconds: float = CHART_SECONDS / charts.BUCKETS) -> None:
+        self.seconds = seconds
+        self._taken = -math.inf
+        self._drawn: dict[tuple[str, str], GroupCharts] = {}
+
+    def get(self, dash: Dashboard) -> dict[tuple[str, str], GroupCharts]:
+        """The charts, collected again if older than a bucket."""
+        now = time.monotonic()
+        if now - self._taken >= self.seconds:
+            self._drawn, self._taken = _draw(dash), now
+        return self._drawn
+
+
+def _draw(dash: Dashboard) -> dict[tuple[str, str], GroupCharts]:
     config, streams = dash.settings.health, dash.settings.streams
-    snapshot = take(dash.sync, config, streams)
     wide = collect(
         dash.sync, streams or None, window=CHART_SECONDS, dead_after=config.dead_after_seconds
     )
-    drawn = {
+    return {
         (g.stream, g.group): GroupCharts(
             charts.throughput(g.window.runs, CHART_SECONDS),
             charts.error_rate(g.window.failures, g.window.runs, CHART_SECONDS),
         )
         for g in wide.groups()
     }
-    return Overview(snapshot, evaluate(snapshot, config), drawn)
+
+
+def _collect(dash: Dashboard) -> Overview:
+    config, streams = dash.settings.health, dash.settings.streams
+    snapshot = take(dash.sync, config, streams)
+    return Overview(snapshot, evaluate(snapshot, config), dash.charts.get(dash))
 
 
 async def load(dash: Dashboard) -> dict[str, Any]:
