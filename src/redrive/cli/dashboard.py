@@ -93,6 +93,7 @@ def dashboard(
     shown = f"$(cat {token_file})" if token_file else token
     click.echo(f"redrive dashboard{' (read-only)' if read_only else ''}: open")
     click.echo(f"  http://{_url_host(host)}:{port}/login?token={shown}")
+    click.echo(f"actions are audited as {access.by}")
     _serve(web.create_app(settings), listening)
 
 
