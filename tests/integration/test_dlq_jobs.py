@@ -76,6 +76,10 @@ async def test_a_job_moves_exactly_the_previewed_refs(
     late = await seed(aredis, stream, 2, start=5)  # died after the preview
     job = await jobs.submit(client, JobSpec("replay", preview.id, note="gateway fixed", by="ann"))
     assert job.status == "queued" and job.total == 5 and job.left == 5
+    again = await jobs.submit(client, JobSpec("replay", preview.id, by="ann"))
+    assert again.id == job.id, "a second click on confirm: the same job"
+    with pytest.raises(ConfigError, match="bound to replay job"):
+        await jobs.submit(client, JobSpec("delete", preview.id))
 
     async with runner(client):
         await until(lambda: status_is(client, job.id, "done"), what="the job to finish")
@@ -141,8 +145,10 @@ async def test_pause_and_resume_are_audited_and_the_job_goes_on_from_its_cursor(
     async with runner(client):
         await until(lambda: _done_at_least(client, job.id, 3), what="three entries moved")
         paused = await jobs.pause(client, job.id, by="carol", reason="gateway flaps")
+        asked = time.monotonic()
         assert paused.status == "paused" and paused.reason == "paused by carol: gateway flaps"
         await until(lambda: _runner_gone(client, job.id), what="the runner to let go")
+        assert time.monotonic() - asked < 1.5, "the runner saw the pause within about a second"
         at_pause = (await jobs.get(client, job.id)).done
         await asyncio.sleep(0.3)  # a paused job must not move: give it the chance to
         assert (await jobs.get(client, job.id)).done == at_pause < 20
@@ -278,6 +284,44 @@ async def test_a_target_that_turns_unusable_pauses_the_job_with_the_reason(
     paused = await jobs.get(client, job.id)
     assert target in paused.reason and "hash" in paused.reason and paused.left == 4
     assert await aredis.xlen(keys.dlq(stream)) == 4
+
+
+async def test_two_running_runners_share_out_jobs_but_never_one_job(
+    client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
+) -> None:
+    stream = f"{prefix}orders"
+    await seed(aredis, stream, 30)
+    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
+    job = await jobs.submit(client, JobSpec("replay", preview.id, rate=60))
+    holders: set[str] = set()
+
+    async def watch_holder() -> bool:
+        raw = await client.hget(keys.job(job.id), "runner")
+        holders.add(raw.decode() if raw else "")
+        return await status_is(client, job.id, "done")
+
+    async with runner(client, name="a") as (a, _), runner(client, name="b") as (b, _):
+        await until(watch_holder, what="the job to finish")
+    assert len(holders - {""}) == 1 and holders - {""} <= {a.identity, b.identity}
+    assert sorted(await origins(aredis, keys.retry_stream(stream, "orders"))) == sorted(
+        f"1-{n}" for n in range(30)
+    )
+
+
+async def test_cancel_stops_a_rate_limited_delete_between_batches(
+    client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
+) -> None:
+    stream = f"{prefix}orders"
+    await seed(aredis, stream, 400)
+    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
+    job = await jobs.submit(client, JobSpec("delete", preview.id, rate=100))  # 100 a second
+    async with runner(client):
+        await until(lambda: _done_at_least(client, job.id, 100), what="the first batch")
+        await jobs.cancel(client, job.id, by="erin")
+        await until(lambda: summarized(client, job.id), what="the runner to stop")
+    final = await jobs.get(client, job.id)
+    assert final.status == "cancelled" and 100 <= final.moved < 400
+    assert await aredis.xlen(keys.dlq(stream)) == final.left == 400 - final.moved
 
 
 def _failing_app(stream: str) -> App:

@@ -187,8 +187,10 @@ async def submit(client: Redis, spec: JobSpec) -> Job:
     """Store a job bound to ``spec.snapshot``'s refs (queued for a runner); audited.
 
     The snapshot becomes the job's: it no longer expires while the job may need it (a
-    week after the job ends it does). Raises :class:`~redrive.dlq.snapshot.
-    UnknownSnapshotError` for an expired snapshot, :class:`ConfigError` for an empty one.
+    week after the job ends it does). One snapshot binds one job: submitting it again
+    (a second click) returns that job; another action on it is refused. Raises
+    :class:`~redrive.dlq.snapshot.UnknownSnapshotError` for an expired snapshot,
+    :class:`ConfigError` for an empty one.
     """
     preview = await snapshot.load(client, spec.snapshot)
     if preview.count == 0:
@@ -198,8 +200,16 @@ async def submit(client: Redis, spec: JobSpec) -> Job:
         options = spec.options()
         planned = [(e, target_of(e, spec.to) or "") for e in preview.sample]
         await check_targets(client, [(e, t) for e, t in planned if t], options)
-    await _bind(client, spec.snapshot)
     job_id = secrets.token_urlsafe(9)
+    bound = await _bind(client, spec.snapshot, job_id)
+    if bound != job_id:  # submitted before (a second click on "confirm"): that job
+        earlier = await get(client, bound)
+        if earlier.spec.action != spec.action:
+            raise ConfigError(
+                f"snapshot {spec.snapshot} is bound to {earlier.spec.action} job {bound} "
+                "already: preview again for another action"
+            )
+        return earlier
     op = audit.Operation.start(AUDIT_ACTION[spec.action], by=spec.by, note=spec.note)
     now = int(time.time() * 1000)
     fields = {**_spec_fields(spec), "by": op.by, "status": "queued", "total": str(preview.count),
@@ -216,7 +226,9 @@ async def submit(client: Redis, spec: JobSpec) -> Job:
     return job
 
 
-async def _bind(client: Redis, snapshot_id: str) -> None:
+async def _bind(client: Redis, snapshot_id: str, job_id: str) -> str:
+    """Make the snapshot the job's (no expiry); returns the id of the job bound to it:
+    ``job_id``, or the one an earlier submit bound (one snapshot, one job)."""
     pipe = client.pipeline(transaction=True)
     pipe.persist(keys.snapshot(snapshot_id))
     pipe.persist(keys.snapshot_refs(snapshot_id))
@@ -224,6 +236,12 @@ async def _bind(client: Redis, snapshot_id: str) -> None:
     *_, found = await pipe.execute()
     if not found:  # it expired since it was loaded
         raise snapshot.UnknownSnapshotError(f"snapshot {snapshot_id} has expired: preview again")
+    # No TTL any more, so the hash cannot vanish before this write creates a bare one.
+    await client.hsetnx(keys.snapshot(snapshot_id), "job", job_id)
+    bound = await client.hget(keys.snapshot(snapshot_id), "job")
+    if bound is None:  # deleted by hand in between
+        raise snapshot.UnknownSnapshotError(f"snapshot {snapshot_id} is gone: preview again")
+    return text(bound)
 
 
 async def get(client: Redis, job_id: str) -> Job:
