@@ -107,3 +107,17 @@ def test_an_empty_selection_is_refused_not_everything(web: TestClient, csrf: str
     form = {"csrf": csrf, "action": "delete", "selection": "1"}
     reply = web.post("/actions/preview", data=form, headers=SAME_ORIGIN)
     assert reply.status_code == 400 and "nothing selected" in reply.text
+
+
+def test_confirming_one_preview_twice_is_one_job(
+    web: TestClient, csrf: str, r: redis.Redis, stream: str
+) -> None:
+    seed(r, stream, 3)
+    form = {"csrf": csrf, "action": "delete", "stream": stream}
+    preview = web.post("/actions/preview", data=form, headers=SAME_ORIGIN)
+    snap = preview.text.split('name="snapshot" value="', 1)[1].split('"', 1)[0]
+    confirm = {"csrf": csrf, "action": "delete", "snapshot": snap}
+    first = web.post("/actions/confirm", data=confirm, headers=SAME_ORIGIN)
+    again = web.post("/actions/confirm", data=confirm, headers=SAME_ORIGIN)  # a double click
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"]
