@@ -105,12 +105,11 @@ def test_redis_down_is_one_line_on_every_page() -> None:
     from redrive.testing import RedisProcess
     from tests.web.conftest import login, make_client
 
-    with RedisProcess() as server:
-        with make_client(server.url) as client:
-            login(client)
-            server.stop()
-            for path in ("/", "/dlq", "/groups", "/jobs", "/audit", "/dlq/entry?ref=s@1-0"):
-                page = client.get(path)
-                assert page.status_code in (200, 503), path
-                assert "Traceback" not in page.text
-                assert 'class="error"' in page.text, path  # one line saying what failed
+    with RedisProcess() as server, make_client(server.url) as client:
+        login(client)
+        server.stop()
+        for path in ("/", "/dlq", "/groups", "/jobs", "/audit", "/dlq/entry?ref=s@1-0"):
+            page = client.get(path)
+            assert page.status_code in (200, 503), path
+            assert "Traceback" not in page.text
+            assert 'class="error"' in page.text, path  # one line saying what failed
