@@ -1,8 +1,9 @@
-"""Read-only DLQ pages: the list (newest first), one entry, failure groups, audit, export.
+"""DLQ pages: the list (newest first), one entry, failure groups, audit; and the export.
 
 Each reads through :mod:`redrive.dlq` (``newest``, ``by_ids``, ``dlq_stats``,
-``view.summary``/``detail``, ``export_lines``) and renders; none issues its own Redis
-command. A bad filter or an unknown id is one line on the page (status 400 / 404).
+``view.summary``/``detail``, ``export_lines``, ``audit``) and renders; none issues its
+own Redis command. A bad filter or an unknown id is one line on the page (400 / 404), a
+Redis failure too (503). The export is the one action here (a POST, audited).
 """
 
 from __future__ import annotations
