@@ -26,8 +26,8 @@ from redrive.web.context import STORE_FAILURES
 if TYPE_CHECKING:
     from redrive.web.context import Dashboard
 
-#: Seconds the charts cover: the metrics stream is trimmed to 15 minutes (MINID).
-CHART_SECONDS = 900.0
+#: Seconds the charts cover: the metrics stream is trimmed to an hour (MINID).
+CHART_SECONDS = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +52,9 @@ class Overview:
 
 
 class ChartCache:
-    """The charts' collection, reused for one bucket (15 s): the health collection runs
-    every second, but reading 15 minutes of per-second metrics that often would cost
-    Redis far more than the charts can show (a bucket changes every 15 s)."""
+    """The charts' collection, reused for one bucket (a minute): the health collection
+    runs every second, but reading an hour of per-second metrics that often would cost
+    Redis far more than the charts can show (a bucket changes every minute)."""
 
     def __init__(self, seconds: float = CHART_SECONDS / charts.BUCKETS) -> None:
         self.seconds = seconds
