@@ -9,6 +9,9 @@ A message with more than one outcome is a duplicate. It is *explained* when a fa
 window (from ``slack`` seconds before it began to ``slack`` after it healed) contains its
 first outcome and the fault hit a consumer that recorded one of its outcomes — the
 at-least-once price of that fault. Any other duplicate is unexplained: a defect.
+
+In an idempotent scenario the effect counters are checked too
+(:mod:`redrive.simulate.effects`): exactly one effect per success, whatever the runs.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from redrive.core import fields as f
 from redrive.core.text import text
 from redrive.examples.ecommerce import ledger_key
 from redrive.simulate.chaos import FaultEvent
+from redrive.simulate.effects import EffectAccount, count_effects
 from redrive.simulate.ledger import effects_key
 from redrive.simulate.producer import FAILED, INDETERMINATE, OK, Record
 from redrive.simulate.traffic import EXPECTED, SIM_ID
@@ -64,6 +68,7 @@ class StreamAccount:
     mismatched: int = 0
     mismatched_injected: int = 0
     counters: dict[str, int] = field(default_factory=dict)
+    effects: EffectAccount | None = None  # idempotent scenarios only
 
     @property
     def unexplained_duplicates(self) -> int:
@@ -98,6 +103,7 @@ class StreamAccount:
             "mismatched_outcomes": self.mismatched,
             "mismatched_by_injected_faults": self.mismatched_injected,
             "worker_counters": self.counters,
+            "effects": None if self.effects is None else self.effects.to_json(),
         }
 
 
@@ -108,16 +114,21 @@ def account(
     events: list[FaultEvent],
     *,
     slack: float,
+    idempotent: bool = False,
 ) -> StreamAccount:
-    """Account for every message the producer sent to ``k.stream``."""
+    """Account for every message the producer sent to ``k.stream`` (and, when
+    ``idempotent``, check its effect counters)."""
     acc = StreamAccount(k.stream, k.group)
     produced = _produced(client, k, records, acc)
     snap = read_snapshot(client, k)
     outcomes = _outcomes(client, k, snap)
     lost_ids: list[str] = []
+    unsettled: set[str] = set()
     for entry_id, (sim_id, kind) in produced.items():
         found = outcomes.get(entry_id, [])
-        result = _classify(acc, found, snap.unsettled(entry_id))
+        if snap.unsettled(entry_id):
+            unsettled.add(entry_id)
+        result = _classify(acc, found, entry_id in unsettled)
         acc.by_kind[kind][result] += 1
         if result == "lost":
             lost_ids.append(entry_id)
@@ -134,6 +145,9 @@ def account(
     acc.unexpected = sorted(set(outcomes) - set(produced))
     raw = cast(dict[bytes, bytes], client.hgetall(k.stats))
     acc.counters = {key.decode(): int(value) for key, value in sorted(raw.items())}
+    if idempotent:
+        reasons = {i: [o.reason for o in found] for i, found in outcomes.items()}
+        acc.effects = count_effects(client, k.stream, reasons, produced, unsettled)
     return acc
 
 

@@ -4,7 +4,13 @@
   effects log (one stream entry per success: id, worker, pid, time, attempt), written in one
   MULTI so they always agree; the log's times let a duplicate be matched to a fault;
 - the lateness of every retry delivery (handler start minus ``redrive-due-ms``) in a
-  side hash, so the report can give retry lateness p50/p99.
+  side hash, so the report can give retry lateness p50/p99;
+- in an idempotent scenario (``[handler] idempotent = true``), the *effect* of each
+  success: ``HINCRBY redrive:sim:effect:{S} <id> 1``, returned as
+  :class:`~redrive.runtime.idempotency.Effects` so the runtime applies it in the script
+  that marks the key done and acks the entry. The ledger and the effects log above stay
+  written by the handler itself, outside that commit: they count *runs*, the effect
+  counter counts what took effect.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from redrive.core.message import Message
 from redrive.errors import ConfigError
 from redrive.examples.ecommerce import ledger_key
 from redrive.runtime.app import AppContext
+from redrive.runtime.idempotency import Effects
 from redrive.runtime.settings import AsyncHandler, HandlerSpec
 from redrive.store.keys import hash_tag
 
@@ -38,9 +45,14 @@ def lateness_key(stream: str) -> str:
     return f"{SIM}lateness:{hash_tag(stream)}"
 
 
+def effect_key(stream: str) -> str:
+    """Hash origin id → how often its effect was applied (idempotent scenarios)."""
+    return f"{SIM}effect:{hash_tag(stream)}"
+
+
 def sim_keys(stream: str) -> list[str]:
     """Every simulation key of ``stream`` (besides redrive's own)."""
-    return [ledger_key(stream), effects_key(stream), lateness_key(stream)]
+    return [ledger_key(stream), effects_key(stream), lateness_key(stream), effect_key(stream)]
 
 
 class SimLedger:
@@ -78,5 +90,26 @@ class SimLedger:
                 with contextlib.suppress(rex.RedisError, OSError):
                     await self.client.hset(lateness_key(msg.stream), field, late)
             return await call_next(msg)
+
+        return call
+
+    def fused_effect(self, spec: HandlerSpec, call_next: AsyncHandler) -> AsyncHandler:
+        """Middleware: a success returns its effect, applied with the ack (exactly once)."""
+
+        async def call(msg: Message) -> Any:
+            await call_next(msg)
+            return Effects().hincr(effect_key(msg.stream), msg.id)
+
+        return call
+
+    def effect_outside(self, spec: HandlerSpec, call_next: AsyncHandler) -> AsyncHandler:
+        """Middleware of a broken build (tests only): the effect is written by the run
+        itself, before its commit, so a run whose commit never lands still counts."""
+
+        async def call(msg: Message) -> Any:
+            await call_next(msg)
+            if self.client is None:
+                raise ConfigError("the simulation ledger is used before the worker started")
+            await self.client.hincrby(effect_key(msg.stream), msg.id, 1)
 
         return call

@@ -1,7 +1,8 @@
 """The simulation report: accounting per stream, producer outcomes, faults, lateness.
 
 The verdict (:attr:`SimulationReport.ok`) fails when a message was lost, a duplicate
-has no fault to explain it, or anything is left pending after the drain.
+has no fault to explain it, or anything is left pending after the drain — and, in an
+idempotent scenario, when any effect counter is not what its outcome demands.
 """
 
 from __future__ import annotations
@@ -68,15 +69,33 @@ class SimulationReport:
         return sum(s.pending for s in self.streams)
 
     @property
+    def effect_defects(self) -> int:
+        """Double or missing effects, effects on dead letters (idempotent): must be 0."""
+        return sum(s.effects.defects for s in self.streams if s.effects is not None)
+
+    @property
     def ok(self) -> bool:
         """The verdict: nothing lost, every duplicate explained (none a process re-running
-        its own finished work), nothing pending."""
+        its own finished work), nothing pending, every effect exactly once."""
         return (
             self.lost == 0
             and self.unexplained_duplicates == 0
             and self.rerun_own_finished == 0
             and self.pending == 0
+            and self.effect_defects == 0
         )
+
+    def effects(self) -> dict[str, int] | None:
+        """The effect counts of all streams summed (``None``: not an idempotent run)."""
+        counted = [s.effects for s in self.streams if s.effects is not None]
+        if not counted:
+            return None
+        total: dict[str, int] = defaultdict(int)
+        for account in counted:
+            for name, value in account.to_json().items():
+                if isinstance(value, int):
+                    total[name] += value
+        return dict(total)
 
     def lateness(self) -> dict[str, float | int | None]:
         """Retry lateness (ms after ``redrive-due-ms`` that a retry started)."""
@@ -116,6 +135,7 @@ class SimulationReport:
             "duplicates": sum(len(s.duplicates) for s in self.streams),
             "rerun_own_finished": self.rerun_own_finished,
             "pending": self.pending,
+            "effects": self.effects(),
             "produced": self.produced,
             "settled": self.settled,
             "seconds": round(self.seconds, 3),

@@ -202,7 +202,9 @@ async def _run(
     client = sync_client(server.url)
     try:
         records = producer.log.records
-        streams = [account(client, k, records, chaos.events, slack=options.slack) for k in keys]
+        idempotent = scenario.handler.idempotent
+        streams = [account(client, k, records, chaos.events, slack=options.slack,
+                           idempotent=idempotent) for k in keys]  # fmt: skip
         lateness = [int(v) for k in keys for v in client.hvals(lateness_key(k.stream))]
     finally:
         client.close()

@@ -1,14 +1,17 @@
 """Scenarios: TOML files describing load, error mix, workers and faults over time.
 
 A scenario is a path or the name of one shipped with redrive (``smoke``,
-``flaky-dependency``, ``poison-storm``, ``outage-and-recovery``, ``chaos``). Tables:
+``flaky-dependency``, ``poison-storm``, ``outage-and-recovery``, ``chaos``,
+``exactly-once``). Tables:
 
 - ``[run]``: ``messages``, ``rate`` (messages/s; 0 = as fast as possible), ``workers``,
   ``seed``, ``drain_timeout`` (s), ``batch`` (messages per XADD pipeline);
 - ``[handler]``: ``max_retries``, ``base_delay``, ``max_delay`` (s), ``visibility_timeout``
   (s), ``max_deliveries``, ``concurrency``, ``prefetch``, ``max_payload_bytes``,
   ``breaker`` (true/false), ``breaker_open`` (s), ``breaker_threshold`` (ratio),
-  ``breaker_window`` and ``breaker_min_calls`` (calls; min_calls <= window);
+  ``breaker_window`` and ``breaker_min_calls`` (calls; min_calls <= window),
+  ``idempotent`` (true/false: handlers keyed on the original id, whose effect counter is
+  applied with the ack — :mod:`redrive.simulate.effects` counts it);
 - ``[input]``: weights of each input kind (see :mod:`redrive.simulate.traffic`);
 - ``[faults]``: steady injected rates for every stream, ``[faults.streams."<stream>"]``
   per stream (see :mod:`redrive.simulate.faults`);
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from redrive.core.breaker import BreakerPolicy
+from redrive.core.idempotency import Idempotency
 from redrive.core.message import Message
 from redrive.core.retry import RetryPolicy
 from redrive.errors import ConfigError
@@ -56,7 +60,8 @@ CHAOS_KINDS = (
     "proxy_blackhole",
     "proxy_delay",
 )
-SHIPPED = ("smoke", "flaky-dependency", "poison-storm", "outage-and-recovery", "chaos")
+SHIPPED = ("smoke", "flaky-dependency", "poison-storm", "outage-and-recovery", "chaos",
+           "exactly-once")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,7 @@ class HandlerSettings:
     breaker_threshold: float = 0.5
     breaker_window: int = 50
     breaker_min_calls: int = 20
+    idempotent: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -133,6 +139,9 @@ class HandlerSettings:
             "prefetch": self.prefetch,
             "max_payload_bytes": self.max_payload_bytes,
             "concurrency": self.concurrency,
+            # Keys kept for good: a simulation's server lives only as long as the run, and
+            # a TTL would have to outlast the DLQ's retention (unbounded here).
+            "idempotency": Idempotency(ttl=None) if self.idempotent else None,
         }
 
 

@@ -10,7 +10,10 @@ environment the simulator sets:
 ``REDRIVE_SIM_BROKEN=ack-first`` is a deliberately broken build for tests only: a
 middleware acknowledges each entry *before* the handler runs and sometimes crashes the
 process right after. A run with it must report lost messages — the proof that the
-reconciliation can fail. It lives here, never in the runtime's hot path.
+reconciliation can fail. ``REDRIVE_SIM_BROKEN=effect-outside`` breaks an idempotent
+scenario instead: each run applies its effect itself, before its commit, instead of
+returning it to be applied with the ack — double effects must follow. Both live here,
+never in the runtime's hot path.
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ def build_sim_app(environ: dict[str, str] | None = None) -> App:
     if env.get(ENV_BROKEN) == "ack-first":
         app.use(_ack_first(app, worker))
     app.use(ledger.observe_lateness)
+    if h.idempotent:
+        broken = env.get(ENV_BROKEN) == "effect-outside"
+        app.use(ledger.effect_outside if broken else ledger.fused_effect)
     install_from_env(app, env)
     return app
 
