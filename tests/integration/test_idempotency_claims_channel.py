@@ -1,0 +1,53 @@
+"""A consumer's idempotency claims: the reader's claims ahead (``Claims.preclaim``) and the
+claims and releases of runs (``Claims._send``, a task of its own) share one ``Channel``,
+which is one connection "used by a single task at a time". When both are in flight at
+once, the second read of the connection fails (or, worse, takes the other's reply).
+
+Found by the exactly-once chaos run (issue 15): under load with failures (each failed
+run releases its claim) the reader failed with ``RuntimeError: read() called while
+another coroutine is already waiting for incoming data`` and restarted; the restarted
+reader re-read its own pending entries and ran some that were already running, so one
+process ran the same delivery twice (``rerun_own_finished`` in the report; the fused
+commit kept the effects exactly once). Marked xfail (strict) until the runtime is fixed:
+a fix makes it pass, and the marker must then go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio
+
+from redrive.core.idempotency import Idempotency
+from redrive.core.message import Message
+from redrive.runtime.idempotency import Claims
+from redrive.runtime.settings import HandlerSpec
+from redrive.runtime.source import Source
+from redrive.store.channel import Channel
+from redrive.store.idempotency import Claim
+
+
+async def _handler(msg: Message) -> None:
+    """Never called: the spec only configures the claims."""
+
+
+@pytest.mark.xfail(strict=True, reason="Claims uses one Channel from two tasks (issue 15 report)")
+async def test_claims_ahead_and_claims_of_runs_can_be_in_flight_at_once(
+    aredis: redis.asyncio.Redis, prefix: str
+) -> None:
+    stream = f"{prefix}orders"
+    idem = Idempotency(ttl=None)
+    spec = HandlerSpec(stream, "g", _handler, True, idempotency=idem)
+    claims = Claims(channel=Channel(aredis, stream), spec=spec, idem=idem, consumer="c1")
+    source = Source(stream, stream, trusted=False)
+    read = [(source, f"1-{i}".encode(), [b"data", b"{}"]) for i in range(50)]
+    await claims.preclaim(read[:1])  # the channel's connection is open from now on
+
+    # A run's claim (the claims task) while the reader claims ahead what it just read.
+    run_claim = claims.claim(claims.prefix + "9-9", claims.value("9-9"))
+    got, _ = await asyncio.wait_for(asyncio.gather(run_claim, claims.preclaim(read)), 10)
+
+    assert got.claim is Claim.CLAIMED
+    assert len(claims.ahead) == len(read)
+    assert {result.claim for _, _, result in claims.ahead.values()} == {Claim.CLAIMED}
