@@ -11,6 +11,7 @@ A build that applies the effect from the handler instead must be caught doubling
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from redrive.simulate.report import SimulationReport
@@ -61,7 +62,8 @@ def test_every_effect_is_applied_exactly_once_while_runs_repeat_underneath() -> 
     # Run-level diagnostics, printed: a same-process re-run is a runtime defect the
     # verdict (report.ok) catches, but not one that double-counts an effect.
     print(f"duplicate runs unexplained by a fault: {report.unexplained_duplicates}; "
-          f"re-runs of own finished work: {report.rerun_own_finished}; ok: {report.ok}")  # fmt: skip
+          f"re-runs of own finished work: {report.rerun_own_finished}; "
+          f"ok: {report.ok}")  # fmt: skip
 
 
 @pytest.mark.timeout(120)
