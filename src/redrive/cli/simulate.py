@@ -63,6 +63,15 @@ def render(report: SimulationReport, console: Console) -> None:
         f"producer: {final or 'nothing sent'}; retry lateness p50 {_fmt(late['p50_ms'])} ms, "
         f"p99 {_fmt(late['p99_ms'])} ms over {late['retries']} retries"
     )
+    effects = report.effects()
+    if effects is not None:  # an idempotent scenario: what took effect, against the runs
+        bad = {k: _red_unless_zero(effects[k]) for k in ("double", "missing", "on_dead")}
+        console.print(
+            f"effects: once {effects['once']}, dead without {effects['dead_without_effect']}, "
+            f"double {bad['double']}, missing {bad['missing']}, on dead {bad['on_dead']}; "
+            f"messages run more than once {effects['repeated_runs']}, absorbed "
+            f"{effects['absorbed']}"
+        )
     for s in report.streams:
         for lost in s.lost[:10]:
             console.print(
