@@ -209,3 +209,45 @@ def _dlq_size(r: redis.asyncio.Redis, stream: str, n: int):  # type: ignore[no-u
         return len(await dead_letters(r, stream)) == n
 
     return check
+
+
+async def test_a_replay_of_a_message_whose_key_is_done_is_skipped_unless_told(
+    redis_url: str, prefix: str, aredis: redis.asyncio.Redis
+) -> None:
+    from redrive import Reject
+    from redrive.dlq.query import Filter
+    from redrive.dlq.replay import ReplayOptions, replay
+
+    stream = f"{prefix}payments"
+    app = App()
+    runs: list[str] = []
+    broken = {"o-5"}
+
+    @app.handler(stream, group="pay", idempotency=KEYED, dlq_max_age=DAY / 2)
+    async def charge(msg: Message) -> None:
+        runs.append(msg.data["order_id"])
+        if msg.data["order_id"] in broken:
+            raise Reject("card declined")
+
+    await publish(aredis, stream, "o-5")
+    async with running(app, redis_url):
+        await until(_dlq_size(aredis, stream, 1), what="the dead letter")
+        broken.clear()
+        await publish(aredis, stream, "o-5")  # the customer paid again: this one succeeds
+        await until(_settled(aredis, stream, "pay"), what="the duplicate settled")
+        [dead] = await dead_letters(aredis, stream)
+        assert dead["redrive-idempotency-key"] == idem_key(stream, "pay", "o-5").encode()
+
+        skipped = await replay(aredis, Filter(streams=(stream,)), ReplayOptions(everything=True))
+        assert not skipped.moved and len(skipped.refused) == 1
+        assert "already done" in skipped.refused[0][1]
+        assert len(await dead_letters(aredis, stream)) == 1  # it stays in the DLQ
+
+        forced = await replay(aredis, Filter(streams=(stream,)),
+                              ReplayOptions(everything=True, ignore_idempotency=True))  # fmt: skip
+        assert len(forced.moved) == 1
+        await until(lambda: len(runs) == 3, what="the replay to run the handler again")
+        await until(_settled(aredis, stream, "pay"), what="the replay settled")
+
+    assert runs == ["o-5", "o-5", "o-5"]
+    assert await dead_letters(aredis, stream) == []
