@@ -251,3 +251,27 @@ async def test_a_replay_of_a_message_whose_key_is_done_is_skipped_unless_told(
 
     assert runs == ["o-5", "o-5", "o-5"]
     assert await dead_letters(aredis, stream) == []
+
+
+async def test_publishing_again_with_the_same_dedupe_ids_adds_nothing(
+    prefix: str, aredis: redis.asyncio.Redis
+) -> None:
+    from redrive import publish
+    from redrive.runtime.dedupe import server_has_idmp
+    from redrive.store.keys import publish_dedupe
+
+    stream = f"{prefix}payments"
+    bodies = [{"order_id": "o-1"}, {"order_id": "o-2"}]
+    first = await publish(aredis, stream, bodies, dedupe_ids=["pay-o-1", "pay-o-2"])
+    # A producer that lost the reply sends the batch again, plus one new message.
+    again = await publish(aredis, stream, [*bodies, {"order_id": "o-3"}],
+                          dedupe_ids=["pay-o-1", "pay-o-2", "pay-o-3"], dedupe_ttl=60)  # fmt: skip
+
+    assert again[:2] == first and again[2] not in first
+    assert await aredis.xlen(stream) == 3
+    assert not await server_has_idmp(aredis)  # Redis 6.2 / 7.0 here: the Lua fallback
+    key = publish_dedupe(stream, "pay-o-3")
+    assert (await aredis.get(key)).decode() == again[2]
+    assert 0 < await aredis.pttl(key) <= 60_000
+    with pytest.raises(ConfigError, match="2 ids for 1 bodies"):
+        await publish(aredis, stream, [bodies[0]], dedupe_ids=["a", "b"])
