@@ -137,12 +137,13 @@ async def test_effects_are_applied_with_the_ack_and_once_per_key(
 ) -> None:
     stream = f"{prefix}orders"
     app = App()
-    counter = f"{prefix}paid:{{{stream}}}"
+    # In the stream's slot (its hash tag), as effects must be on Redis Cluster.
+    counter, events = f"{prefix}paid:{{{stream}}}", f"{prefix}events:{{{stream}}}"
 
     @app.handler(stream, group="shop", idempotency=KEYED, dlq_max_age=DAY / 2)
     async def pay(msg: Message) -> Effects:
         order = msg.data["order_id"]
-        return Effects().hincr(counter, order).xadd(f"{prefix}events", {"paid": order})
+        return Effects().hincr(counter, order).xadd(events, {"paid": order})
 
     await publish(aredis, stream, "o-1", "o-2", "o-1", "o-1")
     async with running(app, redis_url):
@@ -150,7 +151,7 @@ async def test_effects_are_applied_with_the_ack_and_once_per_key(
         await until(lambda: stats_of(stream).get("duplicates") == 2, what="2 duplicates")
 
     assert await aredis.hgetall(counter) == {b"o-1": b"1", b"o-2": b"1"}
-    assert await aredis.xlen(f"{prefix}events") == 2
+    assert await aredis.xlen(events) == 2
 
 
 async def test_an_effect_on_a_key_of_the_wrong_type_dead_letters_with_nothing_applied(
@@ -158,11 +159,12 @@ async def test_an_effect_on_a_key_of_the_wrong_type_dead_letters_with_nothing_ap
 ) -> None:
     stream = f"{prefix}orders"
     app = App()
-    await aredis.set(f"{prefix}not-a-hash", "x")
+    applied, not_a_hash = f"{prefix}applied:{{{stream}}}", f"{prefix}not-a-hash:{{{stream}}}"
+    await aredis.set(not_a_hash, "x")
 
     @app.handler(stream, group="shop")
     async def pay(msg: Message) -> Effects:
-        return Effects().incr(f"{prefix}applied").hincr(f"{prefix}not-a-hash", "n")
+        return Effects().incr(applied).hincr(not_a_hash, "n")
 
     await publish(aredis, stream, "o-1")
     async with running(app, redis_url):
@@ -171,7 +173,7 @@ async def test_an_effect_on_a_key_of_the_wrong_type_dead_letters_with_nothing_ap
     [dead] = await dead_letters(aredis, stream)
     assert dead["redrive-error-type"].endswith(b"EffectError")
     assert b"WRONGTYPE" in dead["redrive-error-message"]
-    assert await aredis.get(f"{prefix}applied") is None  # the first effect was not applied
+    assert await aredis.get(applied) is None  # the first effect was not applied
     assert await pending(aredis, stream, "shop") == 0
 
 

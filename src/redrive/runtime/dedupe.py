@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio
 from redis.exceptions import NoScriptError
@@ -20,6 +21,7 @@ from redis.exceptions import NoScriptError
 from redrive.core.codec import DATA_FIELD
 from redrive.errors import ConfigError
 from redrive.store import idempotency as calls
+from redrive.store.cluster import is_cluster
 from redrive.store.keys import publish_dedupe
 
 #: How long the fallback remembers a dedupe id by default (seconds).
@@ -35,11 +37,19 @@ async def server_has_idmp(client: redis.asyncio.Redis) -> bool:
     """Whether the server knows ``XADD … IDMP`` (asked once per client)."""
     known = _has_idmp.get(client)
     if known is None:
-        info = await client.info("server")
-        version = str(info.get("redis_version", "0"))
-        parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-        known = _has_idmp[client] = parts >= IDMP_SINCE
+        info: dict[str, Any] = await client.info("server")
+        # A cluster client answers per node: every master must have it.
+        nodes = [info] if "redis_version" in info else [v for v in info.values() if
+                                                          isinstance(v, dict)]  # fmt: skip
+        known = _has_idmp[client] = bool(nodes) and all(
+            _version(node) >= IDMP_SINCE for node in nodes
+        )
     return known
+
+
+def _version(info: dict[str, Any]) -> tuple[int, ...]:
+    version = str(info.get("redis_version", "0"))
+    return tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
 
 
 def check_dedupe(dedupe_ids: Sequence[str], count: int, ttl: float) -> None:
@@ -76,6 +86,8 @@ async def publish_deduped(
         )
         for raw, dedupe_id in zip(encoded, dedupe_ids, strict=True)
     ]
+    if is_cluster(client):  # a cluster pipeline refuses EVALSHA: one call each
+        return [(await call(client))[1] for call in made]
     pipe = client.pipeline(transaction=False)
     for call in made:
         call.queue(pipe)
