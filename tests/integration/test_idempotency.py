@@ -137,12 +137,13 @@ async def test_effects_are_applied_with_the_ack_and_once_per_key(
 ) -> None:
     stream = f"{prefix}orders"
     app = App()
-    counter = f"{prefix}paid:{{{stream}}}"
+    # In the stream's slot (its hash tag), as effects must be on Redis Cluster.
+    counter, events = f"{prefix}paid:{{{stream}}}", f"{prefix}events:{{{stream}}}"
 
     @app.handler(stream, group="shop", idempotency=KEYED, dlq_max_age=DAY / 2)
     async def pay(msg: Message) -> Effects:
         order = msg.data["order_id"]
-        return Effects().hincr(counter, order).xadd(f"{prefix}events", {"paid": order})
+        return Effects().hincr(counter, order).xadd(events, {"paid": order})
 
     await publish(aredis, stream, "o-1", "o-2", "o-1", "o-1")
     async with running(app, redis_url):
@@ -150,7 +151,7 @@ async def test_effects_are_applied_with_the_ack_and_once_per_key(
         await until(lambda: stats_of(stream).get("duplicates") == 2, what="2 duplicates")
 
     assert await aredis.hgetall(counter) == {b"o-1": b"1", b"o-2": b"1"}
-    assert await aredis.xlen(f"{prefix}events") == 2
+    assert await aredis.xlen(events) == 2
 
 
 async def test_an_effect_on_a_key_of_the_wrong_type_dead_letters_with_nothing_applied(
@@ -158,11 +159,12 @@ async def test_an_effect_on_a_key_of_the_wrong_type_dead_letters_with_nothing_ap
 ) -> None:
     stream = f"{prefix}orders"
     app = App()
-    await aredis.set(f"{prefix}not-a-hash", "x")
+    applied, not_a_hash = f"{prefix}applied:{{{stream}}}", f"{prefix}not-a-hash:{{{stream}}}"
+    await aredis.set(not_a_hash, "x")
 
     @app.handler(stream, group="shop")
     async def pay(msg: Message) -> Effects:
-        return Effects().incr(f"{prefix}applied").hincr(f"{prefix}not-a-hash", "n")
+        return Effects().incr(applied).hincr(not_a_hash, "n")
 
     await publish(aredis, stream, "o-1")
     async with running(app, redis_url):
@@ -171,7 +173,7 @@ async def test_an_effect_on_a_key_of_the_wrong_type_dead_letters_with_nothing_ap
     [dead] = await dead_letters(aredis, stream)
     assert dead["redrive-error-type"].endswith(b"EffectError")
     assert b"WRONGTYPE" in dead["redrive-error-message"]
-    assert await aredis.get(f"{prefix}applied") is None  # the first effect was not applied
+    assert await aredis.get(applied) is None  # the first effect was not applied
     assert await pending(aredis, stream, "shop") == 0
 
 
@@ -209,3 +211,69 @@ def _dlq_size(r: redis.asyncio.Redis, stream: str, n: int):  # type: ignore[no-u
         return len(await dead_letters(r, stream)) == n
 
     return check
+
+
+async def test_a_replay_of_a_message_whose_key_is_done_is_skipped_unless_told(
+    redis_url: str, prefix: str, aredis: redis.asyncio.Redis
+) -> None:
+    from redrive import Reject
+    from redrive.dlq.query import Filter
+    from redrive.dlq.replay import ReplayOptions, replay
+
+    stream = f"{prefix}payments"
+    app = App()
+    runs: list[str] = []
+    broken = {"o-5"}
+
+    @app.handler(stream, group="pay", idempotency=KEYED, dlq_max_age=DAY / 2)
+    async def charge(msg: Message) -> None:
+        runs.append(msg.data["order_id"])
+        if msg.data["order_id"] in broken:
+            raise Reject("card declined")
+
+    await publish(aredis, stream, "o-5")
+    async with running(app, redis_url):
+        await until(_dlq_size(aredis, stream, 1), what="the dead letter")
+        broken.clear()
+        await publish(aredis, stream, "o-5")  # the customer paid again: this one succeeds
+        await until(_settled(aredis, stream, "pay"), what="the duplicate settled")
+        [dead] = await dead_letters(aredis, stream)
+        assert dead["redrive-idempotency-key"] == idem_key(stream, "pay", "o-5").encode()
+
+        skipped = await replay(aredis, Filter(streams=(stream,)), ReplayOptions(everything=True))
+        assert not skipped.moved and len(skipped.refused) == 1
+        assert "already done" in skipped.refused[0][1]
+        assert len(await dead_letters(aredis, stream)) == 1  # it stays in the DLQ
+
+        forced = await replay(aredis, Filter(streams=(stream,)),
+                              ReplayOptions(everything=True, ignore_idempotency=True))  # fmt: skip
+        assert len(forced.moved) == 1
+        await until(lambda: len(runs) == 3, what="the replay to run the handler again")
+        await until(_settled(aredis, stream, "pay"), what="the replay settled")
+
+    assert runs == ["o-5", "o-5", "o-5"]
+    assert await dead_letters(aredis, stream) == []
+
+
+async def test_publishing_again_with_the_same_dedupe_ids_adds_nothing(
+    prefix: str, aredis: redis.asyncio.Redis
+) -> None:
+    from redrive import publish
+    from redrive.runtime.dedupe import server_has_idmp
+    from redrive.store.keys import publish_dedupe
+
+    stream = f"{prefix}payments"
+    bodies = [{"order_id": "o-1"}, {"order_id": "o-2"}]
+    first = await publish(aredis, stream, bodies, dedupe_ids=["pay-o-1", "pay-o-2"])
+    # A producer that lost the reply sends the batch again, plus one new message.
+    again = await publish(aredis, stream, [*bodies, {"order_id": "o-3"}],
+                          dedupe_ids=["pay-o-1", "pay-o-2", "pay-o-3"], dedupe_ttl=60)  # fmt: skip
+
+    assert again[:2] == first and again[2] not in first
+    assert await aredis.xlen(stream) == 3
+    assert not await server_has_idmp(aredis)  # Redis 6.2 / 7.0 here: the Lua fallback
+    key = publish_dedupe(stream, "pay-o-3")
+    assert (await aredis.get(key)).decode() == again[2]
+    assert 0 < await aredis.pttl(key) <= 60_000
+    with pytest.raises(ConfigError, match="2 ids for 1 bodies"):
+        await publish(aredis, stream, [bodies[0]], dedupe_ids=["a", "b"])

@@ -58,6 +58,9 @@ REPLAYED_FROM = _field("replayed-from")
 REPLAYED_BY = _field("replayed-by")
 REPLAYED_MS = _field("replayed-ms")
 REPLAY_NOTE = _field("replay-note")
+#: The Redis key of the message's idempotency key (dead letters of idempotent handlers):
+#: a replay of a message whose key is done is skipped (``dlq replay --ignore-idempotency``).
+IDEMPOTENCY_KEY = _field("idempotency-key")
 
 #: What a replayed message carries about its replay, kept if it fails again.
 REPLAY_PROVENANCE = (REPLAYED_FROM, REPLAYED_BY, REPLAYED_MS, REPLAY_NOTE)

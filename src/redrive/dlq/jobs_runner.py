@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from redrive.core.text import text
-from redrive.dlq import canary, jobs, snapshot
+from redrive.dlq import canary, idempotent, jobs, snapshot
 from redrive.dlq.jobs import Job
 from redrive.dlq.jobs_watch import Relapses
 from redrive.dlq.model import DeadLetter, WrongTypeError, pairs_of, split_ref
@@ -270,7 +270,7 @@ class JobRunner:
     async def _replay_one(self, job: Job, work: _Work, entry: DeadLetter | None) -> str:
         if entry is None:
             return await self._progress(job, gone=1)
-        if refusal(entry, work.options) is not None:
+        if refusal(entry, work.options) is not None or await idempotent.done(self.client, [entry]):
             return await self._progress(job, refused=1)
         target = target_of(entry, work.options.to) or ""
         if (entry.stream, entry.group, target) not in work.checked:

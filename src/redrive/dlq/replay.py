@@ -44,7 +44,7 @@ from redis.exceptions import ResponseError
 from redrive.core import fields as f
 from redrive.core.records import MAX_HISTORY
 from redrive.core.text import text
-from redrive.dlq import audit, canary
+from redrive.dlq import audit, canary, idempotent
 from redrive.dlq.model import DeadLetter, WrongTypeError, key_types, wrong_type
 from redrive.dlq.query import Filter, OnSkip, UnknownIdError, select
 from redrive.dlq.ratelimit import TokenBucket
@@ -65,7 +65,10 @@ __all__ = ["Moved", "ReplayOptions", "ReplayReport", "UnknownIdError", "canary_f
 class ReplayOptions:
     """How to replay. ``max_replays`` is the loop guard: entries replayed that often
     already are refused unless ``force``. ``rate`` is entries per second (``None``: as
-    fast as Redis answers). ``canary`` replays that many first and stops if one dies."""
+    fast as Redis answers). ``canary`` replays that many first and stops if one dies.
+    An idempotent handler's dead letter whose key is done (a duplicate succeeded since) is
+    refused unless ``ignore_idempotency``, which clears the done mark first
+    (:mod:`redrive.dlq.idempotent`)."""
 
     to: str | None = None
     note: str = ""
@@ -77,6 +80,7 @@ class ReplayOptions:
     canary: int = 0
     canary_timeout: float = 60.0
     everything: bool = False
+    ignore_idempotency: bool = False
 
     def __post_init__(self) -> None:
         if self.to is not None and self.to.startswith(("dlq:", keys.PREFIX)):
@@ -195,8 +199,18 @@ async def plan(
             report.planned.append((entry, target_of(entry, options.to) or ""))
         else:
             report.refused.append((entry, why))
+    if not options.ignore_idempotency:
+        await _refuse_done(client, report)
     await check_targets(client, report.planned, options)
     return report
+
+
+async def _refuse_done(client: Redis, report: ReplayReport) -> None:
+    done = await idempotent.done(client, [e for e, _ in report.planned])
+    if done:
+        report.refused += [(e, idempotent.refusal(done[e.ref])) for e, _ in report.planned
+                           if e.ref in done]  # fmt: skip
+        report.planned = [(e, t) for e, t in report.planned if e.ref not in done]
 
 
 async def check_targets(
@@ -234,11 +248,19 @@ async def _groups(client: Redis, stream: str) -> set[str]:
 
 
 async def move(
-    client: Redis, entry: DeadLetter, target: str, op: audit.Operation
+    client: Redis,
+    entry: DeadLetter,
+    target: str,
+    op: audit.Operation,
+    *,
+    ignore_idempotency: bool = False,
 ) -> tuple[str, str] | None:
     """Replay one entry; returns ``(target, id there)`` (``None``: already gone). The
     target differs from ``target`` only when an unfinished replay of the entry into
-    another slot chose it first (see the module docstring)."""
+    another slot chose it first (see the module docstring). ``ignore_idempotency``
+    clears the entry's done mark first, so its handler runs again."""
+    if ignore_idempotency:
+        await idempotent.forget(client, entry)
     fields = replay_fields(entry, op, int(time.time() * 1000))
     origin = entry.meta.get(f.ORIGIN_ID.meta) or entry.id
     record = [*op.entry_fields(), "stream", entry.stream, "dlq-id", entry.id,
@@ -346,7 +368,8 @@ async def _run(
             if stop is not None and stop.is_set():
                 report.stopped = INTERRUPTED
                 return
-            done = await move(client, entry, target, op)
+            done = await move(client, entry, target, op,
+                              ignore_idempotency=options.ignore_idempotency)  # fmt: skip
             if done is None:
                 report.gone.append(entry.ref)
             else:
