@@ -41,7 +41,9 @@ async def test_claims_ahead_and_claims_of_runs_can_be_in_flight_at_once(
     spec = HandlerSpec(stream, "g", _handler, True, idempotency=idem)
     claims = Claims(channel=Channel(aredis, stream), spec=spec, idem=idem, consumer="c1")
     source = Source(stream, stream, trusted=False)
-    read = [(source, f"1-{i}".encode(), [b"data", b"{}"]) for i in range(50)]
+    # A large read: its claims keep Redis busy for a few ms, so the run's claim is
+    # surely sent and waited for while the reader's reply is still awaited.
+    read = [(source, f"1-{i}".encode(), [b"data", b"{}"]) for i in range(20_000)]
     await claims.preclaim(read[:1])  # the channel's connection is open from now on
 
     # A run's claim (the claims task) while the reader claims ahead what it just read.
