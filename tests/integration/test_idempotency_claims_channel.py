@@ -8,15 +8,13 @@ run releases its claim) the reader failed with ``RuntimeError: read() called whi
 another coroutine is already waiting for incoming data`` and restarted; the restarted
 reader re-read its own pending entries and ran some that were already running, so one
 process ran the same delivery twice (``rerun_own_finished`` in the report; the fused
-commit kept the effects exactly once). Marked xfail (strict) until the runtime is fixed:
-a fix makes it pass, and the marker must then go.
+commit kept the effects exactly once). Now they take turns on the channel (a lock).
 """
 
 from __future__ import annotations
 
 import asyncio
 
-import pytest
 import redis.asyncio
 
 from redrive.core.idempotency import Idempotency
@@ -32,7 +30,6 @@ async def _handler(msg: Message) -> None:
     """Never called: the spec only configures the claims."""
 
 
-@pytest.mark.xfail(strict=True, reason="Claims uses one Channel from two tasks (issue 15 report)")
 async def test_claims_ahead_and_claims_of_runs_can_be_in_flight_at_once(
     aredis: redis.asyncio.Redis, prefix: str
 ) -> None:

@@ -209,6 +209,22 @@ class Buffer:
         if self._reader_waiting:
             self._room.set()
 
+    def park(self) -> None:
+        """A run ended without an outcome and its entry waits to run again (its
+        idempotency key is claimed elsewhere): the entry stays held (its lease renewed,
+        never re-read as a stranger's) and keeps its weight; only the run is over."""
+        self.inflight -= 1
+        if self._reader_waiting:
+            self._room.set()
+
+    def unpark(self, item: Item) -> None:
+        """Run a parked entry next (it is older than what is buffered)."""
+        if self.sealed:  # shutdown: it stays pending under this consumer, re-read at start
+            self.settled(item[0], item[1], item[3])
+            return
+        self.queue.appendleft(item)
+        self.wake()
+
     def wake(self) -> None:
         """Wake one idle lane unless one is already on its way (it wakes the next)."""
         if self._waking or not self._idle:

@@ -38,7 +38,7 @@ from redrive.runtime.idempotency import Claims
 from redrive.runtime.isolation import Isolation
 from redrive.runtime.leases import Leases
 from redrive.runtime.moves import Settler
-from redrive.runtime.outcomes import Outcomes
+from redrive.runtime.outcomes import PARKED, RAN, Outcomes
 from redrive.runtime.settings import AsyncHandler, HandlerSpec, Middleware, SyncHandler
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
@@ -142,6 +142,7 @@ class Lanes:
         # longer than this was held through a stall (SIGSTOP, a frozen VM).
         confirm_after = self.spec.visibility_timeout * 0.6
         streak = 0
+        parked = False  # the entry just run waits for another run's claim: keep it held
         while True:
             if (
                 queue
@@ -149,17 +150,19 @@ class Lanes:
                 and not (suspects or isolation.busy)
                 and (breaker is None or breaker.state is BreakerState.CLOSED)
             ):
-                source, entry_id, fields, size = queue.popleft()
+                item = queue.popleft()
+                source, entry_id, fields, size = item
                 if queue:
                     buffer.wake()
                 streak += 1
             else:
-                item = await self.next_slow()
+                slow = await self.next_slow()
                 streak = 0
-                if item is None:
+                if slow is None:
                     continue
-                if item is STOP:
+                if slow is STOP:
                     return
+                item = slow
                 source, entry_id, fields, size = item
             buffer.begin()
             try:
@@ -195,15 +198,19 @@ class Lanes:
                     self.forgive(run)
                 if result is None:
                     batcher.ack(source, entry_id)
-                elif not self.outcomes.settle(source, entry_id, fields, msg, result):
-                    continue  # not a run: a duplicate, or parked behind another's claim
+                elif (settled := self.outcomes.settle(item, msg, result)) != RAN:
+                    parked = settled == PARKED
+                    continue  # not a run that succeeded: a duplicate, or parked
                 if timings is not None:
                     timings.success(started, msg.id)
                 stats.succeeded += 1
                 if breaker is not None:
                     breaker.success(not source.trusted)
             finally:
-                buffer.finish(source, entry_id, size)
+                if parked:
+                    parked = False
+                else:
+                    buffer.finish(source, entry_id, size)
                 if entry_id is isolation.entry:
                     await isolation.done(source, entry_id)
 

@@ -185,6 +185,10 @@ class Claims:
         #: Claims made by :meth:`preclaim`, by (stream key, entry id), until their run.
         self.ahead: dict[tuple[str, str], Taken] = {}
         self._task: asyncio.Task[None] | None = None
+        # The reader's claims ahead and the claims task share the channel: a channel is
+        # one connection, for one round trip at a time (two at once would read each
+        # other's replies).
+        self._turn = asyncio.Lock()
 
     def key_of(self, msg: Message) -> str:
         """The Redis key of ``msg``'s idempotency key (:class:`EffectError` if unusable)."""
@@ -225,7 +229,8 @@ class Claims:
         call = calls.claim(keys=[k for _, k, _ in wanted], values=[v for _, _, v in wanted],
                            lease_ms=self.lease_ms)  # fmt: skip
         try:
-            [reply] = await self.channel.roundtrip([call.command()], DEADLINE)
+            async with self._turn:
+                [reply] = await self.channel.roundtrip([call.command()], DEADLINE)
             if isinstance(reply, NoScriptError):
                 reply = await call.script(self.channel.client, call.keys, call.args)  # type: ignore[arg-type]
             if isinstance(reply, Exception):
@@ -294,7 +299,8 @@ class Claims:
                             lease_ms=self.lease_ms) if asked else None  # fmt: skip
         if claim is not None:
             sent.append(claim)
-        replies = await self.channel.roundtrip([c.command() for c in sent], DEADLINE)
+        async with self._turn:
+            replies = await self.channel.roundtrip([c.command() for c in sent], DEADLINE)
         for call, sent_reply in zip(sent, replies, strict=True):
             reply = sent_reply
             if isinstance(reply, NoScriptError):  # a restarted server: load, run again

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from typing import Any
 
 from redrive.core.message import Message
 from redrive.runtime.acks import AckBatcher, Move
-from redrive.runtime.buffer import Buffer
+from redrive.runtime.buffer import Buffer, Item
 from redrive.runtime.idempotency import (
     MAX_PARK,
     Busy,
@@ -31,6 +30,10 @@ from redrive.runtime.stats import Stats
 from redrive.store.idempotency import Committed, commit
 
 log = logging.getLogger("redrive.idempotency")
+
+#: What :meth:`Outcomes.settle` says a run was.
+Settled = int
+RAN, SKIPPED, PARKED = 0, 1, 2
 
 
 class Outcomes:
@@ -56,22 +59,22 @@ class Outcomes:
         self.ttl_ms = idem.ttl_ms() if idem is not None else None
         self.parked = 0  # entries waiting for another consumer's claim to end
 
-    def settle(
-        self, source: Source, entry_id: bytes, fields: list[bytes], msg: Message, result: Any
-    ) -> bool:
-        """Settle the run of ``entry_id``; ``True`` when it was a run that succeeded (the
-        lane counts it), ``False`` when nothing ran (a duplicate, or parked)."""
+    def settle(self, item: Item, msg: Message, result: Any) -> Settled:
+        """Settle the run of ``item``'s entry: :data:`RAN` (the lane counts a success),
+        :data:`SKIPPED` (a duplicate: nothing ran) or :data:`PARKED` (it waits for
+        another run's claim; the lane must not finish it in the buffer)."""
+        source, entry_id = item[0], item[1]
         if type(result) is Commit and result.key is not None and not result.effects:
             self.batcher.ack_done(source, entry_id, result.key)  # the common case first
             self.stats.committed += 1
-            return True
+            return RAN
         if isinstance(result, Duplicate):
             self.batcher.ack(source, entry_id)
             self.stats.duplicates += 1
-            return False
+            return SKIPPED
         if isinstance(result, Busy):
-            self.park(source, entry_id, fields, result.ms)
-            return False
+            self.park(item, result.ms)
+            return PARKED
         commit_of = result if isinstance(result, Commit) else effects_of(result)
         if commit_of is None:  # any other return value: a plain success
             self.batcher.ack(source, entry_id)
@@ -82,14 +85,15 @@ class Outcomes:
             self.stats.committed += 1
         else:  # Effects() with nothing in it
             self.batcher.ack(source, entry_id)
-        return True
+        return RAN
 
-    def park(self, source: Source, entry_id: bytes, fields: list[bytes], busy_ms: int) -> None:
-        """Keep ``entry_id`` (still pending here, its lease renewed) and run it again when
-        the other consumer's claim may have ended: it then finds the key done (and is
+    def park(self, item: Item, busy_ms: int) -> None:
+        """Keep the entry (still pending here, held: its lease renewed) and run it again
+        when the other run's claim may have ended: it then finds the key done (and is
         acked as a duplicate) or free (and runs)."""
+        source, entry_id = item[0], item[1]
         self.stats.idempotency_busy += 1
-        since = self.buffer.held[source].get(entry_id, time.perf_counter())
+        self.buffer.park()
         delay = min(MAX_PARK, busy_ms / 1000) * random.uniform(0.9, 1.1)
         self.parked += 1
         if self.parked == 1 or self.parked % 100 == 0:
@@ -98,15 +102,11 @@ class Outcomes:
                 "(%d waiting)", source.key, entry_id.decode(), self.parked,
                 extra={"stream": source.key, "decision": "idempotency_busy"},
             )  # fmt: skip
-        asyncio.get_running_loop().call_later(delay, self._unpark, source, entry_id, fields, since)
+        asyncio.get_running_loop().call_later(delay, self._unpark, item)
 
-    def _unpark(self, source: Source, entry_id: bytes, fields: list[bytes], since: float) -> None:
+    def _unpark(self, item: Item) -> None:
         self.parked -= 1
-        if self.buffer.sealed:
-            return  # shutdown: it stays pending under this consumer, re-read at its start
-        # ``since``: when it was read or its lease renewed, so the lease keeps being renewed.
-        self.buffer.add_recovered(source, entry_id, fields, since, suspect=False)
-        self.buffer.wake()
+        self.buffer.unpark(item)
 
     def _commit(self, source: Source, entry_id: bytes, msg: Message, c: Commit) -> Move:
         call = commit(stream=source.key, group=self.spec.group, consumer=self.batcher.consumer,
@@ -135,4 +135,4 @@ class Outcomes:
         return Move(call, source, entry_id, done, failed)
 
 
-__all__ = ["Outcomes"]
+__all__ = ["PARKED", "RAN", "SKIPPED", "Outcomes", "Settled"]
