@@ -36,7 +36,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -50,6 +50,9 @@ from redrive.dlq.query import Filter, OnSkip, UnknownIdError, select
 from redrive.dlq.ratelimit import TokenBucket
 from redrive.errors import ConfigError
 from redrive.store import calls, cluster, keys
+
+if TYPE_CHECKING:
+    from redrive.runtime.tracing import ReplayTracing
 
 DEFAULT_MAX_REPLAYS = 3
 #: How long the copy marker of an entry replayed into another slot outlives its delete (s).
@@ -229,12 +232,29 @@ async def _groups(client: Redis, stream: str) -> set[str]:
 
 
 async def move(
-    client: Redis, entry: DeadLetter, target: str, op: audit.Operation
-) -> tuple[str, str] | None:
+    client: Redis, entry: DeadLetter, target: str, op: audit.Operation,
+    tracing: ReplayTracing | None = None,
+) -> tuple[str, str] | None:  # fmt: skip
     """Replay one entry; returns ``(target, id there)`` (``None``: already gone). The
     target differs from ``target`` only when an unfinished replay of the entry into
-    another slot chose it first (see the module docstring)."""
-    fields = replay_fields(entry, op, int(time.time() * 1000))
+    another slot chose it first (see the module docstring). With ``tracing``, a ``send``
+    span covers the move and the replayed entry carries it (``redrive-traceparent``)."""
+    if tracing is None:
+        return await _move(client, entry, target, op, [])
+    from redrive.runtime.tracing import own_fields
+
+    origin = entry.meta.get(f.ORIGIN_ID.meta) or entry.id
+    span = tracing.send(dict(entry.user_pairs), entry.meta, target=target, message_id=origin,
+                        dlq_id=entry.id)  # fmt: skip
+    done = await _move(client, entry, target, op, own_fields(span))
+    tracing.sent(span, None if done is None else done[1])
+    return done
+
+
+async def _move(
+    client: Redis, entry: DeadLetter, target: str, op: audit.Operation, extra: list[str]
+) -> tuple[str, str] | None:
+    fields = [*replay_fields(entry, op, int(time.time() * 1000)), *extra]
     origin = entry.meta.get(f.ORIGIN_ID.meta) or entry.id
     record = [*op.entry_fields(), "stream", entry.stream, "dlq-id", entry.id,
               "origin-id", origin, "reason", entry.reason]  # fmt: skip
@@ -287,8 +307,14 @@ async def replay(
     progress: Progress | None = None,
     stop: asyncio.Event | None = None,
     on_skip: OnSkip | None = None,
+    *,
+    tracer_provider: Any = None,
 ) -> ReplayReport:
     """Replay the dead letters ``flt`` selects (see the module docstring).
+
+    With ``opentelemetry-api`` and a provider that records (``tracer_provider``, else the
+    global one), the operation is a ``replay`` span with a ``send`` span per entry
+    (docs/monitoring.md#tracing).
 
     Setting ``stop`` (the CLI does on Ctrl-C) ends the replay between two entries: the
     report says ``stopped == "interrupted"``, the rest stay in the DLQ, and the audit
@@ -307,9 +333,12 @@ async def replay(
     await audit.require_trails(client, [e.stream for e, _ in report.planned])
     op = audit.Operation.start("replay", by=options.by, note=options.note)
     report.op = op.op
+    tracing = _tracing(tracer_provider, report, op)
     try:
-        await _run(client, report, options, op, progress, stop)
+        await _run(client, report, options, op, progress, stop, tracing)
     finally:
+        if tracing is not None:
+            tracing.finish(len(report.moved), report.stopped)
         streams = sorted({m.stream for m in report.moved})
         details: dict[str, object] = {"filter": flt.describe(), "refused": len(report.refused)}
         if report.stopped:
@@ -328,6 +357,7 @@ async def _run(
     op: audit.Operation,
     progress: Progress | None,
     stop: asyncio.Event | None,
+    tracing: ReplayTracing | None,
 ) -> None:
     bucket = TokenBucket(options.rate) if options.rate else None
     total = len(report.planned)
@@ -341,7 +371,7 @@ async def _run(
             if stop is not None and stop.is_set():
                 report.stopped = INTERRUPTED
                 return
-            done = await move(client, entry, target, op)
+            done = await move(client, entry, target, op, tracing)
             if done is None:
                 report.gone.append(entry.ref)
             else:
@@ -358,6 +388,14 @@ async def _run(
             if not result.ok:
                 report.stopped = _stop_reason(result, len(rest))
                 return
+
+
+def _tracing(provider: Any, report: ReplayReport, op: audit.Operation) -> ReplayTracing | None:
+    try:
+        from redrive.runtime.tracing import ReplayTracing
+    except ImportError:  # no opentelemetry-api: no spans
+        return None
+    return ReplayTracing.start(provider, sorted({e.key for e, _ in report.planned}), op.op)
 
 
 async def _unless(stop: asyncio.Event | None, work: Awaitable[T]) -> T | None:

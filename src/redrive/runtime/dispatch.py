@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from redrive.core.breaker import BreakerState, CircuitBreaker
 from redrive.core.codec import check_size
@@ -40,6 +40,9 @@ from redrive.runtime.settings import AsyncHandler, HandlerSpec, Middleware, Sync
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
 from redrive.runtime.supervise import keep_running
+
+if TYPE_CHECKING:
+    from redrive.runtime.tracing import ConsumerTracing
 
 log = logging.getLogger("redrive.dispatch")
 
@@ -87,6 +90,7 @@ class Lanes:
         leases: Leases,
         breaker: CircuitBreaker | None,
         stats: Stats,
+        tracing: ConsumerTracing | None = None,
     ) -> None:
         self.spec = spec
         self.middleware = tuple(middleware)
@@ -97,6 +101,7 @@ class Lanes:
         self.leases = leases
         self.breaker = breaker
         self.stats = stats
+        self.tracing = tracing  # None: tracing is off, the handler runs unwrapped
         self.runs = [Run() for _ in range(spec.concurrency)]
         self.abandoned = 0  # threads of ``def`` handlers that outlived their time limit
         self.executor: ThreadPoolExecutor | None = None
@@ -309,6 +314,8 @@ class Lanes:
                     "end it with `return call` (the wrapper it built around call_next)"
                 )
             fn = wrapped
+        if self.tracing is not None:  # outermost: middleware runs inside the run's span
+            fn = self.tracing.wrap(fn)
         return fn
 
     async def _call_awaitable(self, msg: Message) -> Any:

@@ -178,6 +178,12 @@ class WorkerOptions:
     #: Histograms and the per-second metrics stream (docs/monitoring.md); counters are kept
     #: whatever it says.
     metrics: bool = True
+    #: OpenTelemetry spans (docs/monitoring.md#tracing), when a tracer provider records:
+    #: the one given to ``App(tracer_provider=…)``, else the global one. ``False``: none.
+    tracing: bool = True
+    #: A first delivery's ``process`` span is a child of the producer's span; ``False``:
+    #: a new trace linked to it (as retries always are).
+    trace_child_of_producer: bool = True
 
     def __post_init__(self) -> None:
         if (

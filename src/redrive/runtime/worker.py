@@ -7,7 +7,7 @@ import functools
 import logging
 import signal
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
@@ -78,8 +78,10 @@ class Worker:
             # Built before any I/O: a middleware that returns no callable fails here.
             scheduler = Scheduler(interval=self.options.scheduler_interval)
             budget = ReadBudget(self.options.read_ahead_bytes)
+            opts = self.options
+            tracer = tracer_of(self.app.tracer_provider, opts)
             consumers = [
-                Consumer(s, self.options, client, reader, self.app.middleware, scheduler, n, budget)
+                Consumer(s, opts, client, reader, self.app.middleware, scheduler, n, budget, tracer)
                 for s in self.app.specs
             ]
             await ping(client, url)
@@ -165,6 +167,18 @@ def run_forever(app: App, options: WorkerOptions, redis_url: str | None) -> None
 
     with asyncio.Runner(loop_factory=loop_factory(options.event_loop)) as runner:
         runner.run(main())
+
+
+def tracer_of(provider: Any, options: WorkerOptions) -> Any:
+    """The tracer the consumers record spans with, or ``None`` (decided once, at start):
+    ``options.tracing`` off, ``opentelemetry-api`` not installed, or nothing records."""
+    if not options.tracing:
+        return None
+    try:
+        from redrive.runtime.tracing import tracer_for
+    except ImportError:  # the redrive[otel] extra is not installed
+        return None
+    return tracer_for(provider)
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
