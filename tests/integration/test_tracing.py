@@ -8,6 +8,7 @@ SDK provider with an in-memory exporter, passed to ``App`` (never the global pro
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
 
@@ -26,6 +27,7 @@ from redrive.core import fields as f
 from redrive.dlq import view
 from redrive.dlq.fingerprint import fingerprint
 from redrive.store import keys
+from tests.integration.dlq_support import record, run_cli
 from tests.integration.helpers import dead_letters, running, until
 
 
@@ -208,6 +210,33 @@ async def test_a_producer_written_redrive_context_is_ignored(
     assert run.parent is None and not run.links
     [dead] = await dead_letters(aredis, stream)
     assert dead[f.TRACEPARENT.name].decode() != forged
+
+
+async def test_dlq_show_prints_the_trace_and_its_link(
+    redis_url: str, prefix: str, aredis: redis.asyncio.Redis
+) -> None:
+    stream = f"{prefix}orders"
+    own = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+    producer = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    flat = [*record(stream, "1-0", fields={b"data": b"{}", b"traceparent": producer.encode()}),
+            f.TRACEPARENT.name, own]  # fmt: skip
+    dead_id = (await aredis.execute_command("XADD", keys.dlq(stream), "*", *flat)).decode()
+    await aredis.sadd(keys.STREAMS_INDEX, stream)
+    url = "https://tempo.example/trace/{trace_id}"
+
+    code, out, _ = await _cli(redis_url, "dlq", "show", f"{stream}@{dead_id}", "--trace-url", url)
+    assert code == 0
+    assert f"trace: {'1' * 32}  span: {'2' * 16}" in out
+    assert f"https://tempo.example/trace/{'1' * 32}" in out
+    assert "producer's trace: 0af7651916cd43dd8448eb211c80319c" in out
+    code, out, _ = await _cli(redis_url, "dlq", "show", f"{stream}@{dead_id}", "--json")
+    assert code == 0 and json.loads(out)["trace"]["trace_id"] == "1" * 32
+    code, out, err = await _cli(redis_url, "dlq", "show", dead_id, "--trace-url", "x/{trace}")
+    assert code == 2 and "--trace-url" in err and "Traceback" not in err
+
+
+async def _cli(url: str, *argv: str) -> tuple[int, str, str]:
+    return await asyncio.to_thread(run_cli, ["--redis-url", url, *argv])
 
 
 async def _count(r: redis.asyncio.Redis, stream: str) -> bool:

@@ -179,19 +179,20 @@ class ConsumerTracing:
             f"process {self.stream}", context=ctx, kind=SpanKind.CONSUMER, links=links
         )
         if span.is_recording():
-            span.set_attributes({
+            # Few attributes: the SDK validates each one, a cost paid per message.
+            attrs = {
                 "messaging.system": SYSTEM,
                 "messaging.destination.name": self.stream,
                 "messaging.consumer.group.name": self.group,
                 "messaging.operation.type": "process",
-                "messaging.operation.name": "process",
                 "messaging.message.id": msg.id,
-                "messaging.client.id": self.consumer,
-                "redrive.key": msg.key,
-                "redrive.entry_id": msg.entry_id,
                 "redrive.attempt": msg.attempt,
                 "redrive.delivery_count": self.deliveries.pop((msg.key, msg.entry_id), 1),
-            })  # fmt: skip
+            }
+            if msg.entry_id != msg.id:  # a retry or a replay: where this copy was read
+                attrs["redrive.key"] = msg.key
+                attrs["redrive.entry_id"] = msg.entry_id
+            span.set_attributes(attrs)
         elif self.deliveries:
             self.deliveries.pop((msg.key, msg.entry_id), None)
         return span

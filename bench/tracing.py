@@ -1,0 +1,133 @@
+"""Tracing overhead: redrive with OpenTelemetry spans against tracing off, in one run.
+
+Messages are pre-published with a producer's W3C ``traceparent`` (so the worker extracts
+a context for each), then consumed by one worker from a private ``redis-server``. Modes,
+in alternating order per round (the 2-core machine is noisy):
+
+- ``off``: ``WorkerOptions(tracing=False)``, no span code at all;
+- ``api``: tracing on, but no SDK: no provider passed, the global one unset (what a
+  process with only ``opentelemetry-api`` installed runs). Target (issue 14): >= 0.97x off;
+- ``sdk``: an SDK ``TracerProvider`` passed to ``App``, always-on sampling (every span
+  recorded), a ``BatchSpanProcessor`` with an exporter that drops the batches (the cost
+  of the SDK and of redrive's attributes, not of a network). Target: >= 0.80x off.
+
+Handlers: ``noop`` (an ``async def`` that does nothing: the worst case, as the SDK's own
+cost per span is several times redrive's per message) and ``io`` (awaits 2 ms, as a
+handler calling a database would, ``--io-ms``; concurrency 16). Prints msg/s per mode and round, and
+the ratios of the medians.
+
+    .venv/bin/python bench/tracing.py [--messages 20000] [--rounds 3] [--handler noop,io]
+        [--io-ms 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from redrive import App, Message
+from redrive.runtime.settings import WorkerOptions
+from redrive.testing import RedisProcess
+
+BODY = '{"order_id": %d, "amount": 12.5, "sku": "ABC-123", "qty": 2}'
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+MODES = ("off", "api", "sdk")
+
+
+class DropExporter(SpanExporter):
+    """Counts the spans it is given and drops them."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+async def publish(r: aioredis.Redis, stream: str, n: int) -> None:
+    await r.delete(stream)
+    pipe = r.pipeline(transaction=False)
+    for i in range(n):
+        pipe.xadd(stream, {"data": BODY % i, "traceparent": TRACEPARENT})
+        if i % 1000 == 999:
+            await pipe.execute()
+    await pipe.execute()
+
+
+async def consume(url: str, r: aioredis.Redis, stream: str, n: int, mode: str, io: float) -> float:
+    """msg/s until every message is handled and acked."""
+    provider: Any = None
+    exporter = DropExporter()
+    if mode == "sdk":
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=65536))
+    app = App(url, tracer_provider=provider)
+    handled = 0
+    finished = asyncio.Event()
+
+    @app.handler(stream, group="g", concurrency=16, breaker=None)
+    async def handle(msg: Message) -> None:
+        nonlocal handled
+        if io:
+            await asyncio.sleep(io)
+        handled += 1
+        if handled == n:
+            finished.set()
+
+    stop = asyncio.Event()
+    start = time.perf_counter()
+    options = WorkerOptions(consumer="c", metrics=False, tracing=mode != "off")
+    task = asyncio.create_task(app.serve(options=options, stop=stop))
+    await finished.wait()
+    while (await r.xpending(stream, "g"))["pending"]:
+        await asyncio.sleep(0.001)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    await task
+    if provider is not None:
+        provider.shutdown()  # flushes: every span reached the exporter
+        assert exporter.spans >= n, f"only {exporter.spans} of {n} spans exported"
+    return n / elapsed
+
+
+async def main(messages: int, rounds: int, handlers: list[str], io_ms: float) -> None:
+    with RedisProcess() as server:
+        r = aioredis.Redis.from_url(server.url)
+        for handler in handlers:
+            n = messages if handler == "noop" else max(messages // 4, 1000)
+            results: dict[str, list[float]] = {m: [] for m in MODES}
+            for i in range(rounds):
+                order = MODES if i % 2 == 0 else MODES[::-1]
+                for mode in order:
+                    stream = f"bench:{handler}:{mode}:{i}"
+                    await publish(r, stream, n)
+                    io = io_ms / 1000 if handler == "io" else 0.0
+                    rate = await consume(server.url, r, stream, n, mode, io)
+                    results[mode].append(rate)
+                    await r.delete(stream)
+                rates = "   ".join(f"{m} {results[m][-1]:>8,.0f}" for m in MODES)
+                print(f"{handler} round {i + 1}: {rates} msg/s")
+            off, api, sdk = (statistics.median(results[m]) for m in MODES)
+            print(f"{handler} median ({n} messages): off {off:,.0f}, api {api:,.0f}, sdk "
+                  f"{sdk:,.0f} msg/s; api/off {api / off:.3f} (target >= 0.97), "
+                  f"sdk/off {sdk / off:.3f} (target >= 0.80)")  # fmt: skip
+        await r.aclose()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--handler", default="noop,io")
+    parser.add_argument("--io-ms", type=float, default=2.0, help="what the io handler awaits")
+    args = parser.parse_args()
+    asyncio.run(main(args.messages, args.rounds, args.handler.split(","), args.io_ms))
