@@ -167,3 +167,23 @@ def test_dlq_show_links_the_dead_letters_trace() -> None:
     for bad in ("https://x/{trace}", "https://x/{0}", "https://x/", "https://x/{trace_id"):
         with pytest.raises(click.BadParameter):
             check_trace_url(bad)
+
+
+async def test_off_means_no_span_code_on_any_path() -> None:
+    import redis.asyncio
+
+    from redrive.runtime.consumer import Consumer
+    from redrive.runtime.settings import HandlerSpec
+
+    async def handle(msg: object) -> None:
+        return None
+
+    client = redis.asyncio.Redis()
+    spec = HandlerSpec(stream="s", group="g", fn=handle, is_async=True)
+    off = Consumer(spec, WorkerOptions(), client, client)
+    assert off.lanes.fn is handle, "the handler runs unwrapped"
+    assert (off.lanes.tracing, off.settler.tracing, off.recovery.tracing) == (None, None, None)
+    provider, _ = _sdk()
+    on = Consumer(spec, WorkerOptions(), client, client, tracer=tracing.tracer_for(provider))
+    assert on.lanes.fn is not handle and on.settler.tracing is on.lanes.tracing is not None
+    await client.aclose()

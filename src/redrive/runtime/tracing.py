@@ -51,6 +51,8 @@ TracerProvider = trace.TracerProvider
 Handler = Callable[[Message], Awaitable[Any]]
 
 SYSTEM = "redis"
+#: Re-delivery counts kept for runs to come (a bound: a dropped entry never runs here).
+MAX_NOTED = 10_000
 #: ``redrive.outcome`` of a run.
 SUCCEEDED, RETRY_SCHEDULED, DEAD_LETTERED = "succeeded", "retry_scheduled", "dead_lettered"
 #: ``redrive.link`` on a link: what the linked span is.
@@ -161,6 +163,8 @@ class ConsumerTracing:
 
     def redelivered(self, key: str, entry_id: bytes, count: int) -> None:
         """Recovery re-delivers ``entry_id`` of ``key``: its Redis delivery count."""
+        if len(self.deliveries) >= MAX_NOTED:  # entries dropped unrun are never popped
+            self.deliveries.clear()
         self.deliveries[(key, entry_id.decode())] = count
 
     def parent(self, msg: Message) -> tuple[Context, list[Link]]:
@@ -180,7 +184,7 @@ class ConsumerTracing:
         )
         if span.is_recording():
             # Few attributes: the SDK validates each one, a cost paid per message.
-            attrs = {
+            attrs: dict[str, Any] = {
                 "messaging.system": SYSTEM,
                 "messaging.destination.name": self.stream,
                 "messaging.consumer.group.name": self.group,
@@ -278,6 +282,8 @@ class ConsumerTracing:
         if run is not None:
             if run.is_recording():
                 run.set_attribute("redrive.outcome", DEAD_LETTERED if dead else RETRY_SCHEDULED)
+                # The settled failure's type: a time limit's cancellation is HandlerTimeout.
+                run.set_attribute("error.type", failure.error_type)
             run.end()
         # A retry names the attempt it continues from; a dead letter its own span.
         return Settle(span, own_fields(span if dead or run is None else run))
