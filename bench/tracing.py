@@ -2,7 +2,7 @@
 
 Messages are pre-published with a producer's W3C ``traceparent`` (so the worker extracts
 a context for each), then consumed by one worker from a private ``redis-server``. Modes,
-in alternating order per round (the 2-core machine is noisy):
+in rotating order per round (the 2-core machine is noisy):
 
 - ``off``: ``WorkerOptions(tracing=False)``, no span code at all;
 - ``api``: tracing on, but no SDK: no provider passed, the global one unset (what a
@@ -13,8 +13,9 @@ in alternating order per round (the 2-core machine is noisy):
 
 Handlers: ``noop`` (an ``async def`` that does nothing: the worst case, as the SDK's own
 cost per span is several times redrive's per message) and ``io`` (awaits 2 ms, as a
-handler calling a database would, ``--io-ms``; concurrency 16). Prints msg/s per mode and round, and
-the ratios of the medians.
+handler calling a database would, ``--io-ms``; concurrency 16). Prints msg/s (and this process's
+CPU µs per message, steadier on a busy machine) per mode and round, and the ratios of the
+medians and of the best rounds.
 
     .venv/bin/python bench/tracing.py [--messages 20000] [--rounds 3] [--handler noop,io]
         [--io-ms 2]
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import time
 from collections.abc import Sequence
@@ -84,7 +86,7 @@ async def consume(url: str, r: aioredis.Redis, stream: str, n: int, mode: str, i
             finished.set()
 
     stop = asyncio.Event()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     options = WorkerOptions(consumer="c", metrics=False, tracing=mode != "off")
     task = asyncio.create_task(app.serve(options=options, stop=stop))
     await finished.wait()
@@ -96,7 +98,7 @@ async def consume(url: str, r: aioredis.Redis, stream: str, n: int, mode: str, i
     if provider is not None:
         provider.shutdown()  # flushes: every span reached the exporter
         assert exporter.spans >= n, f"only {exporter.spans} of {n} spans exported"
-    return n / elapsed
+    return n / elapsed, (time.process_time() - cpu) / n * 1e6
 
 
 async def main(messages: int, rounds: int, handlers: list[str], io_ms: float) -> None:
@@ -105,21 +107,39 @@ async def main(messages: int, rounds: int, handlers: list[str], io_ms: float) ->
         for handler in handlers:
             n = messages if handler == "noop" else max(messages // 4, 1000)
             results: dict[str, list[float]] = {m: [] for m in MODES}
+            cpu: dict[str, list[float]] = {m: [] for m in MODES}
+            for mode in MODES:  # warm-up, not counted: imports, script loading, the SDK
+                await publish(r, f"bench:warm:{mode}", 2000)
+                await consume(server.url, r, f"bench:warm:{mode}", 2000, mode, 0.0)
+                await r.delete(f"bench:warm:{mode}")
             for i in range(rounds):
-                order = MODES if i % 2 == 0 else MODES[::-1]
+                # Rotated, so each mode follows each other one equally often.
+                order = MODES[i % 3 :] + MODES[: i % 3]
                 for mode in order:
+                    gc.collect()  # the SDK's garbage is not the next mode's cost
                     stream = f"bench:{handler}:{mode}:{i}"
                     await publish(r, stream, n)
                     io = io_ms / 1000 if handler == "io" else 0.0
-                    rate = await consume(server.url, r, stream, n, mode, io)
+                    rate, us = await consume(server.url, r, stream, n, mode, io)
                     results[mode].append(rate)
+                    cpu[mode].append(us)
                     await r.delete(stream)
-                rates = "   ".join(f"{m} {results[m][-1]:>8,.0f}" for m in MODES)
-                print(f"{handler} round {i + 1}: {rates} msg/s")
+                rates = "   ".join(
+                    f"{m} {results[m][-1]:>8,.0f} ({cpu[m][-1]:.0f} µs)" for m in MODES
+                )
+                print(f"{handler} round {i + 1}: {rates} msg/s (CPU per message)")
             off, api, sdk = (statistics.median(results[m]) for m in MODES)
             print(f"{handler} median ({n} messages): off {off:,.0f}, api {api:,.0f}, sdk "
                   f"{sdk:,.0f} msg/s; api/off {api / off:.3f} (target >= 0.97), "
                   f"sdk/off {sdk / off:.3f} (target >= 0.80)")  # fmt: skip
+            c_off, c_api, c_sdk = (statistics.median(cpu[m]) for m in MODES)
+            print(f"{handler} CPU per message (median): off {c_off:.1f} µs, api {c_api:.1f}, "
+                  f"sdk {c_sdk:.1f}; api/off {c_api / c_off:.3f}, "
+                  f"sdk/off {c_sdk / c_off:.3f}")  # fmt: skip
+            # Best of the rounds: on a shared machine the least disturbed run of each mode.
+            off, api, sdk = (max(results[m]) for m in MODES)
+            print(f"{handler} best: off {off:,.0f}, api {api:,.0f}, sdk {sdk:,.0f} msg/s; "
+                  f"api/off {api / off:.3f}, sdk/off {sdk / off:.3f}")  # fmt: skip
         await r.aclose()
 
 
