@@ -222,7 +222,7 @@ class ConsumerTracing:
                 result = await call(msg)
             except BaseException as exc:
                 if span.is_recording():
-                    span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
+                    span.set_status(Status(StatusCode.ERROR, _text(exc)))
                     span.set_attribute("error.type", _type_name(exc))
                 _FAILED_RUN.set(span)
                 raise
@@ -265,6 +265,7 @@ class ConsumerTracing:
                 "messaging.system": SYSTEM,
                 "messaging.destination.name": destination,
                 "messaging.consumer.group.name": self.group,
+                "messaging.client.id": self.consumer,
                 "messaging.operation.type": "send",
                 "messaging.operation.name": kind,
                 "messaging.message.id": msg.id,
@@ -368,6 +369,13 @@ class ReplayTracing:
             if stopped:
                 self.span.set_attribute("redrive.replay.stopped", stopped)
         self.span.end()
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc)[:200]
+    except Exception:  # a broken __str__ must not replace the handler's error
+        return type(exc).__name__
 
 
 def _type_name(exc: BaseException) -> str:
