@@ -1,15 +1,18 @@
 """Tracing overhead: redrive with OpenTelemetry spans against tracing off, in one run.
 
-Messages are pre-published with a producer's W3C ``traceparent`` (so the worker extracts
-a context for each), then consumed by one worker from a private ``redis-server``. Modes,
-in a different order each round (the 2-core machine is noisy):
+Messages are pre-published with a producer's W3C ``traceparent`` each (the worker
+extracts it; the producer sampled 1% of them), then consumed by one worker from a
+private ``redis-server``. Modes, in a different order each round (the machine is noisy):
 
 - ``off``: ``WorkerOptions(tracing=False)``, no span code at all;
 - ``api``: tracing on, but no SDK: no provider passed, the global one unset (what a
   process with only ``opentelemetry-api`` installed runs). Target (issue 14): >= 0.97x off;
 - ``sdk``: an SDK ``TracerProvider`` passed to ``App``, always-on sampling (every span
   recorded), a ``BatchSpanProcessor`` with an exporter that drops the batches (the cost
-  of the SDK and of redrive's attributes, not of a network). Target: >= 0.80x off.
+  of the SDK and of redrive's attributes, not of a network). Target: >= 0.80x off;
+- ``sampled`` (only with ``--modes``): the same SDK with the default sampler's shape,
+  ``ParentBased(TraceIdRatioBased(0.01))``: a run follows its producer's decision, so 1%
+  of the spans record.
 
 Handlers: ``noop`` (an ``async def`` that does nothing: the worst case, as the SDK's own
 cost per span is several times redrive's per message) and ``io`` (awaits 2 ms, as a
@@ -18,7 +21,7 @@ CPU µs per message, steadier on a busy machine) per mode and round, and the rat
 medians and of the best rounds.
 
     .venv/bin/python bench/tracing.py [--messages 20000] [--rounds 3] [--handler noop,io]
-        [--io-ms 2]
+        [--io-ms 2] [--modes off,api,sdk,sampled]
 """
 
 from __future__ import annotations
@@ -35,15 +38,17 @@ from typing import Any
 import redis.asyncio as aioredis
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 
 from redrive import App, Message
 from redrive.runtime.settings import WorkerOptions
 from redrive.testing import RedisProcess
 
 BODY = '{"order_id": %d, "amount": 12.5, "sku": "ABC-123", "qty": 2}'
-TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+#: A producer's context per message; the producer sampled 1% (flag 01), as a head sampler.
+TRACEPARENT = "00-%032x-%016x-%s"
 MODES = ("off", "api", "sdk")
-ORDERS = list(itertools.permutations(MODES))
+TARGETS = {"api": ">= 0.97", "sdk": ">= 0.80"}
 
 
 class DropExporter(SpanExporter):
@@ -61,7 +66,8 @@ async def publish(r: aioredis.Redis, stream: str, n: int) -> None:
     await r.delete(stream)
     pipe = r.pipeline(transaction=False)
     for i in range(n):
-        pipe.xadd(stream, {"data": BODY % i, "traceparent": TRACEPARENT})
+        parent = TRACEPARENT % (i + 1, i + 1, "01" if i % 100 == 0 else "00")
+        pipe.xadd(stream, {"data": BODY % i, "traceparent": parent})
         if i % 1000 == 999:
             await pipe.execute()
     await pipe.execute()
@@ -71,8 +77,9 @@ async def consume(url: str, r: aioredis.Redis, stream: str, n: int, mode: str, i
     """msg/s until every message is handled and acked."""
     provider: Any = None
     exporter = DropExporter()
-    if mode == "sdk":
-        provider = TracerProvider()
+    if mode in ("sdk", "sampled"):
+        sampler = ParentBased(TraceIdRatioBased(0.01)) if mode == "sampled" else ALWAYS_ON
+        provider = TracerProvider(sampler=sampler)
         provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=65536))
     app = App(url, tracer_provider=provider)
     handled = 0
@@ -99,25 +106,49 @@ async def consume(url: str, r: aioredis.Redis, stream: str, n: int, mode: str, i
     await task
     if provider is not None:
         provider.shutdown()  # flushes: every span reached the exporter
-        assert exporter.spans >= n, f"only {exporter.spans} of {n} spans exported"
+        if mode == "sdk":
+            assert exporter.spans >= n, f"only {exporter.spans} of {n} spans exported"
     return n / elapsed, (time.process_time() - cpu) / n * 1e6
 
 
-async def main(messages: int, rounds: int, handlers: list[str], io_ms: float) -> None:
+def report(
+    handler: str, n: int, results: dict[str, list[float]], cpu: dict[str, list[float]]
+) -> None:
+    """Medians (msg/s, CPU per message) and best rounds, each mode against ``off``."""
+    rate = {m: statistics.median(v) for m, v in results.items()}
+    best = {m: max(v) for m, v in results.items()}
+    us = {m: statistics.median(v) for m, v in cpu.items()}
+    others = [m for m in results if m != "off"]
+    print(f"{handler} median ({n} messages): "
+          + ", ".join(f"{m} {rate[m]:,.0f}" for m in results) + " msg/s; "
+          + ", ".join(f"{m}/off {rate[m] / rate['off']:.3f}" for m in others)
+          + f" (targets: api {TARGETS['api']}, sdk {TARGETS['sdk']})")  # fmt: skip
+    print(f"{handler} CPU per message (median): "
+          + ", ".join(f"{m} {us[m]:.1f} µs" for m in results) + "; "
+          + ", ".join(f"{m}/off {us[m] / us['off']:.3f}" for m in others))  # fmt: skip
+    # Best of the rounds: on a shared machine the least disturbed run of each mode.
+    print(f"{handler} best: " + ", ".join(f"{m} {best[m]:,.0f}" for m in results) + " msg/s; "
+          + ", ".join(f"{m}/off {best[m] / best['off']:.3f}" for m in others))  # fmt: skip
+
+
+async def main(
+    messages: int, rounds: int, handlers: list[str], io_ms: float, modes: tuple[str, ...]
+) -> None:
+    orders = list(itertools.permutations(modes))
     with RedisProcess() as server:
         r = aioredis.Redis.from_url(server.url)
         for handler in handlers:
             n = messages if handler == "noop" else max(messages // 4, 1000)
-            results: dict[str, list[float]] = {m: [] for m in MODES}
-            cpu: dict[str, list[float]] = {m: [] for m in MODES}
-            for mode in MODES:  # warm-up, not counted: imports, script loading, the SDK
+            results: dict[str, list[float]] = {m: [] for m in modes}
+            cpu: dict[str, list[float]] = {m: [] for m in modes}
+            for mode in modes:  # warm-up, not counted: imports, script loading, the SDK
                 await publish(r, f"bench:warm:{mode}", 2000)
                 await consume(server.url, r, f"bench:warm:{mode}", 2000, mode, 0.0)
                 await r.delete(f"bench:warm:{mode}")
             for i in range(rounds):
                 # Every order in turn (six rounds: each once), so no mode always follows
                 # the same other one.
-                for mode in ORDERS[i % len(ORDERS)]:
+                for mode in orders[i % len(orders)]:
                     gc.collect()  # the SDK's garbage is not the next mode's cost
                     stream = f"bench:{handler}:{mode}:{i}"
                     await publish(r, stream, n)
@@ -127,21 +158,10 @@ async def main(messages: int, rounds: int, handlers: list[str], io_ms: float) ->
                     cpu[mode].append(us)
                     await r.delete(stream)
                 rates = "   ".join(
-                    f"{m} {results[m][-1]:>8,.0f} ({cpu[m][-1]:.0f} µs)" for m in MODES
+                    f"{m} {results[m][-1]:>8,.0f} ({cpu[m][-1]:.0f} µs)" for m in modes
                 )
                 print(f"{handler} round {i + 1}: {rates} msg/s (CPU per message)")
-            off, api, sdk = (statistics.median(results[m]) for m in MODES)
-            print(f"{handler} median ({n} messages): off {off:,.0f}, api {api:,.0f}, sdk "
-                  f"{sdk:,.0f} msg/s; api/off {api / off:.3f} (target >= 0.97), "
-                  f"sdk/off {sdk / off:.3f} (target >= 0.80)")  # fmt: skip
-            c_off, c_api, c_sdk = (statistics.median(cpu[m]) for m in MODES)
-            print(f"{handler} CPU per message (median): off {c_off:.1f} µs, api {c_api:.1f}, "
-                  f"sdk {c_sdk:.1f}; api/off {c_api / c_off:.3f}, "
-                  f"sdk/off {c_sdk / c_off:.3f}")  # fmt: skip
-            # Best of the rounds: on a shared machine the least disturbed run of each mode.
-            off, api, sdk = (max(results[m]) for m in MODES)
-            print(f"{handler} best: off {off:,.0f}, api {api:,.0f}, sdk {sdk:,.0f} msg/s; "
-                  f"api/off {api / off:.3f}, sdk/off {sdk / off:.3f}")  # fmt: skip
+            report(handler, n, results, cpu)
         await r.aclose()
 
 
@@ -151,5 +171,9 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--handler", default="noop,io")
     parser.add_argument("--io-ms", type=float, default=2.0, help="what the io handler awaits")
+    parser.add_argument("--modes", default=",".join(MODES), help="off,api,sdk[,sampled]")
     args = parser.parse_args()
-    asyncio.run(main(args.messages, args.rounds, args.handler.split(","), args.io_ms))
+    modes = tuple(args.modes.split(","))
+    if modes[0] != "off" or not set(modes) <= {*MODES, "sampled"}:
+        parser.error("--modes: off first, then any of api, sdk, sampled")
+    asyncio.run(main(args.messages, args.rounds, args.handler.split(","), args.io_ms, modes))
