@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 import pytest
+import redis
 import redis.asyncio
 
 pytest.importorskip("opentelemetry.sdk")
@@ -22,7 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from redrive import App, RetryPolicy, dlq, publish
+from redrive import App, RetryPolicy, dlq, publish, publish_sync
 from redrive.core import fields as f
 from redrive.dlq import view
 from redrive.dlq.fingerprint import fingerprint
@@ -185,6 +186,37 @@ async def test_a_message_from_plain_redis_py_is_traced_from_the_worker_on(
     assert retry.attributes is not None and retry.attributes["messaging.destination.name"] == (
         keys.retry_stream(stream, "g")
     ), "a retry without delay goes straight to the retry stream"
+
+
+async def test_a_handlers_own_spans_and_publishes_continue_its_run(
+    redis_url: str, prefix: str, aredis: redis.asyncio.Redis, r: redis.Redis
+) -> None:
+    """A ``def`` handler (thread pool) sees its run's span as the current one: its spans
+    nest under it and what it publishes continues its trace."""
+    orders, emails = f"{prefix}orders", f"{prefix}emails"
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("shop")
+    app = App(tracer_provider=provider)
+
+    @app.handler(orders, group="g", breaker=None)
+    def charge(msg):  # type: ignore[no-untyped-def]
+        with tracer.start_as_current_span("charge card"):
+            pass
+        publish_sync(r, emails, [{"to": "a@b.c"}])
+
+    @app.handler(emails, group="g", breaker=None)
+    async def email(msg):  # type: ignore[no-untyped-def]
+        return None
+
+    async with running(app, redis_url):
+        await aredis.xadd(orders, {"data": b"{}"})
+        await until(lambda: bool(_named(exporter.get_finished_spans(), f"process {emails}")),
+                    what="the e-mail's run")  # fmt: skip
+    spans = exporter.get_finished_spans()
+    [run] = _named(spans, f"process {orders}")
+    [card] = _named(spans, "charge card")
+    [sent] = _named(spans, f"process {emails}")
+    assert _parent(card) == _ids(run) and _parent(sent) == _ids(run)
 
 
 async def test_a_producer_written_redrive_context_is_ignored(
