@@ -42,6 +42,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRati
 
 from redrive import App, Message
 from redrive.runtime.settings import WorkerOptions
+from redrive.runtime.worker import tracer_of
 from redrive.testing import RedisProcess
 
 BODY = '{"order_id": %d, "amount": 12.5, "sku": "ABC-123", "qty": 2}'
@@ -82,6 +83,9 @@ async def consume(url: str, r: aioredis.Redis, stream: str, n: int, mode: str, i
         provider = TracerProvider(sampler=sampler)
         provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=65536))
     app = App(url, tracer_provider=provider)
+    options = WorkerOptions(consumer="c", metrics=False, tracing=mode != "off")
+    if mode == "api":  # the same code as off: the worker decides at start that nothing records
+        assert tracer_of(provider, options) is None
     handled = 0
     finished = asyncio.Event()
 
@@ -96,7 +100,6 @@ async def consume(url: str, r: aioredis.Redis, stream: str, n: int, mode: str, i
 
     stop = asyncio.Event()
     start, cpu = time.perf_counter(), time.process_time()
-    options = WorkerOptions(consumer="c", metrics=False, tracing=mode != "off")
     task = asyncio.create_task(app.serve(options=options, stop=stop))
     await finished.wait()
     while (await r.xpending(stream, "g"))["pending"]:

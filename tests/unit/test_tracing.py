@@ -187,3 +187,33 @@ async def test_off_means_no_span_code_on_any_path() -> None:
     on = Consumer(spec, WorkerOptions(), client, client, tracer=tracing.tracer_for(provider))
     assert on.lanes.fn is not handle and on.settler.tracing is on.lanes.tracing is not None
     await client.aclose()
+
+
+def test_redrive_runs_without_opentelemetry_installed() -> None:
+    """With ``opentelemetry`` not importable (a subprocess blocks it), publishing adds no
+    fields, a worker and a replay decide "no tracing", and nothing raises; also when
+    ``OTEL_PYTHON_TRACER_PROVIDER`` makes redrive try the import."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None  # as if not installed: its imports fail\n"
+        "from redrive import App\n"
+        "from redrive.dlq.replay import ReplayReport, _tracing\n"
+        "from redrive.dlq.audit import Operation\n"
+        "from redrive.runtime.publish import trace_context\n"
+        "from redrive.runtime.settings import WorkerOptions\n"
+        "from redrive.runtime.worker import tracer_of\n"
+        "App()\n"
+        "assert trace_context() == {} and tracer_of(None, WorkerOptions()) is None\n"
+        "assert _tracing(None, ReplayReport(), Operation.start('replay', by='t')) is None\n"
+        "assert 'redrive.runtime.tracing' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    for extra in ({}, {"OTEL_PYTHON_TRACER_PROVIDER": "sdk_tracer_provider"}):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | extra
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, timeout=60, check=False)  # fmt: skip
+        assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

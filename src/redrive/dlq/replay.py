@@ -49,6 +49,7 @@ from redrive.dlq.model import DeadLetter, WrongTypeError, key_types, wrong_type
 from redrive.dlq.query import Filter, OnSkip, UnknownIdError, select
 from redrive.dlq.ratelimit import TokenBucket
 from redrive.errors import ConfigError
+from redrive.runtime.settings import otel_in_use
 from redrive.store import calls, cluster, keys
 
 if TYPE_CHECKING:
@@ -391,6 +392,8 @@ async def _run(
 
 
 def _tracing(provider: Any, report: ReplayReport, op: audit.Operation) -> ReplayTracing | None:
+    if not otel_in_use(provider):
+        return None
     try:
         from redrive.runtime.tracing import ReplayTracing
     except ImportError:  # no opentelemetry-api: no spans

@@ -30,6 +30,7 @@ from redis import exceptions as rex
 
 from redrive.core.codec import DATA_FIELD, encode_body
 from redrive.errors import ConfigError, DecodeError, StoreError
+from redrive.runtime.settings import otel_in_use
 from redrive.store.keys import validate_stream_name
 
 CHUNK = 500
@@ -130,6 +131,8 @@ def _injector() -> Any:
 
 def trace_context() -> dict[str, str]:
     """The caller's trace context as stream fields (``{}`` without opentelemetry or a span)."""
+    if not otel_in_use():  # no span can be active: skip the import (a CLI's start-up)
+        return {}
     inject = _injector()
     return {} if inject is None else dict(inject())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
@@ -146,6 +147,18 @@ def check_start_id(start_id: object) -> None:
             f"start_id={start_id!r}: use '0' (the whole backlog), '$' (only entries "
             "added from now on) or a stream id '<ms>' / '<ms>-<seq>'"
         )
+
+
+def otel_in_use(provider: object = None) -> bool:
+    """Whether OpenTelemetry may be recording here, decided without importing it (its
+    import costs start-up): a provider was given, the process has imported the API (a
+    span or a global provider needs that; redis-py 8 imports it whenever it is
+    installed), or ``OTEL_PYTHON_TRACER_PROVIDER`` names a provider for it to load."""
+    return (
+        provider is not None
+        or "opentelemetry.trace" in sys.modules
+        or bool(os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"))
+    )
 
 
 def default_consumer_name() -> str:

@@ -24,7 +24,8 @@ dropped before anything here sees them.
 **Zero cost when off**: :func:`tracer_for` decides once, when a worker starts, whether
 anything records (a provider passed to ``App``, else the global one; the API's no-op and
 an unset global provider record nothing). When nothing does, no wrapper is installed and
-no hook runs. When one does, attributes are built only for spans that record
+no hook runs; a process that never imported ``opentelemetry`` does not import it either
+(``settings.otel_in_use``). When one does, attributes are built only for spans that record
 (``span.is_recording()``: a sampler may drop most).
 """
 

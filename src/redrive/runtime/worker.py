@@ -17,7 +17,7 @@ from redrive.runtime.consumer import Consumer, cancel
 from redrive.runtime.context import AppContext, bound
 from redrive.runtime.liveness import NameLease
 from redrive.runtime.scheduler import Scheduler
-from redrive.runtime.settings import WorkerOptions
+from redrive.runtime.settings import WorkerOptions, otel_in_use
 from redrive.runtime.supervise import keep_running
 from redrive.store.connection import (
     async_client,
@@ -172,7 +172,7 @@ def run_forever(app: App, options: WorkerOptions, redis_url: str | None) -> None
 def tracer_of(provider: Any, options: WorkerOptions) -> Any:
     """The tracer the consumers record spans with, or ``None`` (decided once, at start):
     ``options.tracing`` off, ``opentelemetry-api`` not installed, or nothing records."""
-    if not options.tracing:
+    if not options.tracing or not otel_in_use(provider):
         return None
     try:
         from redrive.runtime.tracing import tracer_for
