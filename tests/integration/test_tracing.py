@@ -219,6 +219,27 @@ async def test_a_handlers_own_spans_and_publishes_continue_its_run(
     assert _parent(card) == _ids(run) and _parent(sent) == _ids(run)
 
 
+async def test_a_reclaimed_entry_carries_its_delivery_count(
+    redis_url: str, prefix: str, aredis: redis.asyncio.Redis
+) -> None:
+    stream = f"{prefix}orders"
+    provider, exporter = _provider()
+    app = App(tracer_provider=provider)
+
+    @app.handler(stream, group="g", visibility_timeout=0.3, breaker=None)
+    async def handle(msg):  # type: ignore[no-untyped-def]
+        return None
+
+    await aredis.xgroup_create(stream, "g", id="0", mkstream=True)
+    await aredis.xadd(stream, {"data": b"{}"})
+    await aredis.xreadgroup("g", "crashed", {stream: ">"}, count=1)  # read, never settled
+    async with running(app, redis_url):
+        await until(lambda: bool(_named(exporter.get_finished_spans(), f"process {stream}")),
+                    what="the reclaimed run")  # fmt: skip
+    [run] = _named(exporter.get_finished_spans(), f"process {stream}")
+    assert run.attributes is not None and run.attributes["redrive.delivery_count"] == 2
+
+
 async def test_a_producer_written_redrive_context_is_ignored(
     redis_url: str, prefix: str, aredis: redis.asyncio.Redis
 ) -> None:
