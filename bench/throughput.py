@@ -35,7 +35,7 @@ from typing import TypeVar
 
 import redis.asyncio as aioredis
 
-from redrive import App, Message, RetryPolicy
+from redrive import App, HandlerOptions, Idempotency, Message, RetryPolicy
 from redrive.runtime.settings import WorkerOptions
 from redrive.runtime.worker import loop_factory
 from redrive.store.keys import dlq, retry_due, retry_stream, stats
@@ -105,14 +105,22 @@ async def raw_loop(r: aioredis.Redis, stream: str, n: int) -> float:
 
 
 async def redrive_loop(
-    url: str, r: aioredis.Redis, stream: str, n: int, metrics: bool = True
+    url: str,
+    r: aioredis.Redis,
+    stream: str,
+    n: int,
+    metrics: bool = True,
+    idempotency: Idempotency | None = None,
 ) -> float:
     """redrive with a no-op async handler, until every message is handled and acked."""
     app = App(url)
     handled = 0
     finished = asyncio.Event()
+    options: HandlerOptions = {}
+    if idempotency is not None:
+        options = {"idempotency": idempotency, "dlq_max_age": 86_400.0}
 
-    @app.handler(stream, group="redrive")
+    @app.handler(stream, group="redrive", **options)
     async def noop(msg: object) -> None:
         nonlocal handled
         handled += 1
@@ -277,6 +285,39 @@ async def retry_scenario(
     )
 
 
+async def script_calls(r: aioredis.Redis) -> int:
+    """EVALSHA calls so far (round trips carry one per stream and per claim batch)."""
+    stat = (await r.info("commandstats")).get("cmdstat_evalsha", {})
+    return int(stat.get("calls", 0))
+
+
+async def idempotency_scenario(
+    server: RedisProcess, r: aioredis.Redis, messages: int, rounds: int
+) -> None:
+    off: list[float] = []
+    on: list[float] = []
+    keyed = Idempotency(ttl=2 * 86_400.0)  # the default key: the message's original id
+    for i in range(rounds):
+        rows = []
+        for name, idem, rates in (("off", None, off), ("on", keyed, on)):
+            stream = f"bench:idem-{name}-{i}"
+            await publish(r, stream, messages)
+            calls = await script_calls(r)
+            rate, cpu, rcpu = await with_cpu(
+                server, redrive_loop(server.url, r, stream, messages, idempotency=idem)
+            )
+            rates.append(rate)
+            scripts = (await script_calls(r) - calls) / messages
+            us = f"CPU {cpu / messages * 1e6:.1f} + redis {rcpu / messages * 1e6:.1f} us/msg"
+            rows.append(f"{name} {rate:>9,.0f} msg/s ({us}, {scripts:.3f} scripts/msg)")
+        print(f"idempotency round {i + 1}: " + "   ".join(rows))
+    off_m, on_m = statistics.median(off), statistics.median(on)
+    print(
+        f"idempotency median: off {off_m:,.0f} msg/s, on {on_m:,.0f} msg/s, "
+        f"ratio {on_m / off_m:.2f} (target >= 0.7)"
+    )
+
+
 async def main(messages: int, rounds: int, scenarios: list[str]) -> None:
     with RedisProcess() as server:
         r = aioredis.Redis.from_url(server.url)
@@ -284,6 +325,8 @@ async def main(messages: int, rounds: int, scenarios: list[str]) -> None:
             await noop_scenario(server, r, messages, rounds)
         if "retry" in scenarios:
             await retry_scenario(server, r, messages, rounds)
+        if "idempotency" in scenarios:
+            await idempotency_scenario(server, r, messages, rounds)
         await r.aclose()
 
 
@@ -291,16 +334,18 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--scenario", default="noop,retry", help="noop, retry or both")
+    parser.add_argument(
+        "--scenario", default="noop,retry", help="noop, retry, idempotency (comma-separated)"
+    )
     parser.add_argument(
         "--loop", choices=("asyncio", "uvloop"), default="asyncio",
         help="event loop of both sides (uvloop: redrive[uvloop])",
     )  # fmt: skip
     args = parser.parse_args()
     chosen = args.scenario.split(",")
-    unknown = set(chosen) - {"noop", "retry"}
+    unknown = set(chosen) - {"noop", "retry", "idempotency"}
     if unknown:
-        parser.error(f"unknown scenario {', '.join(sorted(unknown))}: use noop, retry")
+        parser.error(f"unknown scenario {', '.join(sorted(unknown))}: use noop, retry, idempotency")
     print(f"event loop: {args.loop}")
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
         runner.run(main(args.messages, args.rounds, chosen))

@@ -20,6 +20,7 @@ The whole public API is listed in docs/api.md.
 
 from redrive.core.breaker import BreakerPolicy
 from redrive.core.classify import ErrorClass, Rules
+from redrive.core.idempotency import Idempotency
 from redrive.core.message import Message
 from redrive.core.retry import RetryPolicy
 from redrive.errors import (
@@ -34,6 +35,7 @@ from redrive.errors import (
 )
 from redrive.runtime.app import App
 from redrive.runtime.context import AppContext, Hook, context
+from redrive.runtime.idempotency import EffectError, Effects
 from redrive.runtime.publish import Body, PublishError, publish, publish_sync
 from redrive.runtime.settings import (
     AsyncHandler,
@@ -52,12 +54,15 @@ __all__ = [
     "BreakerPolicy",
     "ConfigError",
     "DecodeError",
+    "EffectError",
+    "Effects",
     "ErrorClass",
     "Handler",
     "HandlerOptions",
     "HandlerSpec",
     "HandlerTimeout",
     "Hook",
+    "Idempotency",
     "Message",
     "Middleware",
     "PublishError",

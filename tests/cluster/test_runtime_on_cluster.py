@@ -18,6 +18,14 @@ from tests.integration.test_bad_input import (
     test_poison_and_permanent_errors_skip_retries,
     test_sync_handlers_run_in_threads,
 )
+from tests.integration.test_idempotency import (
+    test_a_duplicate_message_is_acked_without_running,
+    test_a_failed_first_attempt_is_retried_and_succeeds,
+    test_a_replay_of_a_message_whose_key_is_done_is_skipped_unless_told,
+    test_an_effect_on_a_key_of_the_wrong_type_dead_letters_with_nothing_applied,
+    test_effects_are_applied_with_the_ack_and_once_per_key,
+    test_publishing_again_with_the_same_dedupe_ids_adds_nothing,
+)
 from tests.integration.test_idle import test_an_idle_worker_stops_at_once_despite_a_long_block
 from tests.integration.test_loop_isolation import (
     test_a_failing_loop_of_one_handler_stops_neither_it_nor_the_others,
@@ -39,13 +47,18 @@ from tests.integration.test_worker_options import (
 )
 
 __all__ = [
+    "test_a_duplicate_message_is_acked_without_running",
+    "test_a_failed_first_attempt_is_retried_and_succeeds",
     "test_a_failing_loop_of_one_handler_stops_neither_it_nor_the_others",
     "test_a_failing_message_does_not_delay_the_others",
     "test_a_message_larger_than_the_budget_still_runs",
+    "test_a_replay_of_a_message_whose_key_is_done_is_skipped_unless_told",
     "test_a_retry_that_succeeds_is_acked_once",
     "test_a_stream_deleted_under_a_blocked_read_is_read_again",
+    "test_an_effect_on_a_key_of_the_wrong_type_dead_letters_with_nothing_applied",
     "test_an_idle_worker_stops_at_once_despite_a_long_block",
     "test_dead_letter_keeps_non_utf8_bytes",
+    "test_effects_are_applied_with_the_ack_and_once_per_key",
     "test_forged_metadata_on_the_source_stream_changes_nothing",
     "test_gaps_double_and_fourth_failure_is_dead_lettered",
     "test_killed_connections_lose_nothing",
@@ -54,6 +67,7 @@ __all__ = [
     "test_lost_group_is_recreated_at_the_backlog_with_a_warning",
     "test_open_breaker_pauses_reading_instead_of_burning_retries",
     "test_poison_and_permanent_errors_skip_retries",
+    "test_publishing_again_with_the_same_dedupe_ids_adds_nothing",
     "test_sync_handlers_run_in_threads",
 ]
 

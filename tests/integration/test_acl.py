@@ -201,3 +201,57 @@ async def _dlq_len(r: redis.asyncio.Redis, stream: str, n: int) -> bool:
 
 def _first(entries: list[tuple[bytes, object]]) -> str:
     return entries[0][0].decode()
+
+
+async def test_the_operator_runs_a_snapshot_bound_job_and_the_monitor_lists_it(
+    acl_server: RedisProcess, admin: redis.asyncio.Redis
+) -> None:
+    # What the dashboard does for an operator (preview, job, runner) and for a monitor.
+    from redrive.dlq import JobRunner, JobSpec, jobs, snapshot
+    from redrive.dlq.query import Filter
+
+    stream = "shop:returns"
+    await seed(admin, stream, 3)
+    operator = async_client(url_of(acl_server, "operator"))
+    monitor = async_client(url_of(acl_server, "monitor"))
+    try:
+        preview = await snapshot.take(operator, Filter(streams=(stream,)))
+        job = await jobs.submit(operator, JobSpec(action="replay", snapshot=preview.id, by="t"))
+        runner = JobRunner(operator, name="acl-test")
+        while (await jobs.get(operator, job.id)).status != "done":
+            await runner.run_once()
+        assert await admin.xlen(keys.dlq(stream)) == 0
+        assert [j.id for j in await jobs.list_jobs(monitor)][:1] == [job.id]
+    finally:
+        await operator.aclose()
+        await monitor.aclose()
+    assert await refusals(admin, "operator") == []
+    assert await refusals(admin, "monitor") == []
+
+
+async def test_an_idempotent_worker_claims_commits_and_releases(
+    acl_server: RedisProcess, admin: redis.asyncio.Redis
+) -> None:
+    from redrive import Idempotency
+
+    stream = "shop:invoices"
+    runs: list[int] = []
+    app = App()
+
+    @app.handler(stream, group="billing", idempotency=Idempotency(ttl=None),
+                 retry=RetryPolicy(max_retries=1, base_delay=0.05))  # fmt: skip
+    async def bill(msg):  # type: ignore[no-untyped-def]
+        runs.append(msg.attempt)
+        if msg.attempt == 1:
+            raise TimeoutError("ledger slow")  # the claim is released, the retry runs
+
+    await admin.xadd(stream, {"data": json.dumps({"n": 1})})
+    async with running(app, url_of(acl_server, "worker"), block_ms=100):
+        await until(lambda: runs == [1, 2], what="the retry to run")
+        await until(lambda: _pending_is_zero(admin, stream, "billing"), what="the commit")
+    assert await refusals(admin, "worker") == []
+
+
+async def _pending_is_zero(r: redis.asyncio.Redis, stream: str, group: str) -> bool:
+    retry = await r.xpending(keys.retry_stream(stream, group), group)
+    return (await r.xpending(stream, group))["pending"] == 0 and retry["pending"] == 0

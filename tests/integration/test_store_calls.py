@@ -118,6 +118,26 @@ async def test_ack_sorts_a_large_batch_the_same_way(
     await _ack_story(aredis, f"{prefix}s", 20)  # > 8 ids: one XPENDING over the range
 
 
+async def test_ack_of_a_batch_out_of_read_order_sorts_the_same(
+    aredis: redis.asyncio.Redis, prefix: str
+) -> None:
+    # The script's one XPENDING spans the batch's first to last id: a batch out of order
+    # (lanes finish out of order) has ids outside that span, each checked on its own.
+    stream = f"{prefix}s"
+    ids = await _delivered(aredis, stream, 30)
+    reclaimed, acked = [ids[0], ids[15]], [ids[29], ids[14]]
+    await aredis.xclaim(stream, "g", "rescuer", 0, reclaimed)
+    await aredis.xack(stream, "g", *acked)
+    batch = [ids[10], *ids[20:], ids[0], *ids[1:10], *ids[11:20]]
+    call = calls.ack(stream=stream, group="g", consumer="mine", delete=False, ids=batch)
+    result = await call(aredis)
+    assert result.fenced == [ids[0], ids[15]] and result.gone == [ids[29], ids[14]]
+    assert result.acked == 26
+    assert await aredis.xpending(stream, "g") == {
+        "pending": 2, "min": ids[0], "max": ids[15], "consumers": [
+            {"name": b"rescuer", "pending": 2}]}  # fmt: skip
+
+
 async def test_renew_reports_the_entries_it_no_longer_owns(
     aredis: redis.asyncio.Redis, prefix: str
 ) -> None:

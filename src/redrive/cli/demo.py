@@ -13,6 +13,7 @@ from rich.table import Table
 
 from redrive.cli.main import CliContext
 from redrive.demo import DemoConfig, DemoError, DemoReport, StreamProgress, demo_streams, run_demo
+from redrive.demo.run import dashboard_hint
 from redrive.demo.slot import DemoSlot
 from redrive.store.connection import describe_error, redact_url, sync_client
 from redrive.store.embedded import ensure_url
@@ -147,6 +148,9 @@ def demo(
     try:
         with DemoSlot(client) as slot:
             report = _run(config, slot, as_json=as_json, no_dashboard=no_dashboard)
+        if not as_json:
+            hint = dashboard_hint(report, obj.redis_url)
+            click.echo(f"open the web dashboard on this data: {hint}")
     except (redis.RedisError, OSError) as exc:
         raise DemoError(describe_error(exc, url)) from exc
     finally:

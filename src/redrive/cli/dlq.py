@@ -222,11 +222,15 @@ def stats(obj: CliContext, /, top: int, as_json: bool, **params: Any) -> None:
     "--canary", type=click.IntRange(min=0), default=0, help="Replay K first; stop if one dies."
 )
 @click.option("--canary-timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True)
+@click.option("--ignore-idempotency", is_flag=True,
+              help="Replay entries whose idempotency key is done (a duplicate succeeded): "
+                   "clears the done mark, so the handler runs again.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_obj
 def replay(obj: CliContext, /, everything: bool, to: str | None, note: str, force: bool,
            max_replays: int, dry_run: bool, rate: str | None, canary: int,
-           canary_timeout: float, as_json: bool, **params: Any) -> None:  # fmt: skip
+           canary_timeout: float, ignore_idempotency: bool, as_json: bool,
+           **params: Any) -> None:  # fmt: skip
     """Replay dead letters: by --id, a filter, --fingerprint or --all.
 
     Refused (exit 2, nothing moved) when the group that failed them no longer exists,
@@ -242,6 +246,7 @@ def replay(obj: CliContext, /, everything: bool, to: str | None, note: str, forc
         to=to, note=note, force=force, max_replays=max_replays, dry_run=dry_run,
         rate=parse_rate(rate) if rate else None, canary=canary,
         canary_timeout=canary_timeout, everything=everything,
+        ignore_idempotency=ignore_idempotency,
     )  # fmt: skip
     flt = build_filter(params)
     with _Bar(as_json or dry_run) as progress:

@@ -79,6 +79,7 @@ SUBCOMMANDS = {
     "metrics": "redrive.cli.metrics:metrics",
     "health": "redrive.cli.health:health",
     "monitor": "redrive.cli.monitor:monitor",
+    "dashboard": "redrive.cli.dashboard:dashboard",
 }
 
 

@@ -40,7 +40,7 @@ from redrive.examples.ecommerce import STREAMS, ledger_key
 from redrive.examples.ecommerce_traffic import StreamTraffic, plan_traffic
 from redrive.runtime.publish import publish_sync
 from redrive.store import keys
-from redrive.store.connection import describe_error, sync_client
+from redrive.store.connection import describe_error, redact_url, sync_client
 from redrive.verify.reconcile import StreamReport, read_ledger, reconcile
 
 POLL_SECONDS = 0.1
@@ -355,3 +355,12 @@ def _run(config: DemoConfig, observer: DemoObserver | None, slot: DemoSlot) -> D
         return session.report(settled=settled, exit_codes=exit_codes)
     finally:
         session.close()
+
+
+def dashboard_hint(report: DemoReport, redis_url: str | None) -> str:
+    """The command that opens the web dashboard on the demo's streams (the demo's last
+    line). ``redis_url`` is the URL the demo was given (``None``: the embedded Redis,
+    which ``redrive dashboard`` finds by itself); its password is masked."""
+    where = f"--redis-url '{redact_url(redis_url)}' " if redis_url else ""
+    streams = " ".join(f"--stream {s.stream}" for s in report.streams)
+    return f"redrive {where}dashboard {streams}"

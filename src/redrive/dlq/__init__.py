@@ -4,7 +4,9 @@ The library behind ``redrive dlq``. Every function takes a ``redis.asyncio.Redis
 :func:`connect` (bytes replies, field order preserved) and checks its arguments before
 any I/O. Only the library surface is exported here; the helpers of ``redrive dlq``
 (time and rate parsers, output files) stay in their modules (``redrive.dlq.query``,
-``redrive.dlq.ratelimit``, ``redrive.dlq.export_import``).
+``redrive.dlq.ratelimit``, ``redrive.dlq.export_import``). Previews bound to a snapshot
+and supervised jobs live in ``redrive.dlq.snapshot`` and ``redrive.dlq.jobs`` (their
+classes are exported here).
 
 Example::
 
@@ -26,6 +28,8 @@ from redrive.dlq.export_import import (
     import_records,
     parse_file,
 )
+from redrive.dlq.jobs import Job, JobSpec, JobStateError, UnknownJobError
+from redrive.dlq.jobs_runner import JobRunner
 from redrive.dlq.model import DeadLetter, WrongTypeError, connect
 from redrive.dlq.purge import PurgePlan, plan_purge, purge
 from redrive.dlq.query import (
@@ -41,6 +45,7 @@ from redrive.dlq.query import (
     list_dead_letters,
 )
 from redrive.dlq.replay import ReplayOptions, ReplayReport, plan, replay
+from redrive.dlq.snapshot import Preview, UnknownSnapshotError
 from redrive.dlq.stats import DlqStats, dlq_stats
 from redrive.store.retention import Retention, apply_retention
 
@@ -52,12 +57,19 @@ __all__ = [
     "FilterMismatchError",
     "ImportFileError",
     "ImportResult",
+    "Job",
+    "JobRunner",
+    "JobSpec",
+    "JobStateError",
     "Page",
+    "Preview",
     "PurgePlan",
     "ReplayOptions",
     "ReplayReport",
     "Retention",
     "UnknownIdError",
+    "UnknownJobError",
+    "UnknownSnapshotError",
     "UnknownStreamError",
     "WrongTypeError",
     "apply_retention",

@@ -27,7 +27,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from redrive.core.text import text
-from redrive.dlq.model import WrongTypeError, key_types, wrong_type
+from redrive.dlq.model import WrongTypeError, key_types, pairs_of, wrong_type
 from redrive.store import keys
 from redrive.store.keys import AUDIT_MAXLEN
 
@@ -101,3 +101,11 @@ async def record(
         fields[name] = str(value)
     entry_id = await client.xadd(keys.AUDIT, fields, maxlen=AUDIT_MAXLEN, approximate=True)
     return text(entry_id)
+
+
+async def recent(client: Redis, *, limit: int = 50) -> list[dict[str, str]]:
+    """The newest ``limit`` summaries of ``redrive:audit``, newest first, each with its
+    entry ``id`` (for the dashboard's audit page; ``redrive audit`` checks streams)."""
+    reply: Any = await client.xrevrange(keys.AUDIT, count=limit)
+    # pairs_of: a client from dlq.connect returns raw field lists, others a dict.
+    return [{"id": text(i), **{text(k): text(v) for k, v in pairs_of(f)}} for i, f in reply]

@@ -71,16 +71,20 @@ async def purge(
     deleted = 0
     try:
         for stream, ids in _batches(chosen):
-            head = [*op.entry_fields(), "stream", stream]
-            call = calls.purge(
-                dlq=keys.dlq(stream), audit=keys.audit_trail(stream), record=head, ids=ids
-            )
-            deleted += await call(client)
+            deleted += await delete_batch(client, op, stream, ids)
     finally:
         await audit.record(
             client, op, count=deleted, streams=list(chosen.by_stream()), details={"filter": what}
         )
     return deleted
+
+
+async def delete_batch(client: Redis, op: audit.Operation, stream: str, ids: list[str]) -> int:
+    """Delete ``ids`` of ``dlq:{stream}`` with their audit record (``purge.lua``, one
+    call); returns how many were deleted (ids already gone are not counted)."""
+    head = [*op.entry_fields(), "stream", stream]
+    call = calls.purge(dlq=keys.dlq(stream), audit=keys.audit_trail(stream), record=head, ids=ids)
+    return await call(client)
 
 
 def _batches(chosen: PurgePlan) -> list[tuple[str, list[str]]]:

@@ -44,7 +44,7 @@ from redis.exceptions import ResponseError
 from redrive.core import fields as f
 from redrive.core.records import MAX_HISTORY
 from redrive.core.text import text
-from redrive.dlq import audit, canary
+from redrive.dlq import audit, canary, idempotent
 from redrive.dlq.model import DeadLetter, WrongTypeError, key_types, wrong_type
 from redrive.dlq.query import Filter, OnSkip, UnknownIdError, select
 from redrive.dlq.ratelimit import TokenBucket
@@ -61,14 +61,18 @@ COPY_MARKER_TTL = 86_400
 INTERRUPTED = "interrupted"
 Progress = Callable[[int, int], None]
 T = TypeVar("T")
-__all__ = ["Moved", "ReplayOptions", "ReplayReport", "UnknownIdError", "plan", "replay"]
+__all__ = ["Moved", "ReplayOptions", "ReplayReport", "UnknownIdError", "canary_for",
+           "check_targets", "plan", "replay", "stop_reason", "unless"]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class ReplayOptions:
     """How to replay. ``max_replays`` is the loop guard: entries replayed that often
     already are refused unless ``force``. ``rate`` is entries per second (``None``: as
-    fast as Redis answers). ``canary`` replays that many first and stops if one dies."""
+    fast as Redis answers). ``canary`` replays that many first and stops if one dies.
+    An idempotent handler's dead letter whose key is done (a duplicate succeeded since) is
+    refused unless ``ignore_idempotency``, which clears the done mark first
+    (:mod:`redrive.dlq.idempotent`)."""
 
     to: str | None = None
     note: str = ""
@@ -80,6 +84,7 @@ class ReplayOptions:
     canary: int = 0
     canary_timeout: float = 60.0
     everything: bool = False
+    ignore_idempotency: bool = False
 
     def __post_init__(self) -> None:
         if self.to is not None and self.to.startswith(("dlq:", keys.PREFIX)):
@@ -198,12 +203,26 @@ async def plan(
             report.planned.append((entry, target_of(entry, options.to) or ""))
         else:
             report.refused.append((entry, why))
-    await _check_targets(client, report, options)
+    if not options.ignore_idempotency:
+        await _refuse_done(client, report)
+    await check_targets(client, report.planned, options)
     return report
 
 
-async def _check_targets(client: Redis, report: ReplayReport, options: ReplayOptions) -> None:
-    for target in sorted({t for _, t in report.planned}):
+async def _refuse_done(client: Redis, report: ReplayReport) -> None:
+    done = await idempotent.done(client, [e for e, _ in report.planned])
+    if done:
+        report.refused += [(e, idempotent.refusal(done[e.ref])) for e, _ in report.planned
+                           if e.ref in done]  # fmt: skip
+        report.planned = [(e, t) for e, t in report.planned if e.ref not in done]
+
+
+async def check_targets(
+    client: Redis, planned: list[tuple[DeadLetter, str]], options: ReplayOptions
+) -> None:
+    """Raise unless every planned entry's target can take it: a stream (or missing) and,
+    for the default target, its group exists (:class:`ConfigError` says what to do)."""
+    for target in sorted({t for _, t in planned}):
         [kind] = await key_types(client, [target])
         if kind not in ("none", "stream"):
             raise WrongTypeError(wrong_type(target, kind, "nothing replayed"))
@@ -212,7 +231,7 @@ async def _check_targets(client: Redis, report: ReplayReport, options: ReplayOpt
     # A retry stream is read only by its group: without the group, a replayed entry would
     # leave the DLQ for a key nobody reads, invisible to every tool.
     wanted: dict[tuple[str, str], int] = {}
-    for entry, _ in report.planned:
+    for entry, _ in planned:
         wanted[(entry.stream, entry.group)] = wanted.get((entry.stream, entry.group), 0) + 1
     for (stream, group), count in sorted(wanted.items()):
         if group not in await _groups(client, stream):
@@ -233,13 +252,22 @@ async def _groups(client: Redis, stream: str) -> set[str]:
 
 
 async def move(
-    client: Redis, entry: DeadLetter, target: str, op: audit.Operation,
+    client: Redis,
+    entry: DeadLetter,
+    target: str,
+    op: audit.Operation,
+    *,
+    ignore_idempotency: bool = False,
     tracing: ReplayTracing | None = None,
-) -> tuple[str, str] | None:  # fmt: skip
+) -> tuple[str, str] | None:
     """Replay one entry; returns ``(target, id there)`` (``None``: already gone). The
     target differs from ``target`` only when an unfinished replay of the entry into
-    another slot chose it first (see the module docstring). With ``tracing``, a ``send``
-    span covers the move and the replayed entry carries it (``redrive-traceparent``)."""
+    another slot chose it first (see the module docstring). ``ignore_idempotency``
+    clears the entry's done mark first, so its handler runs again. With ``tracing``, a
+    ``send`` span covers the move and the replayed entry carries it
+    (``redrive-traceparent``)."""
+    if ignore_idempotency:
+        await idempotent.forget(client, entry)
     if tracing is None:
         return await _move(client, entry, target, op, [])
     from redrive.runtime.tracing import own_fields
@@ -315,7 +343,7 @@ async def replay(
 
     With ``opentelemetry-api`` and a provider that records (``tracer_provider``, else the
     global one), the operation is a ``replay`` span with a ``send`` span per entry
-    (docs/monitoring.md#tracing).
+    (docs/monitoring.md#tracing-opentelemetry).
 
     Setting ``stop`` (the CLI does on Ctrl-C) ends the replay between two entries: the
     report says ``stopped == "interrupted"``, the rest stay in the DLQ, and the audit
@@ -368,26 +396,27 @@ async def _run(
         watch: list[canary.Canary] = []
         for entry, target in batch:
             if bucket is not None:
-                await _unless(stop, bucket.take())
+                await unless(stop, bucket.take())
             if stop is not None and stop.is_set():
                 report.stopped = INTERRUPTED
                 return
-            done = await move(client, entry, target, op, tracing)
+            done = await move(client, entry, target, op, tracing=tracing,
+                              ignore_idempotency=options.ignore_idempotency)  # fmt: skip
             if done is None:
                 report.gone.append(entry.ref)
             else:
                 report.moved.append(Moved(entry.stream, entry.id, *done))
-                watch.append(_canary(entry, options, *done))
+                watch.append(canary_for(entry, options, *done))
             if progress is not None:
                 progress(len(report.moved) + len(report.gone), total)
         if watched and watch:
-            result = await _unless(stop, canary.watch(client, watch, marks, options.canary_timeout))
+            result = await unless(stop, canary.watch(client, watch, marks, options.canary_timeout))
             if result is None:
                 report.stopped = INTERRUPTED
                 return
             report.canary = result
             if not result.ok:
-                report.stopped = _stop_reason(result, len(rest))
+                report.stopped = stop_reason(result, len(rest))
                 return
 
 
@@ -401,8 +430,10 @@ def _tracing(provider: Any, report: ReplayReport, op: audit.Operation) -> Replay
     return ReplayTracing.start(provider, sorted({e.key for e, _ in report.planned}), op.op)
 
 
-async def _unless(stop: asyncio.Event | None, work: Awaitable[T]) -> T | None:
-    """``await work``, or ``None`` as soon as ``stop`` is set (``work`` is cancelled)."""
+async def unless(stop: asyncio.Event | None, work: Awaitable[T]) -> T | None:
+    """``await work``, or ``None`` as soon as ``stop`` is set (``work`` is cancelled).
+
+    Also ends a rate wait or a canary watch of a supervised job (:mod:`redrive.dlq.jobs`)."""
     if stop is None:
         return await work
     task = asyncio.ensure_future(work)
@@ -414,14 +445,19 @@ async def _unless(stop: asyncio.Event | None, work: Awaitable[T]) -> T | None:
     return task.result() if task in done else None
 
 
-def _canary(entry: DeadLetter, options: ReplayOptions, target: str, new_id: str) -> canary.Canary:
+def canary_for(
+    entry: DeadLetter, options: ReplayOptions, target: str, new_id: str
+) -> canary.Canary:
+    """The :class:`~redrive.dlq.canary.Canary` that watches ``entry`` replayed as
+    ``new_id`` into ``target``: what its consumers are and the origin its relapse carries."""
     if options.to is None:
         origin = entry.meta.get(f.ORIGIN_ID.meta) or entry.id
         return canary.Canary(entry.id, entry.stream, entry.group, new_id, origin)
     return canary.Canary(entry.id, target, "", new_id, new_id)
 
 
-def _stop_reason(result: canary.CanaryResult, left: int) -> str:
+def stop_reason(result: canary.CanaryResult, left: int) -> str:
+    """Why canaries stopped a replay with ``left`` entries not replayed, in one line."""
     if result.died:
         return f"canary died again ({', '.join(result.died)}); {left} entries not replayed"
     return f"canary not settled in time ({', '.join(result.unsettled)}); {left} not replayed"

@@ -1,4 +1,8 @@
-"""Counts of dead letters per stream, reason, error type and error fingerprint."""
+"""Counts of dead letters per stream, reason, error type and error fingerprint.
+
+Each fingerprint also counts its dead letters per hour of death (UTC hours, as ms since
+the epoch of the hour's start), for "count per hour" charts of a failure group.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,10 @@ from redis.asyncio import Redis
 from redrive.dlq.fingerprint import fingerprint, normalise_message
 from redrive.dlq.model import DeadLetter
 from redrive.dlq.query import Filter, OnSkip, select
+
+HOUR_MS = 3_600_000
+#: At most this many hours in a zero-filled series (a month): the newest are kept.
+MAX_HOURS = 31 * 24
 
 
 @dataclass(slots=True)
@@ -26,6 +34,7 @@ class FingerprintStats:
     streams: set[str] = field(default_factory=set)
     sample_id: str = ""
     sample_ref: str = ""  # STREAM@ID of the first one (ids repeat across streams)
+    hours: Counter[int] = field(default_factory=Counter)  # hour start (ms) -> count
 
     def add(self, entry: DeadLetter) -> None:
         """Count ``entry`` in this group."""
@@ -35,13 +44,30 @@ class FingerprintStats:
             self.first_ms, self.sample_id, self.sample_ref = dead, entry.id, entry.ref
         self.last_ms = max(self.last_ms, dead)
         self.streams.add(entry.stream)
+        self.hours[dead - dead % HOUR_MS] += 1
+
+    def per_hour(
+        self, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[tuple[int, int]]:
+        """``(hour start ms, count)`` for every hour from ``start_ms`` to ``end_ms``
+        (default: first and last seen), zeros included, at most :data:`MAX_HOURS` (the
+        newest). Example: ``fp.per_hour(now_ms - 24 * HOUR_MS, now_ms)`` for a day's chart."""
+        first = self.first_ms if start_ms is None else start_ms
+        last = self.last_ms if end_ms is None else end_ms
+        if last < first:
+            return []
+        end = last - last % HOUR_MS
+        start = max(first - first % HOUR_MS, end - (MAX_HOURS - 1) * HOUR_MS)
+        return [(h, self.hours.get(h, 0)) for h in range(start, end + 1, HOUR_MS)]
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (streams as a sorted list)."""
+        """A JSON-ready dict (streams as a sorted list; ``per_hour``: ``[hour ms, count]``
+        pairs of the hours that have dead letters, oldest first)."""
         return {"fingerprint": self.fingerprint, "error_type": self.error_type,
                 "message": self.message, "count": self.count, "first_ms": self.first_ms,
                 "last_ms": self.last_ms, "streams": sorted(self.streams),
-                "sample_id": self.sample_id, "sample_ref": self.sample_ref}  # fmt: skip
+                "sample_id": self.sample_id, "sample_ref": self.sample_ref,
+                "per_hour": [[h, n] for h, n in sorted(self.hours.items())]}  # fmt: skip
 
 
 @dataclass(slots=True)

@@ -39,6 +39,11 @@ PLAIN_COUNTERS = (
     ("breaker_closed", "redrive_breaker_closed", "Times the circuit breaker closed again."),
     ("timed_out", "redrive_handler_timeouts", "Handler runs cancelled at their time limit."),
     ("groups_recreated", "redrive_groups_recreated", "Consumer groups found missing, recreated."),
+    ("duplicates", "redrive_duplicates_skipped", "Runs skipped: their idempotency key was done."),
+    ("idempotency_busy", "redrive_idempotency_busy",
+     "Runs put off: their idempotency key was claimed by another consumer."),
+    ("committed", "redrive_idempotency_keys_committed",
+     "Idempotency keys marked done with their ack (each tracked for the key TTL)."),
 )  # fmt: skip
 OUTCOMES = (("succeeded", "succeeded"), ("retried", "retried"), ("dead", "dead_lettered"))
 HISTOGRAM_NAMES = {

@@ -15,8 +15,8 @@ and of the memory of recent acks, which recovery asks before it runs an entry ag
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +24,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
+from redrive.runtime.groups import is_nogroup
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
 from redrive.store import calls
+from redrive.store import idempotency as idem_calls
 from redrive.store.calls import AckResult, Call
 from redrive.store.channel import TRANSPORT_ERRORS, Channel, Command
 
@@ -40,19 +42,29 @@ ACKED_MEMORY = 20_000
 
 @dataclass(slots=True)
 class Move:
-    """One fenced script call that settles a failed entry, and what to do with its result."""
+    """One fenced script call that settles an entry, and what to do with its result.
+
+    ``failed`` (if given) takes an error reply that is the entry's own fault (a commit's
+    effect on a key of the wrong type): the move is then not sent again.
+    """
 
     call: Call[Any]
     source: Source
     entry_id: bytes
     done: Callable[[Any], None]  # receives the parsed result
+    failed: Callable[[Exception], None] | None = None
+
+
+#: One ack call of a round trip: its stream, ids, script call, and (``ack_done``) the
+#: idempotency key of each id, to be marked done with the ack.
+Acks = tuple[Source, list[bytes], Call[AckResult], list[str] | None]
 
 
 @dataclass(slots=True)
 class Batch:
     """What one round trip settles: acks per stream (with their script call), then moves."""
 
-    acks: list[tuple[Source, list[bytes], Call[AckResult]]] = field(default_factory=list)
+    acks: list[Acks] = field(default_factory=list)
     moves: list[Move] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -77,6 +89,7 @@ class AckBatcher:
         stats: Stats,
         linger: float,
         on_error_reply: Callable[[Exception], Awaitable[None]],
+        done_ttl_ms: int | None = None,
     ) -> None:
         self.client = client
         self.channel = channel
@@ -87,7 +100,16 @@ class AckBatcher:
         self.linger = linger
         self.on_error_reply = on_error_reply
         self.ids: dict[Source, list[bytes]] = {s: [] for s in sources}
-        self.acked: dict[Source, dict[bytes, None]] = {s: {} for s in sources}
+        # Idempotent runs: ids and, in the same order, their keys to mark done (for
+        # ``done_ttl_ms``) in the same script as the ack.
+        self.done: dict[Source, tuple[list[bytes], list[str]]] = {s: ([], []) for s in sources}
+        self.done_ttl_ms = done_ttl_ms
+        # The memory of recent acks: per round trip one bytes blob of its ids, oldest
+        # first. Asked only when an own pending entry is read again (rare), so a scan of
+        # a few hundred kB is cheap there, while a blob costs about 16 bytes an id and
+        # one join per round trip on the hot path (a set of 20,000 ids held ~4 MB).
+        self.acked: dict[Source, deque[bytes]] = {s: deque() for s in sources}
+        self._acked_count: dict[Source, int] = dict.fromkeys(sources, 0)
         self.outbox: list[Move] = []  # failure moves waiting for the next round trip
         self.in_flight: list[Batch] = []  # sent, reply not yet read
         # A plain flag beside the event: the lanes test a bool per message instead of
@@ -103,6 +125,14 @@ class AckBatcher:
         if not self.signalled:
             self.signalled = True
             self._wanted.set()
+
+    def ack_done(self, source: Source, entry_id: bytes, key: str) -> None:
+        """Acknowledge ``entry_id`` and mark its idempotency ``key`` done, in one step,
+        with the next round trip."""
+        ids, keys = self.done[source]
+        ids.append(entry_id)
+        keys.append(key)
+        self.want()
 
     def send(self, move: Move) -> None:
         """Queue a fenced move for the next round trip (the reader's or the flush loop's).
@@ -128,9 +158,10 @@ class AckBatcher:
         reconnect): its ack or move simply goes out with the next round trip.
         """
         ids = set(self.ids[source])
+        ids.update(self.done[source][0])
         ids.update(m.entry_id for m in self.outbox if m.source is source)
         for batch in self.in_flight:  # taken for a round trip whose reply has not come yet
-            for acked, batch_ids, _ in batch.acks:
+            for acked, batch_ids, _, _ in batch.acks:
                 if acked is source:
                     ids.update(batch_ids)
             ids.update(m.entry_id for m in batch.moves if m.source is source)
@@ -138,7 +169,8 @@ class AckBatcher:
 
     def was_acked(self, source: Source, entry_id: bytes) -> bool:
         """Whether ``entry_id`` was acked recently (pending again: Redis lost the ack)."""
-        return entry_id in self.acked[source]
+        needle = b"\n" + entry_id + b"\n"
+        return any(needle in blob for blob in self.acked[source])
 
     # -- a round trip --------------------------------------------------------------------
 
@@ -148,8 +180,13 @@ class AckBatcher:
         for source, ids in self.ids.items():
             if ids:
                 taken = ids[:]
-                batch.acks.append((source, taken, self._ack_call(source, taken)))
+                batch.acks.append((source, taken, self._ack_call(source, taken), None))
                 ids.clear()  # in place: the list object stays the stream's
+        for source, (ids, keys) in self.done.items():
+            if ids:
+                batch.acks.append(self._done_call(source, ids[:], keys[:]))
+                ids.clear()
+                keys.clear()
         if self.outbox:
             batch.moves, self.outbox = self.outbox, []
         if batch:
@@ -158,7 +195,7 @@ class AckBatcher:
 
     def commands(self, batch: Batch) -> list[Command]:
         """One ``ack`` script call (EVALSHA) per stream, then one call per move."""
-        out: list[Command] = [call.command() for _, _, call in batch.acks]
+        out: list[Command] = [call.command() for _, _, call, _ in batch.acks]
         out += [move.call.command() for move in batch.moves]
         return out
 
@@ -166,11 +203,27 @@ class AckBatcher:
         return calls.ack(stream=source.key, group=self.group, consumer=self.consumer,
                          delete=source.trusted, ids=ids)  # fmt: skip
 
+    def _done_call(self, source: Source, ids: list[bytes], keys: list[str]) -> Acks:
+        call = idem_calls.ack_done(stream=source.key, group=self.group, consumer=self.consumer,
+                                   delete=source.trusted, ttl_ms=self.done_ttl_ms, ids=ids,
+                                   keys=keys)  # fmt: skip
+        return source, ids, call, keys
+
+    def _queue_again(self, acks: Acks) -> None:
+        """Queue the ids of an ack call whose outcome is unknown for the next round trip."""
+        source, ids, _, keys = acks
+        if keys is None:
+            self.ids[source][:0] = ids
+        else:
+            done_ids, done_keys = self.done[source]
+            done_ids[:0] = ids
+            done_keys[:0] = keys
+
     def give_back(self, batch: Batch) -> None:
         """Return a batch whose outcome is unknown, to be sent again."""
         self._landed(batch)
-        for source, ids, _ in batch.acks:
-            self.ids[source][:0] = ids
+        for acks in batch.acks:
+            self._queue_again(acks)
         self.outbox[:0] = batch.moves
 
     async def settle(self, batch: Batch, results: list[Any]) -> None:
@@ -222,16 +275,20 @@ class AckBatcher:
 
     async def _settle(self, batch: Batch, results: list[Any]) -> None:
         n = len(batch.acks)
-        for (source, ids, call), sent in zip(batch.acks, results[:n], strict=True):
+        for acks, sent in zip(batch.acks, results[:n], strict=True):
+            source, ids, call, _ = acks
             reply = await self._rerun(call) if isinstance(sent, NoScriptError) else sent
             if isinstance(reply, Exception):
                 log.error("ack of %d entries on %s failed: %s", len(ids), source.key, reply)
-                self.ids[source][:0] = ids
+                self._queue_again(acks)
                 continue
             self._count(source, ids, call.parse(reply))
         for move, sent in zip(batch.moves, results[n:], strict=True):
             reply = await self._rerun(move.call) if isinstance(sent, NoScriptError) else sent
             if isinstance(reply, Exception):
+                if move.failed is not None and not is_nogroup(reply):
+                    move.failed(reply)  # the entry's own fault: it settles otherwise
+                    continue
                 self.outbox.append(move)  # sent again next round trip
                 await self.on_error_reply(reply)  # NOGROUP recreates the group, else raises
                 continue
@@ -246,7 +303,7 @@ class AckBatcher:
 
     def _count(self, source: Source, ids: list[bytes], result: AckResult) -> None:
         fenced, gone = result.fenced, result.gone
-        self._remember(source, ids)
+        self.remember(source, ids)
         if fenced:
             self.stats.fenced += len(fenced)
             log.warning(
@@ -258,13 +315,15 @@ class AckBatcher:
         if gone:
             self.stats.stale_acks += len(gone)
 
-    def _remember(self, source: Source, ids: list[bytes]) -> None:
-        acked = self.acked[source]
-        acked.update(dict.fromkeys(ids))
-        excess = len(acked) - ACKED_MEMORY
-        if excess > 0:
-            for entry_id in list(itertools.islice(acked, excess)):
-                del acked[entry_id]
+    def remember(self, source: Source, ids: list[bytes]) -> None:
+        """Keep ``ids`` (just acked) in the memory of recent acks, forgetting the oldest
+        round trips' beyond :data:`ACKED_MEMORY` ids."""
+        blobs = self.acked[source]
+        blobs.append(b"\n" + b"\n".join(ids) + b"\n")
+        count = self._acked_count[source] + len(ids)
+        while count > ACKED_MEMORY and len(blobs) > 1:
+            count -= blobs.popleft().count(b"\n") - 1
+        self._acked_count[source] = count
 
 
 __all__ = ["ACKED_MEMORY", "AckBatcher", "Batch", "Move"]

@@ -147,8 +147,8 @@ class App:
         nodes: ``redis+cluster://h1:7000,h2:7001``) or ``unix://…`` (checked now, connected
         when served); ``None``: ``REDRIVE_REDIS_URL``, else the embedded Redis under
         ``data_dir``. ``tracer_provider``: an OpenTelemetry ``TracerProvider`` for the
-        spans of every handler (``pip install 'redrive[otel]'``; docs/monitoring.md#tracing);
-        ``None``: the global provider as set when the worker starts."""
+        spans of every handler (``pip install 'redrive[otel]'``; docs/monitoring.md,
+        "Tracing"); ``None``: the global provider as set when the worker starts."""
         if tracer_provider is not None and not callable(
             getattr(tracer_provider, "get_tracer", None)
         ):

@@ -29,6 +29,7 @@ from redrive.runtime.acks import AckBatcher
 from redrive.runtime.buffer import Buffer, ReadBudget
 from redrive.runtime.dispatch import Lanes
 from redrive.runtime.groups import Groups
+from redrive.runtime.idempotency import Claims
 from redrive.runtime.isolation import Isolation
 from redrive.runtime.leases import Leases
 from redrive.runtime.moves import Settler
@@ -124,11 +125,18 @@ class Consumer:
             client=client, group=spec.group, start_id=spec.start_id, main=main, retry=retry,
             stats=stats, buffer=buffer,
         )  # fmt: skip
+        idem = spec.idempotency
         self.batcher = batcher = AckBatcher(
             client=client, channel=self.ack_channel, group=spec.group,
             consumer=name, sources=sources, stats=stats, linger=opts.ack_linger,
             on_error_reply=groups.on_error_reply,
+            done_ttl_ms=idem.ttl_ms() if idem is not None else None,
         )  # fmt: skip
+        # Idempotent handlers claim their keys on a channel of their own (same slot).
+        self.claims_channel = Channel(client, keys.stream) if idem is not None else None
+        claims = None
+        if idem is not None and self.claims_channel is not None:
+            claims = Claims(channel=self.claims_channel, spec=spec, idem=idem, consumer=name)
         # The worker's scheduler serves every handler of the process, and the worker loads
         # the scripts once; a consumer run alone (no worker) does both itself.
         self.alone = scheduler is None
@@ -163,12 +171,13 @@ class Consumer:
         )  # fmt: skip
         self.lanes = Lanes(
             spec=spec, middleware=middleware, buffer=buffer, batcher=batcher, settler=settler,
-            isolation=isolation, leases=leases, breaker=breaker, stats=stats, tracing=tracing,
+            isolation=isolation, leases=leases, breaker=breaker, stats=stats, claims=claims,
+            tracing=tracing,
         )  # fmt: skip
         self.reader = Reader(
             spec=spec, consumer=name, block_ms=self.idle.block_ms, main=main, retry=retry,
             channel=self.read_channel, buffer=buffer, batcher=batcher, recovery=recovery,
-            groups=groups, breaker=breaker, stats=stats,
+            groups=groups, breaker=breaker, stats=stats, claims=claims,
         )  # fmt: skip
         self.rng = rng
         self.reader_task: asyncio.Task[None] | None = None
@@ -299,8 +308,7 @@ class Consumer:
         await cancel(self._tasks())
         self.scheduler.remove(self.schedule)
         self.lanes.close()
-        await self.read_channel.close()
-        await self.ack_channel.close()
+        await self.close_channels()
 
     async def shutdown(self) -> None:
         """Stop in order: the reader (its read under way may return), the lanes (they
@@ -318,9 +326,15 @@ class Consumer:
             await self.batcher.flush()
             await self.stats.publish(self.client, self.keys.stats)
             await self.retire()
+        await self.close_channels()
+        log.info("consumer %s stopped on %s", self.name, self.keys.stream)
+
+    async def close_channels(self) -> None:
+        """Give the pinned connections back to their pools."""
         await self.read_channel.close()
         await self.ack_channel.close()
-        log.info("consumer %s stopped on %s", self.name, self.keys.stream)
+        if self.claims_channel is not None:
+            await self.claims_channel.close()
 
     async def retire(self) -> None:
         """Leave the group where nothing is pending under this name (keeps groups tidy)."""

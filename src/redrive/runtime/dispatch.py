@@ -31,11 +31,14 @@ from redrive.core.codec import check_size
 from redrive.core.fields import DUE_MS
 from redrive.core.message import Message
 from redrive.errors import ConfigError, HandlerTimeout
+from redrive.runtime import idempotency
 from redrive.runtime.acks import AckBatcher
 from redrive.runtime.buffer import Buffer, Item
+from redrive.runtime.idempotency import Claims
 from redrive.runtime.isolation import Isolation
 from redrive.runtime.leases import Leases
 from redrive.runtime.moves import Settler
+from redrive.runtime.outcomes import Outcomes
 from redrive.runtime.settings import AsyncHandler, HandlerSpec, Middleware, SyncHandler
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
@@ -90,9 +93,11 @@ class Lanes:
         leases: Leases,
         breaker: CircuitBreaker | None,
         stats: Stats,
+        claims: Claims | None = None,
         tracing: ConsumerTracing | None = None,
     ) -> None:
         self.spec = spec
+        self.claims = claims
         self.middleware = tuple(middleware)
         self.buffer = buffer
         self.batcher = batcher
@@ -108,6 +113,8 @@ class Lanes:
         if not spec.is_async:
             self.executor = self._new_executor()
         self.fn = self.handler()
+        self.outcomes = Outcomes(spec=spec, buffer=buffer, batcher=batcher, settler=settler,
+                                 stats=stats, claims=claims)  # fmt: skip
 
     def _new_executor(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(self.spec.concurrency, thread_name_prefix="redrive-handler")
@@ -177,7 +184,7 @@ class Lanes:
                 run.started = started
                 try:
                     check_size(fields, max_bytes)
-                    await fn(msg)
+                    result = await fn(msg)
                 except Exception as exc:  # every failure becomes a decision
                     self.failed(run, source, msg, exc, started)
                     continue
@@ -190,9 +197,12 @@ class Lanes:
                 run.started = 0.0
                 if run.expired:  # it swallowed the cancellation and returned
                     self.forgive(run)
+                if result is None:
+                    batcher.ack(source, entry_id)
+                elif not self.outcomes.settle(source, entry_id, fields, msg, result):
+                    continue  # not a run: a duplicate, or parked behind another's claim
                 if timings is not None:
                     timings.success(started, msg.id)
-                batcher.ack(source, entry_id)
                 stats.succeeded += 1
                 if breaker is not None:
                     breaker.success(not source.trusted)
@@ -314,7 +324,10 @@ class Lanes:
                     "end it with `return call` (the wrapper it built around call_next)"
                 )
             fn = wrapped
-        if self.tracing is not None:  # outermost: middleware runs inside the run's span
+        if spec.idempotency is not None and self.claims is not None:  # outermost: a
+            # duplicate or a key claimed elsewhere skips the middleware too
+            fn = idempotency.wrap(spec, spec.idempotency, self.claims, fn)
+        if self.tracing is not None:  # around all: a run (a skipped duplicate too) is a span
             fn = self.tracing.wrap(fn)
         return fn
 

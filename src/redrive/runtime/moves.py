@@ -26,10 +26,11 @@ from redrive.core.decision import (
     decide_failure,
     verdict_of,
 )
-from redrive.core.fields import DELAY_MS, REPLAYED_MS
+from redrive.core.fields import DELAY_MS, IDEMPOTENCY_KEY, REPLAYED_MS
 from redrive.core.ids import stream_id_ms
 from redrive.core.message import Message
 from redrive.core.records import Failure, dead_record, retry_record
+from redrive.errors import ConfigError
 from redrive.runtime.acks import AckBatcher, Move
 from redrive.runtime.settings import HandlerSpec
 from redrive.runtime.source import Source
@@ -37,6 +38,7 @@ from redrive.runtime.stats import Stats
 from redrive.store import calls
 from redrive.store.calls import Call, DeadLetterResult, Fence
 from redrive.store.keys import StreamKeys
+from redrive.store.keys import idempotency as idempotency_key
 
 if TYPE_CHECKING:
     from redrive.runtime.tracing import ConsumerTracing
@@ -228,6 +230,8 @@ class Settler:
                 msg, "dead_letter", failure, destination=self.keys.dlq, reason=reason
             )
             fields += settle.fields  # the dead letter's own trace and span ids
+        if self.spec.idempotency is not None:
+            fields += self._idempotency_key(msg)
         # No MAXLEN here: dlq_maxlen is applied by the retention loop, which warns before it
         # evicts and keeps an audit; trimming on every write would drop dead letters silently.
         call = calls.dead_letter(
@@ -284,6 +288,16 @@ class Settler:
         self.stats.dead += 1
         self.stats.dead_by_reason[PAYLOAD_TRIMMED] += 1
         log.error("%s %s was trimmed while pending: recorded as lost", source.key, entry_id)
+
+    def _idempotency_key(self, msg: Message) -> list[str]:
+        """The ``redrive-idempotency-key`` field of ``msg``'s dead letter (none if its key
+        cannot be made): a replay then sees whether a duplicate has succeeded since."""
+        assert self.spec.idempotency is not None
+        try:
+            key = self.spec.idempotency.key_of(msg)
+        except ConfigError:
+            return []
+        return [IDEMPOTENCY_KEY.name, idempotency_key(self.spec.stream, self.spec.group, key)]
 
     def _failure(self, error_type: str, error_class: str, message: str) -> Failure:
         return Failure(

@@ -9,7 +9,7 @@ JSON-encoded, ``bytes`` and ``str`` are sent as they are (not re-checked, so tes
 demos can publish poison on purpose). With ``opentelemetry-api`` installed and a span
 active, its context goes with every entry (``traceparent`` / ``tracestate``, through the
 global propagator): the worker's spans continue the caller's trace
-(docs/monitoring.md#tracing).
+(docs/monitoring.md#tracing-opentelemetry).
 
 Example::
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -30,6 +30,7 @@ from redis import exceptions as rex
 
 from redrive.core.codec import DATA_FIELD, encode_body
 from redrive.errors import ConfigError, DecodeError, StoreError
+from redrive.runtime.dedupe import DEFAULT_DEDUPE_TTL, check_dedupe, publish_deduped
 from redrive.runtime.settings import otel_in_use
 from redrive.store.keys import validate_stream_name
 
@@ -60,19 +61,36 @@ async def publish(
     *,
     maxlen: int | None = None,
     chunk: int = CHUNK,
+    dedupe_ids: Sequence[str] | None = None,
+    dedupe_ttl: float = DEFAULT_DEDUPE_TTL,
 ) -> list[str]:
     """XADD each body (field ``data``) to ``stream``; return the new ids in order.
 
     ``maxlen`` trims approximately (``MAXLEN ~``): entries not yet consumed may go.
     A single body where a list is expected (``publish(c, s, {"a": 1})``) is refused: it
-    would otherwise be iterated (one message per key, or per byte).
+    would otherwise be iterated (one message per key, or per byte). ``dedupe_ids`` (one
+    per body) makes sending again harmless: a body whose dedupe id was published (within
+    ``dedupe_ttl`` seconds) is not added twice, and its first entry's id is returned
+    (:mod:`redrive.runtime.dedupe`: ``XADD … IDMP`` on Redis 8.6+, a script elsewhere).
 
     Example::
 
         ids = await publish(client, "ecommerce:orders", [{"order_id": "o-1"}], maxlen=100_000)
+        ids = await publish(client, "ecommerce:payments", [payment], dedupe_ids=["pay-o-1"])
     """
     encoded = prepare(stream, bodies, maxlen=maxlen, chunk=chunk)
     ids: list[str] = []
+    if dedupe_ids is not None:
+        check_dedupe(dedupe_ids, len(encoded), dedupe_ttl)
+        try:
+            for start in range(0, len(encoded), chunk):
+                ids += await publish_deduped(
+                    client, stream, encoded[start : start + chunk],
+                    dedupe_ids[start : start + chunk], ttl=dedupe_ttl, maxlen=maxlen,
+                )  # fmt: skip
+        except (rex.RedisError, OSError) as exc:
+            raise _failed(stream, exc, ids, len(encoded)) from exc
+        return ids
     try:
         for pipe in _pipelines(client, stream, encoded, maxlen, chunk):
             ids += [_text(entry_id) for entry_id in await pipe.execute()]

@@ -20,6 +20,7 @@ from redrive.core.breaker import CircuitBreaker
 from redrive.runtime.acks import AckBatcher
 from redrive.runtime.buffer import Buffer
 from redrive.runtime.groups import Groups, is_nogroup
+from redrive.runtime.idempotency import Claims
 from redrive.runtime.recovery import Recovery
 from redrive.runtime.settings import HandlerSpec
 from redrive.runtime.source import Source
@@ -60,8 +61,10 @@ class Reader:
         groups: Groups,
         breaker: CircuitBreaker | None,
         stats: Stats,
+        claims: Claims | None = None,
     ) -> None:
         self.spec = spec
+        self.claims = claims  # an idempotent handler's: keys are claimed as entries arrive
         self.consumer = consumer
         self.block_ms = block_ms
         self.main = main
@@ -117,7 +120,7 @@ class Reader:
                 if count and not self.closing:
                     self.reading = True
                     try:
-                        self.accept(await self.read(count))
+                        await self.read_into_buffer(count)
                     finally:
                         self.reading = False
                 failures = 0
@@ -187,6 +190,23 @@ class Reader:
         if isinstance(reply, Exception):
             raise reply
         return reply
+
+    async def read_into_buffer(self, count: int) -> None:
+        """Read, claim the idempotency keys of what came (if the handler has them), queue."""
+        reply = await self.read(count)
+        if self.claims is not None and reply:
+            await self.claims.preclaim(self.entries(reply))
+        self.accept(reply)
+
+    def entries(self, reply: Any) -> list[tuple[Source, bytes, list[bytes]]]:
+        """The ``(source, id, fields)`` of a read's entries that have their fields."""
+        main, retry = self.main, self.retry
+        return [
+            (main if name == main.name_b else retry, entry_id, flat)
+            for name, entries in reply
+            for entry_id, flat in entries
+            if flat is not None
+        ]
 
     def accept(self, reply: Any) -> None:
         """Queue the entries of an XREADGROUP reply for the lanes."""

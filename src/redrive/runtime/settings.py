@@ -12,6 +12,7 @@ from typing import Any, TypedDict
 
 from redrive.core.breaker import BreakerPolicy
 from redrive.core.classify import DEFAULT_RULES, ErrorClass, Rules
+from redrive.core.idempotency import Idempotency, check_ttl, retry_horizon
 from redrive.core.message import Message
 from redrive.core.retry import RetryPolicy
 from redrive.errors import ConfigError
@@ -58,6 +59,7 @@ class HandlerOptions(TypedDict, total=False):
     dlq_max_age: float | None
     start_id: str
     timeout: float | None
+    idempotency: Idempotency | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,9 @@ class HandlerSpec:
     trim it in the background and warn before entries age out (``redrive.store.retention``).
     ``timeout`` (seconds, ``None`` for none) is a run's time limit: a handler still running
     then is cancelled and the run fails with ``HandlerTimeout`` (transient: retried, then
-    dead-lettered with reason ``handler_timeout``).
+    dead-lettered with reason ``handler_timeout``). ``idempotency`` runs the handler at
+    most once with effect per key (:class:`~redrive.core.idempotency.Idempotency`,
+    docs/concepts.md#exactly-once-effects).
     """
 
     stream: str
@@ -93,6 +97,7 @@ class HandlerSpec:
     dlq_max_age: float | None = None
     start_id: str = "0"
     timeout: float | None = DEFAULT_TIMEOUT
+    idempotency: Idempotency | None = None
 
     def __post_init__(self) -> None:
         validate_stream_name(self.stream)
@@ -111,6 +116,17 @@ class HandlerSpec:
                 f"visibility_timeout={self.visibility_timeout!r}: use a number of seconds > 0"
             )
         check_start_id(self.start_id)
+        _check_idempotency(self)
+
+
+def _check_idempotency(spec: HandlerSpec) -> None:
+    idem = spec.idempotency
+    if idem is None:
+        return
+    if not isinstance(idem, Idempotency):
+        raise ConfigError(f"idempotency={idem!r}: use idempotency=Idempotency(...)")
+    horizon = retry_horizon([spec.retry, *spec.retry_by_class.values()])
+    check_ttl(idem, horizon, spec.dlq_max_age)
 
 
 def _check_policies(spec: HandlerSpec) -> None:
@@ -191,8 +207,9 @@ class WorkerOptions:
     #: Histograms and the per-second metrics stream (docs/monitoring.md); counters are kept
     #: whatever it says.
     metrics: bool = True
-    #: OpenTelemetry spans (docs/monitoring.md#tracing), when a tracer provider records:
-    #: the one given to ``App(tracer_provider=…)``, else the global one. ``False``: none.
+    #: OpenTelemetry spans (docs/monitoring.md, "Tracing"), when a tracer provider
+    #: records: the one given to ``App(tracer_provider=…)``, else the global one.
+    #: ``False``: none.
     tracing: bool = True
     #: A first delivery's ``process`` span is a child of the producer's span; ``False``:
     #: a new trace linked to it (as retries always are).

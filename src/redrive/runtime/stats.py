@@ -45,11 +45,16 @@ FIELDS = (
     "breaker_closed",
     "groups_recreated",
     "timed_out",
+    "duplicates",
+    "idempotency_busy",
+    "committed",
 )
 
 #: How much per-second history the metrics stream keeps (ms), and its idle TTL (s).
-METRICS_RETENTION_MS = 15 * 60 * 1000
-METRICS_TTL = 15 * 60
+# An hour: the dashboard's charts show the last hour (about 3,600 entries per busy
+# consumer, a few hundred kB).
+METRICS_RETENTION_MS = 60 * 60 * 1000
+METRICS_TTL = 60 * 60
 
 #: Every live :class:`Stats` of this process (a worker's own ``/metrics`` reads them).
 LIVE: weakref.WeakSet[Stats] = weakref.WeakSet()
@@ -83,6 +88,9 @@ class Stats:
         self.breaker_closed = 0
         self.groups_recreated = 0
         self.timed_out = 0
+        self.duplicates = 0  # idempotency: runs skipped, their key was done
+        self.idempotency_busy = 0  # idempotency: runs put off, the key claimed elsewhere
+        self.committed = 0  # idempotency: keys marked done with an ack
         self.dead_by_reason: Counter[str] = Counter()
         self.failed_by_class: Counter[str] = Counter()
         self._published: dict[str, int] = {}

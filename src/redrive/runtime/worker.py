@@ -60,8 +60,10 @@ class Worker:
         # Connections (docs/configuration.md, "Idle cost and connections"): each handler
         # pins one for its blocked read and one for its settlements; the scheduler,
         # reclaim, leases, stats and the name lease share SHARED_CONNECTIONS more (waiting
-        # for one when all are busy). Handlers and hooks have their own clients (below).
-        n = len(self.app.specs)
+        # for one when all are busy); an idempotent handler pins one more for its claims.
+        # Handlers and hooks have their own clients (below).
+        specs = self.app.specs
+        n = len(specs) + sum(spec.idempotency is not None for spec in specs)
         # On a cluster, a hung node must not hold the slot-map refresh that every stream's
         # commands wait for: redis-py's own commands there time out after NODE_TIMEOUT.
         client = async_client(

@@ -34,7 +34,8 @@ _SCRIPTS = ("evalsha", "script|load")  # by SHA only: no free-form EVAL
 _READ = (
     "xlen", "xrange", "xrevrange", "xpending", "xinfo|groups", "xinfo|consumers",
     "xinfo|stream", "hget", "hgetall", "smembers", "sismember", "zcard", "zrange",
-    "zrangebyscore", "exists", "type", "ttl",
+    "zrangebyscore", "exists", "type", "ttl", "pttl", "hmget", "lrange",
+    "zrevrange",  # the jobs list (redrive dashboard)
 )  # fmt: skip
 _WORKER = (
     *_CONNECT, *_SCRIPTS, *_READ,
@@ -43,12 +44,15 @@ _WORKER = (
     "xgroup|create", "xgroup|createconsumer", "xgroup|delconsumer",
     "zadd", "zrem", "hincrby", "hdel", "hset", "expire", "sadd",
     # the consumer name lease (runtime/liveness.py, the heartbeat script)
-    "get", "set", "pttl",
+    "get", "set",
+    # idempotency claims: renewed, and released when a run fails (runtime/idempotency.py)
+    "pexpire", "del",
     # a stopping worker ends its own blocked reads at once (runtime/reader.py, Reader.stop)
     "client|id", "client|unblock",
 )  # fmt: skip
 _TRANSACTIONS = ("multi", "exec", "watch", "unwatch", "discard")
-_OPERATOR = (*_WORKER, *_TRANSACTIONS, "del")
+# The dashboard's snapshots and supervised jobs (dlq/snapshot.py, dlq/jobs*.py) as well.
+_OPERATOR = (*_WORKER, *_TRANSACTIONS, "rpush", "srem", "hsetnx", "persist", "time")
 # redrive health claims each state change with WATCH/MULTI/HSET/EXEC (monitoring/alerts.py).
 _MONITOR = (*_CONNECT, *_READ, *_TRANSACTIONS)
 

@@ -171,3 +171,44 @@ def replay_copy(target: str, ref: str) -> str:
     """String: the id in ``target`` of the copy of dead letter ``ref`` (``S@ID``), in
     ``target``'s slot: the copy step of a replay into another slot is done at most once."""
     return f"{PREFIX}replay-copy:{hash_tag(target)}:{ref}"
+
+
+# -- idempotency (issue 15) --------------------------------------------------------------
+
+
+def idempotency(stream: str, group: str, key: str) -> str:
+    """String: the claim (``c:<consumer>:<entry id>``, with a lease) or the done mark (``d:<entry
+    id>``, with the TTL) of idempotency key ``key`` of ``group`` on ``stream``. In the
+    slot of ``S`` and ``retry:{S}``, so one script acks the entry and marks it done."""
+    return f"{PREFIX}idem:{hash_tag(stream)}:{group}:{key}"
+
+
+def publish_dedupe(stream: str, dedupe_id: str) -> str:
+    """String: the entry id a publish with ``dedupe_id`` wrote to ``stream`` (the Lua
+    fallback of ``XADD … IDMP`` for servers before Redis 8.6), in ``S``'s slot."""
+    return f"{PREFIX}dedupe:{hash_tag(stream)}:{dedupe_id}"
+
+
+# -- snapshots and supervised jobs (issue 13) --------------------------------------------
+
+#: Sorted set: job id -> created ms (every job, for listings; newest first by score).
+JOBS = PREFIX + "jobs"
+#: Set: ids of jobs that may still need a runner (queued, running, paused, or finished
+#: and not yet summarised in the audit log); runners read it instead of every job.
+JOBS_ACTIVE = PREFIX + "jobs:active"
+
+
+def snapshot(snapshot_id: str) -> str:
+    """Hash: a preview's count, filter, per-stream counts, sample and creation time."""
+    return f"{PREFIX}snapshot:{{{snapshot_id}}}"
+
+
+def snapshot_refs(snapshot_id: str) -> str:
+    """List: the ``STREAM@ID`` of every dead letter a snapshot binds, in bound order
+    (same slot as :func:`snapshot`)."""
+    return f"{PREFIX}snapshot:{{{snapshot_id}}}:refs"
+
+
+def job(job_id: str) -> str:
+    """Hash: a supervised job's spec, status, progress, lease and canary state."""
+    return f"{PREFIX}job:{{{job_id}}}"

@@ -35,6 +35,14 @@ NAMES = (
     "replay_begin",
     "replay_copy",
     "replay_finish",
+    "ack_done",
+    "idem_claim",
+    "idem_release",
+    "commit",
+    "publish_dedupe",
+    "job_lease",
+    "job_step",
+    "job_state",
 )
 
 
@@ -84,6 +92,14 @@ class Scripts:
         self.replay_begin = self.by_name["replay_begin"]
         self.replay_copy = self.by_name["replay_copy"]
         self.replay_finish = self.by_name["replay_finish"]
+        self.ack_done = self.by_name["ack_done"]
+        self.idem_claim = self.by_name["idem_claim"]
+        self.idem_release = self.by_name["idem_release"]
+        self.commit = self.by_name["commit"]
+        self.publish_dedupe = self.by_name["publish_dedupe"]
+        self.job_lease = self.by_name["job_lease"]
+        self.job_step = self.by_name["job_step"]
+        self.job_state = self.by_name["job_state"]
 
     async def load_all(self, client: Redis) -> None:
         """SCRIPT LOAD every script (at start and after a reconnect)."""

@@ -67,7 +67,7 @@ def test_what_is_settled_here_but_not_in_redis_is_never_run_again() -> None:
 
     b.give_back(batch)  # the reply was lost: all of it goes again, in order
     again = b.take()
-    assert [(source, ids) for source, ids, _ in again.acks] == [(MAIN, [b"1-0", b"3-0"])]
+    assert [(source, ids) for source, ids, _, _ in again.acks] == [(MAIN, [b"1-0", b"3-0"])]
     assert [m.entry_id for m in again.moves] == [b"2-0"]
 
 
@@ -118,11 +118,13 @@ async def test_a_flush_whose_round_trip_fails_gives_everything_back() -> None:
 
 async def test_the_memory_of_acks_is_bounded() -> None:
     b = batcher()
-    ids = [f"{i}-0".encode() for i in range(ACKED_MEMORY + 5)]
-    for i in ids:
-        b.ack(MAIN, i)
-    await b.settle(b.take(), [[len(ids), [], []]])
+    ids = [f"{i}-0".encode() for i in range(ACKED_MEMORY + 500)]
+    for start in range(0, len(ids), 100):  # one round trip per 100 acks
+        for i in ids[start : start + 100]:
+            b.ack(MAIN, i)
+        await b.settle(b.take(), [[100, [], []]])
 
-    assert not b.was_acked(MAIN, ids[0])  # the oldest are forgotten
-    assert b.was_acked(MAIN, ids[-1])
-    assert len(b.acked[MAIN]) == ACKED_MEMORY
+    assert not b.was_acked(MAIN, ids[0])  # the oldest batches are forgotten
+    assert b.was_acked(MAIN, ids[-1]) and b.was_acked(MAIN, ids[-ACKED_MEMORY])
+    assert sum(blob.count(b"\n") - 1 for blob in b.acked[MAIN]) == ACKED_MEMORY
+    assert not b.was_acked(MAIN, b"1-0") and not b.was_acked(MAIN, b"20499")  # whole ids only

@@ -38,7 +38,7 @@ def test_entries_handled_here_are_never_run_again() -> None:
     r = recovery()
     r.buffer.add(MAIN, entries("1-0"), now=0.0)  # still running here (a reconnect)
     r.batcher.ack(MAIN, b"2-0")  # succeeded, its ack not yet sent
-    r.batcher.acked[MAIN][b"3-0"] = None  # acked, and pending again: Redis lost the ack
+    r.batcher.remember(MAIN, [b"3-0"])  # acked, and pending again: Redis lost the ack
 
     assert r.admit(MAIN, entries("1-0", "2-0", "3-0"), {}) == 0
 

@@ -1,0 +1,350 @@
+"""Exactly-once effects: idempotency claims before a run, the done mark fused with the ack.
+
+A handler with ``idempotency=Idempotency(...)`` is wrapped (outermost, before any
+middleware) so that each run first claims its key (``idem_claim.lua``, a lease):
+
+- claimed → the handler runs; on success the lane hands the batcher the entry *and* its
+  key, and ``ack_done.lua`` acks it and marks the key done in one step; on failure the
+  claim is released (the retry must run) and the failure goes its usual way;
+- done → the entry is acked without running, counted as a duplicate;
+- claimed by another live consumer → the entry is neither run, acked nor dead-lettered:
+  it waits (parked, still this consumer's) and asks again when that claim may end.
+
+A handler may return :class:`Effects`: Redis writes applied by ``commit.lua`` in the
+same step as the done mark and the ack, so "effect happened" and "message acked" never
+disagree, even without an idempotency key. Claims of the lanes that ask at once go out
+in one round trip on a channel of their own (:class:`Claims`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import NoScriptError, ResponseError
+
+from redrive.core.idempotency import Idempotency
+from redrive.core.message import Message
+from redrive.errors import ConfigError, Reject
+from redrive.runtime.settings import AsyncHandler, HandlerSpec
+from redrive.runtime.source import Source
+from redrive.store import idempotency as calls
+from redrive.store.calls import Call
+from redrive.store.channel import TRANSPORT_ERRORS, Channel
+from redrive.store.idempotency import Claim, ClaimResult, Effect
+from redrive.store.keys import idempotency as idem_key
+from redrive.store.scripts import Arg
+
+log = logging.getLogger("redrive.idempotency")
+
+DEADLINE = 10.0
+#: The longest a parked entry waits before its key is asked again (s).
+MAX_PARK = 1.0
+
+
+class EffectError(Reject):
+    """A handler's :class:`Effects` could not be applied (a key of the wrong type, …), or
+    its idempotency key could not be made: the message is dead-lettered (a permanent
+    error, the message's fault), with nothing applied."""
+
+
+class Effects:
+    """Redis writes a handler returns, applied in one step with the message's ack.
+
+    Each method adds one write of one key and returns ``self``, to chain. On Redis
+    Cluster every key must be in the stream's slot: give it the stream's hash tag
+    (``orders:{ecommerce:orders}:count``).
+
+    Example::
+
+        async def handle(msg: Message) -> Effects:
+            order = msg.data
+            return (Effects()
+                    .incr(f"{{ecommerce:orders}}:paid:{order['order_id']}")
+                    .xadd("{ecommerce:orders}:events", {"paid": order["order_id"]}))
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[Effect] = []
+
+    def _add(self, command: str, key: str, *args: Arg) -> Effects:
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"Effects.{command.lower()}: the key must be a non-empty str")
+        self.items.append(Effect(command, key, args))
+        return self
+
+    def incr(self, key: str, by: int = 1) -> Effects:
+        """``INCRBY key by``."""
+        return self._add("INCRBY", key, int(by))
+
+    def hincr(self, key: str, field: str, by: int = 1) -> Effects:
+        """``HINCRBY key field by``."""
+        return self._add("HINCRBY", key, field, int(by))
+
+    def hset(self, key: str, mapping: Mapping[str, Arg]) -> Effects:
+        """``HSET key field value …``."""
+        return self._add("HSET", key, *_flat(mapping))
+
+    def set(self, key: str, value: Arg, *, px: int | None = None) -> Effects:
+        """``SET key value [PX px]``."""
+        return self._add("SET", key, value, *(("PX", int(px)) if px else ()))
+
+    def sadd(self, key: str, *members: Arg) -> Effects:
+        """``SADD key member …``."""
+        return self._add("SADD", key, *members)
+
+    def zadd(self, key: str, mapping: Mapping[str, float]) -> Effects:
+        """``ZADD key score member …``."""
+        args: list[Arg] = []
+        for member, score in mapping.items():
+            args += [float(score), member]
+        return self._add("ZADD", key, *args)
+
+    def rpush(self, key: str, *values: Arg) -> Effects:
+        """``RPUSH key value …``."""
+        return self._add("RPUSH", key, *values)
+
+    def xadd(self, stream: str, fields: Mapping[str, Arg], *, maxlen: int | None = None) -> Effects:
+        """``XADD stream [MAXLEN ~ n] * field value …``: a follow-up event."""
+        head: tuple[Arg, ...] = ("MAXLEN", "~", int(maxlen)) if maxlen else ()
+        return self._add("XADD", stream, *head, "*", *_flat(fields))
+
+    def expire(self, key: str, seconds: int) -> Effects:
+        """``EXPIRE key seconds``."""
+        return self._add("EXPIRE", key, int(seconds))
+
+
+def _flat(mapping: Mapping[str, Arg]) -> list[Arg]:
+    out: list[Arg] = []
+    for name, value in mapping.items():
+        out += [name, value]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The key was done: ack the entry without running it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """Another consumer holds the key's claim for ``ms`` more: park the entry."""
+
+    ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The run succeeded: ack, mark ``key`` done (if any) and apply ``effects``."""
+
+    key: str | None  # the Redis key of the idempotency key
+    effects: tuple[Effect, ...] = ()
+
+
+DUPLICATE = Duplicate()
+#: What the idempotency wrapper (or a handler returning :class:`Effects`) hands the lane.
+Outcome = Duplicate | Busy | Commit
+
+
+#: A claim made ahead of its run: the Redis key, the claim value, what the claim found.
+Taken = tuple[str, str, ClaimResult]
+
+
+class Claims:
+    """One consumer's claims and releases, on a channel of its own (pinned to the
+    stream's slot).
+
+    The reader claims the keys of every entry it reads in one round trip, before they
+    are queued (:meth:`preclaim`), so a run finds its claim made (:meth:`taken`) and its
+    lane need not wait. Entries that come another way (re-delivered, or read again after
+    waiting for a busy key) are claimed when they run, batched: the lanes that ask at
+    once share one round trip.
+    """
+
+    def __init__(
+        self, *, channel: Channel, spec: HandlerSpec, idem: Idempotency, consumer: str
+    ) -> None:
+        self.channel = channel
+        self.stream, self.group = spec.stream, spec.group
+        self.idem = idem
+        self.consumer = consumer
+        self.lease_ms = idem.lease_ms(spec.visibility_timeout)
+        # Both built once: ``key_of`` and ``value`` run for every message.
+        self.prefix = idem_key(spec.stream, spec.group, "")
+        self.value_prefix = calls.claim_value(consumer, "")
+        self.asked: list[tuple[str, str, asyncio.Future[ClaimResult]]] = []
+        self.releases: list[tuple[str, str]] = []
+        #: Claims made by :meth:`preclaim`, by (stream key, entry id), until their run.
+        self.ahead: dict[tuple[str, str], Taken] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def key_of(self, msg: Message) -> str:
+        """The Redis key of ``msg``'s idempotency key (:class:`EffectError` if unusable)."""
+        try:
+            return self.prefix + self.idem.key_of(msg)
+        except ConfigError as exc:  # a key that cannot be made: the message is at fault
+            raise EffectError(str(exc)) from None
+
+    def value(self, entry_id: str) -> str:
+        """The claim value of this consumer's run of ``entry_id``."""
+        return self.value_prefix + entry_id
+
+    def taken(self, msg: Message) -> Taken | None:
+        """The claim :meth:`preclaim` made for ``msg``'s run, if any (removed)."""
+        return self.ahead.pop((msg.key, msg.entry_id), None)
+
+    async def preclaim(self, entries: list[tuple[Source, bytes, list[bytes]]]) -> None:
+        """Claim the keys of ``entries`` (just read) in one round trip.
+
+        Best effort: an entry whose key cannot be made, or a round trip that fails,
+        leaves the claim to the run itself.
+        """
+        wanted: list[tuple[tuple[str, str], str, str]] = []
+        prefix, value_prefix = self.prefix, self.value_prefix
+        by_id = self.idem.key is None  # the default key: the original id
+        for source, entry_id, flat in entries:
+            eid = entry_id.decode()
+            if by_id and not source.trusted:  # a first delivery: its own id is the original
+                wanted.append(((source.key, eid), prefix + eid, value_prefix + eid))
+                continue
+            try:
+                key = self.key_of(source.message(entry_id, flat))
+            except EffectError:
+                continue
+            wanted.append(((source.key, eid), key, value_prefix + eid))
+        if not wanted:
+            return
+        call = calls.claim(keys=[k for _, k, _ in wanted], values=[v for _, _, v in wanted],
+                           lease_ms=self.lease_ms)  # fmt: skip
+        try:
+            [reply] = await self.channel.roundtrip([call.command()], DEADLINE)
+            if isinstance(reply, NoScriptError):
+                reply = await call.script(self.channel.client, call.keys, call.args)  # type: ignore[arg-type]
+            if isinstance(reply, Exception):
+                raise reply
+        except (*TRANSPORT_ERRORS, ResponseError) as exc:
+            log.debug("%s: claims ahead of the runs failed (%s); each run claims", self.stream, exc)
+            return
+        ahead = self.ahead
+        for (ref, key, value), result in zip(wanted, call.parse(reply), strict=True):
+            ahead[ref] = (key, value, result)
+
+    def forget(self, stream_key: str, entry_id: str) -> None:
+        """Drop a claim made ahead for an entry that will not run here."""
+        self.ahead.pop((stream_key, entry_id), None)
+
+    async def claim(self, key: str, value: str) -> ClaimResult:
+        """Claim ``key`` (a Redis key) for the run ``value`` names: claimed, done, busy."""
+        fut = asyncio.get_running_loop().create_future()
+        self.asked.append((key, value, fut))
+        self._kick()
+        result: ClaimResult = await fut
+        return result
+
+    def release(self, key: str, value: str) -> None:
+        """Release the run's claim of ``key`` with the next round trip."""
+        self.releases.append((key, value))
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._send(), name="claims")
+
+    async def _send(self) -> None:
+        failures = 0
+        while self.asked or self.releases:
+            asked, self.asked = self.asked, []
+            released, self.releases = self.releases, []
+            try:
+                await self._roundtrip(asked, released)
+                failures = 0
+            except TRANSPORT_ERRORS as exc:
+                self.asked[:0] = [(k, v, f) for k, v, f in asked if not f.done()]
+                self.releases[:0] = released
+                failures += 1
+                if failures & (failures - 1) == 0:  # 1st, 2nd, 4th…: an outage, not a flood
+                    log.warning("%s: idempotency claims failed %d times (%s); retrying; "
+                                "the runs that wait for them are paused", self.stream,
+                                failures, exc, extra={"stream": self.stream})  # fmt: skip
+                await asyncio.sleep(min(0.5, 0.05 * 2**failures))
+            except BaseException as exc:
+                for _, _, fut in asked:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                raise
+
+    async def _roundtrip(
+        self,
+        asked: list[tuple[str, str, asyncio.Future[ClaimResult]]],
+        released: list[tuple[str, str]],
+    ) -> None:
+        sent: list[Call[Any]] = []
+        if released:
+            sent.append(calls.release(keys=[k for k, _ in released],
+                                      values=[v for _, v in released]))  # fmt: skip
+        claim = calls.claim(keys=[k for k, _, _ in asked], values=[v for _, v, _ in asked],
+                            lease_ms=self.lease_ms) if asked else None  # fmt: skip
+        if claim is not None:
+            sent.append(claim)
+        replies = await self.channel.roundtrip([c.command() for c in sent], DEADLINE)
+        for call, sent_reply in zip(sent, replies, strict=True):
+            reply = sent_reply
+            if isinstance(reply, NoScriptError):  # a restarted server: load, run again
+                reply = await call.script(self.channel.client, call.keys, call.args)  # type: ignore[arg-type]
+            elif isinstance(reply, Exception):
+                raise reply
+            if call is claim:
+                for (_, _, fut), result in zip(asked, claim.parse(reply), strict=True):
+                    if not fut.done():
+                        fut.set_result(result)
+
+
+def wrap(
+    spec: HandlerSpec, idem: Idempotency, claims: Claims, call_next: AsyncHandler
+) -> AsyncHandler:
+    """The handler behind its idempotency claim (see the module docstring)."""
+
+    async def idempotent(msg: Message) -> Outcome:
+        ahead = claims.taken(msg)
+        if ahead is not None:
+            key, value, got = ahead
+        else:
+            key, value = claims.key_of(msg), claims.value(msg.entry_id)
+            got = await claims.claim(key, value)
+        if got.claim is Claim.DONE:
+            return DUPLICATE
+        if got.claim is Claim.BUSY:
+            return Busy(got.busy_ms)
+        try:
+            result = await call_next(msg)
+        except BaseException:
+            claims.release(key, value)
+            raise
+        return Commit(key, tuple(result.items) if isinstance(result, Effects) else ())
+
+    return idempotent
+
+
+def effects_of(result: Any) -> Commit | None:
+    """A handler without idempotency that returned :class:`Effects`: its commit."""
+    return Commit(None, tuple(result.items)) if isinstance(result, Effects) else None
+
+
+__all__ = [
+    "DUPLICATE",
+    "MAX_PARK",
+    "Busy",
+    "Claims",
+    "Commit",
+    "Duplicate",
+    "EffectError",
+    "Effects",
+    "Outcome",
+    "effects_of",
+    "wrap",
+]  # fmt: skip

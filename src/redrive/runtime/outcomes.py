@@ -1,0 +1,134 @@
+"""What a lane does with a handler run that returned something: the idempotency outcomes
+(:mod:`redrive.runtime.idempotency`) and :class:`~redrive.runtime.idempotency.Effects`.
+
+A run that returned ``None`` (nearly all) never comes here: the lane acks it itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+from redrive.core.message import Message
+from redrive.runtime.acks import AckBatcher, Move
+from redrive.runtime.buffer import Buffer
+from redrive.runtime.idempotency import (
+    MAX_PARK,
+    Busy,
+    Claims,
+    Commit,
+    Duplicate,
+    EffectError,
+    effects_of,
+)
+from redrive.runtime.moves import Settler
+from redrive.runtime.settings import HandlerSpec
+from redrive.runtime.source import Source
+from redrive.runtime.stats import Stats
+from redrive.store.idempotency import Committed, commit
+
+log = logging.getLogger("redrive.idempotency")
+
+
+class Outcomes:
+    """Settles the runs whose handler (or the idempotency wrapper) returned a value."""
+
+    def __init__(
+        self,
+        *,
+        spec: HandlerSpec,
+        buffer: Buffer,
+        batcher: AckBatcher,
+        settler: Settler,
+        stats: Stats,
+        claims: Claims | None,
+    ) -> None:
+        self.spec = spec
+        self.buffer = buffer
+        self.batcher = batcher
+        self.settler = settler
+        self.stats = stats
+        self.claims = claims
+        idem = spec.idempotency
+        self.ttl_ms = idem.ttl_ms() if idem is not None else None
+        self.parked = 0  # entries waiting for another consumer's claim to end
+
+    def settle(
+        self, source: Source, entry_id: bytes, fields: list[bytes], msg: Message, result: Any
+    ) -> bool:
+        """Settle the run of ``entry_id``; ``True`` when it was a run that succeeded (the
+        lane counts it), ``False`` when nothing ran (a duplicate, or parked)."""
+        if isinstance(result, Duplicate):
+            self.batcher.ack(source, entry_id)
+            self.stats.duplicates += 1
+            return False
+        if isinstance(result, Busy):
+            self.park(source, entry_id, fields, result.ms)
+            return False
+        commit_of = result if isinstance(result, Commit) else effects_of(result)
+        if commit_of is None:  # any other return value: a plain success
+            self.batcher.ack(source, entry_id)
+        elif commit_of.effects:
+            self.batcher.send(self._commit(source, entry_id, msg, commit_of))
+        elif commit_of.key is not None:
+            self.batcher.ack_done(source, entry_id, commit_of.key)
+            self.stats.committed += 1
+        else:  # Effects() with nothing in it
+            self.batcher.ack(source, entry_id)
+        return True
+
+    def park(self, source: Source, entry_id: bytes, fields: list[bytes], busy_ms: int) -> None:
+        """Keep ``entry_id`` (still pending here, its lease renewed) and run it again when
+        the other consumer's claim may have ended: it then finds the key done (and is
+        acked as a duplicate) or free (and runs)."""
+        self.stats.idempotency_busy += 1
+        since = self.buffer.held[source].get(entry_id, time.perf_counter())
+        delay = min(MAX_PARK, busy_ms / 1000) * random.uniform(0.9, 1.1)
+        self.parked += 1
+        if self.parked == 1 or self.parked % 100 == 0:
+            log.warning(
+                "%s: entry %s waits: its idempotency key is claimed by another consumer "
+                "(%d waiting)", source.key, entry_id.decode(), self.parked,
+                extra={"stream": source.key, "decision": "idempotency_busy"},
+            )  # fmt: skip
+        asyncio.get_running_loop().call_later(delay, self._unpark, source, entry_id, fields, since)
+
+    def _unpark(self, source: Source, entry_id: bytes, fields: list[bytes], since: float) -> None:
+        self.parked -= 1
+        if self.buffer.sealed:
+            return  # shutdown: it stays pending under this consumer, re-read at its start
+        # ``since``: when it was read or its lease renewed, so the lease keeps being renewed.
+        self.buffer.add_recovered(source, entry_id, fields, since, suspect=False)
+        self.buffer.wake()
+
+    def _commit(self, source: Source, entry_id: bytes, msg: Message, c: Commit) -> Move:
+        call = commit(stream=source.key, group=self.spec.group, consumer=self.batcher.consumer,
+                      delete=source.trusted, entry_id=entry_id, key=c.key, ttl_ms=self.ttl_ms,
+                      effects=c.effects)  # fmt: skip
+        stats = self.stats
+
+        def done(outcome: Committed) -> None:
+            if outcome is Committed.COMMITTED:
+                stats.committed += c.key is not None
+            elif outcome is Committed.DUPLICATE:
+                stats.duplicates += 1
+            elif outcome is Committed.FENCED:
+                stats.fenced += 1
+            elif outcome is Committed.BUSY:  # pending still; re-read when it idles out
+                stats.idempotency_busy += 1
+            elif outcome is Committed.NOT_PENDING:
+                stats.stale_acks += 1
+
+        def failed(exc: Exception) -> None:
+            if c.key is not None and self.claims is not None:
+                self.claims.release(c.key, self.claims.value(msg.entry_id))
+            error = EffectError(f"the handler's effects could not be applied: {exc}")
+            self.settler.failed(source, msg, error, 0.0)
+
+        return Move(call, source, entry_id, done, failed)
+
+
+__all__ = ["Outcomes"]
