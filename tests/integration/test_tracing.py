@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from redrive import App, RetryPolicy, dlq, publish, publish_sync
+from redrive import App, Idempotency, RetryPolicy, dlq, publish, publish_sync
 from redrive.core import fields as f
 from redrive.dlq import view
 from redrive.dlq.fingerprint import fingerprint
@@ -238,6 +238,38 @@ async def test_a_reclaimed_entry_carries_its_delivery_count(
                     what="the reclaimed run")  # fmt: skip
     [run] = _named(exporter.get_finished_spans(), f"process {stream}")
     assert run.attributes is not None and run.attributes["redrive.delivery_count"] == 2
+
+
+async def test_tracing_beside_idempotency(
+    redis_url: str, prefix: str, aredis: redis.asyncio.Redis
+) -> None:
+    """An idempotent handler is traced too: a duplicate's run is a span (acked without
+    running the handler), and a dead letter carries its trace beside its idempotency key."""
+    stream = f"{prefix}payments"
+    provider, exporter = _provider()
+    app = App(tracer_provider=provider)
+    keyed = Idempotency(key=lambda msg: msg.data["order_id"], ttl=86_400.0)
+    runs: list[str] = []
+
+    @app.handler(stream, group="pay", idempotency=keyed, dlq_max_age=43_200.0,
+                 retry=RetryPolicy(max_retries=0), breaker=None)  # fmt: skip
+    async def pay(msg):  # type: ignore[no-untyped-def]
+        runs.append(msg.data["order_id"])
+        if msg.data["order_id"] == "bad":
+            raise ValueError("declined")
+
+    async with running(app, redis_url):
+        for order in ("o-1", "o-1", "bad"):
+            await aredis.xadd(stream, {"data": json.dumps({"order_id": order})})
+        await until(lambda: _count(aredis, stream), what="the dead letter")
+        await until(lambda: len(_named(exporter.get_finished_spans(), f"process {stream}")) == 3,
+                    what="three runs")  # fmt: skip
+    assert sorted(runs) == ["bad", "o-1"], "the duplicate did not run the handler"
+    runs_spans = _named(exporter.get_finished_spans(), f"process {stream}")
+    outcomes = [s.attributes["redrive.outcome"] for s in runs_spans if s.attributes]
+    assert sorted(outcomes) == ["dead_lettered", "succeeded", "succeeded"]
+    [dead] = await dead_letters(aredis, stream)
+    assert f.trace_ids(dead[f.TRACEPARENT.name]) and dead[f.IDEMPOTENCY_KEY.name]
 
 
 async def test_a_producer_written_redrive_context_is_ignored(
