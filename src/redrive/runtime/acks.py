@@ -57,7 +57,7 @@ class Move:
 
 #: One ack call of a round trip: its stream, ids, script call, and (``ack_done``) the
 #: idempotency key of each id, to be marked done with the ack.
-Acks = tuple[Source, list[bytes], Call[AckResult], list[str] | None]
+Acks = tuple[Source, list[bytes], Call[AckResult], list[str | bytes] | None]
 
 
 @dataclass(slots=True)
@@ -102,7 +102,9 @@ class AckBatcher:
         self.ids: dict[Source, list[bytes]] = {s: [] for s in sources}
         # Idempotent runs: ids and, in the same order, their keys to mark done (for
         # ``done_ttl_ms``) in the same script as the ack.
-        self.done: dict[Source, tuple[list[bytes], list[str]]] = {s: ([], []) for s in sources}
+        self.done: dict[Source, tuple[list[bytes], list[str | bytes]]] = {
+            s: ([], []) for s in sources
+        }
         self.done_ttl_ms = done_ttl_ms
         # The memory of recent acks: per round trip one bytes blob of its ids, oldest
         # first. Asked only when an own pending entry is read again (rare), so a scan of
@@ -126,7 +128,7 @@ class AckBatcher:
             self.signalled = True
             self._wanted.set()
 
-    def ack_done(self, source: Source, entry_id: bytes, key: str) -> None:
+    def ack_done(self, source: Source, entry_id: bytes, key: str | bytes) -> None:
         """Acknowledge ``entry_id`` and mark its idempotency ``key`` done, in one step,
         with the next round trip."""
         ids, keys = self.done[source]
@@ -203,7 +205,7 @@ class AckBatcher:
         return calls.ack(stream=source.key, group=self.group, consumer=self.consumer,
                          delete=source.trusted, ids=ids)  # fmt: skip
 
-    def _done_call(self, source: Source, ids: list[bytes], keys: list[str]) -> Acks:
+    def _done_call(self, source: Source, ids: list[bytes], keys: list[str | bytes]) -> Acks:
         call = idem_calls.ack_done(stream=source.key, group=self.group, consumer=self.consumer,
                                    delete=source.trusted, ttl_ms=self.done_ttl_ms, ids=ids,
                                    keys=keys)  # fmt: skip

@@ -32,7 +32,7 @@ from redrive.errors import ConfigError, Reject
 from redrive.runtime.settings import AsyncHandler, HandlerSpec
 from redrive.runtime.source import Source
 from redrive.store import idempotency as calls
-from redrive.store.calls import Call
+from redrive.store.calls import Call, Id
 from redrive.store.channel import TRANSPORT_ERRORS, Channel
 from redrive.store.idempotency import Claim, ClaimResult, Effect
 from redrive.store.keys import idempotency as idem_key
@@ -142,7 +142,7 @@ class Busy:
 class Commit:
     """The run succeeded: ack, mark ``key`` done (if any) and apply ``effects``."""
 
-    key: str | None  # the Redis key of the idempotency key
+    key: Id | None  # the Redis key of the idempotency key
     effects: tuple[Effect, ...] = ()
 
 
@@ -152,7 +152,7 @@ Outcome = Duplicate | Busy | Commit
 
 
 #: A claim made ahead of its run: the Redis key, the claim value, what the claim found.
-Taken = tuple[str, str, ClaimResult]
+Taken = tuple[Id, Id, ClaimResult]
 
 
 class Claims:
@@ -177,8 +177,11 @@ class Claims:
         # Both built once: ``key_of`` and ``value`` run for every message.
         self.prefix = idem_key(spec.stream, spec.group, "")
         self.value_prefix = calls.claim_value(consumer, "")
-        self.asked: list[tuple[str, str, asyncio.Future[ClaimResult]]] = []
-        self.releases: list[tuple[str, str]] = []
+        # As bytes for the reader's claims of first deliveries: key and value are the
+        # prefix and the entry id as Redis sent it, with no decoding and encoding.
+        self.prefix_b, self.value_prefix_b = self.prefix.encode(), self.value_prefix.encode()
+        self.asked: list[tuple[Id, Id, asyncio.Future[ClaimResult]]] = []
+        self.releases: list[tuple[Id, Id]] = []
         #: Claims made by :meth:`preclaim`, by (stream key, entry id), until their run.
         self.ahead: dict[tuple[str, str], Taken] = {}
         self._task: asyncio.Task[None] | None = None
@@ -204,19 +207,19 @@ class Claims:
         Best effort: an entry whose key cannot be made, or a round trip that fails,
         leaves the claim to the run itself.
         """
-        wanted: list[tuple[tuple[str, str], str, str]] = []
-        prefix, value_prefix = self.prefix, self.value_prefix
+        wanted: list[tuple[tuple[str, str], Id, Id]] = []
+        prefix_b, value_prefix_b = self.prefix_b, self.value_prefix_b
         by_id = self.idem.key is None  # the default key: the original id
         for source, entry_id, flat in entries:
-            eid = entry_id.decode()
+            ref = (source.key, entry_id.decode())
             if by_id and not source.trusted:  # a first delivery: its own id is the original
-                wanted.append(((source.key, eid), prefix + eid, value_prefix + eid))
+                wanted.append((ref, prefix_b + entry_id, value_prefix_b + entry_id))
                 continue
             try:
                 key = self.key_of(source.message(entry_id, flat))
             except EffectError:
                 continue
-            wanted.append(((source.key, eid), key, value_prefix + eid))
+            wanted.append((ref, key, value_prefix_b + entry_id))
         if not wanted:
             return
         call = calls.claim(keys=[k for _, k, _ in wanted], values=[v for _, _, v in wanted],
@@ -231,14 +234,14 @@ class Claims:
             log.debug("%s: claims ahead of the runs failed (%s); each run claims", self.stream, exc)
             return
         ahead = self.ahead
-        for (ref, key, value), result in zip(wanted, call.parse(reply), strict=True):
-            ahead[ref] = (key, value, result)
+        for (ref, claimed, value), result in zip(wanted, call.parse(reply), strict=True):
+            ahead[ref] = (claimed, value, result)
 
     def forget(self, stream_key: str, entry_id: str) -> None:
         """Drop a claim made ahead for an entry that will not run here."""
         self.ahead.pop((stream_key, entry_id), None)
 
-    async def claim(self, key: str, value: str) -> ClaimResult:
+    async def claim(self, key: Id, value: Id) -> ClaimResult:
         """Claim ``key`` (a Redis key) for the run ``value`` names: claimed, done, busy."""
         fut = asyncio.get_running_loop().create_future()
         self.asked.append((key, value, fut))
@@ -246,7 +249,7 @@ class Claims:
         result: ClaimResult = await fut
         return result
 
-    def release(self, key: str, value: str) -> None:
+    def release(self, key: Id, value: Id) -> None:
         """Release the run's claim of ``key`` with the next round trip."""
         self.releases.append((key, value))
         self._kick()
@@ -280,8 +283,8 @@ class Claims:
 
     async def _roundtrip(
         self,
-        asked: list[tuple[str, str, asyncio.Future[ClaimResult]]],
-        released: list[tuple[str, str]],
+        asked: list[tuple[Id, Id, asyncio.Future[ClaimResult]]],
+        released: list[tuple[Id, Id]],
     ) -> None:
         sent: list[Call[Any]] = []
         if released:

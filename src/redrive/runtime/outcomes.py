@@ -61,6 +61,10 @@ class Outcomes:
     ) -> bool:
         """Settle the run of ``entry_id``; ``True`` when it was a run that succeeded (the
         lane counts it), ``False`` when nothing ran (a duplicate, or parked)."""
+        if type(result) is Commit and result.key is not None and not result.effects:
+            self.batcher.ack_done(source, entry_id, result.key)  # the common case first
+            self.stats.committed += 1
+            return True
         if isinstance(result, Duplicate):
             self.batcher.ack(source, entry_id)
             self.stats.duplicates += 1

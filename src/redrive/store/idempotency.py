@@ -66,7 +66,7 @@ class Effect:
     args: tuple[Arg, ...]
 
 
-def claim(*, keys: Sequence[str], values: Sequence[str], lease_ms: int) -> Call[list[ClaimResult]]:
+def claim(*, keys: Sequence[Id], values: Sequence[Id], lease_ms: int) -> Call[list[ClaimResult]]:
     """Claim each of ``keys`` with its run's claim value (:func:`claim_value`) for
     ``lease_ms``: each one claimed, done or busy."""
     s = scripts().idem_claim
@@ -74,7 +74,7 @@ def claim(*, keys: Sequence[str], values: Sequence[str], lease_ms: int) -> Call[
     return Call(s, command, _claims)
 
 
-def release(*, keys: Sequence[str], values: Sequence[str]) -> Call[int]:
+def release(*, keys: Sequence[Id], values: Sequence[Id]) -> Call[int]:
     """Release the claims of ``keys`` that still hold ``values`` (failed runs: their
     retries must run)."""
     s = scripts().idem_release
@@ -89,7 +89,7 @@ def ack_done(
     delete: bool,
     ttl_ms: int | None,
     ids: Sequence[Id],
-    keys: Sequence[str],
+    keys: Sequence[Id],
 ) -> Call[AckResult]:
     """Ack the ``ids`` ``consumer`` still owns and mark each one's key (``keys``, in the
     same order) done for ``ttl_ms`` (``None``: for good), in one step."""
@@ -106,7 +106,7 @@ def commit(
     consumer: str,
     delete: bool,
     entry_id: Id,
-    key: str | None,
+    key: Id | None,
     ttl_ms: int | None,
     effects: Sequence[Effect],
 ) -> Call[Committed]:
