@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from redrive import dlq as lib
 from redrive.cli.dlq_render import (
+    check_trace_url,
     emit_json,
     letters,
     print_detail,
@@ -32,6 +33,7 @@ from redrive.cli.dlq_render import (
     print_list,
     print_replay,
     print_stats,
+    trace_links,
 )
 from redrive.cli.main import CliContext
 from redrive.dlq import export_import, query, view
@@ -167,17 +169,22 @@ def list_(obj: CliContext, /, limit: int, cursor: str | None, redact: str | None
 @click.option("--redact", metavar="NAMES", help="Mask these payload fields: card,email.")
 @click.option("--show-payload", is_flag=True, help="Whole payload, unmasked.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@click.option("--trace-url", metavar="TEMPLATE", envvar="REDRIVE_TRACE_URL",
+              help="Link to the trace, e.g. 'https://tempo.example/trace/{trace_id}' "
+                   "(also {span_id}); env REDRIVE_TRACE_URL.")  # fmt: skip
 @click.pass_obj
 def show(obj: CliContext, /, ref: str, streams: tuple[str, ...], redact: str | None,
-         show_payload: bool, as_json: bool) -> None:  # fmt: skip
-    """Every field of one dead letter, its attempt history and its traceback.
+         show_payload: bool, as_json: bool, trace_url: str | None) -> None:  # fmt: skip
+    """Every field of one dead letter, its trace, attempt history and traceback.
 
     A bare ID found in several DLQs is refused with the candidates listed: pass
     STREAM@ID or --stream.
     """
+    template = check_trace_url(trace_url)
     flt = lib.Filter(streams=streams, ids=(ref,))  # checks the names before any I/O
     [entry] = _run(obj, lambda c: lib.by_ids(c, flt, on_skip=_warn))
     out = view.detail(entry, redact=_redact(redact), show_payload=show_payload)
+    trace_links(out, template)
     if as_json:
         emit_json(out)
     else:

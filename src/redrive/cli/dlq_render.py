@@ -41,9 +41,48 @@ def print_list(rows: list[dict[str, Any]]) -> None:
     ])  # fmt: skip
 
 
+def trace_links(out: dict[str, Any], template: str | None) -> None:
+    """Add ``url`` (and ``origin_url``) to ``out["trace"]`` from a ``--trace-url``
+    template such as ``https://tempo.example/trace/{trace_id}``."""
+    trace = out.get("trace")
+    if not template or not trace:
+        return
+    if trace.get("trace_id"):
+        trace["url"] = template.format(trace_id=trace["trace_id"], span_id=trace["span_id"])
+    if trace.get("origin_trace_id"):
+        trace["origin_url"] = template.format(trace_id=trace["origin_trace_id"], span_id="")
+
+
+def check_trace_url(template: str | None) -> str | None:
+    """Refuse a ``--trace-url`` template that names anything but ``{trace_id}`` and
+    ``{span_id}`` (before any I/O, one clear line)."""
+    if template is None:
+        return None
+    try:
+        template.format(trace_id="0" * 32, span_id="0" * 16)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise click.BadParameter(
+            f"{template!r} ({type(exc).__name__}: {exc}): use {{trace_id}} and {{span_id}}, "
+            "e.g. 'https://tempo.example/trace/{trace_id}'",
+            param_hint="--trace-url",
+        ) from None
+    if "{trace_id}" not in template:
+        raise click.BadParameter(f"{template!r} has no {{trace_id}}", param_hint="--trace-url")
+    return template
+
+
 def print_detail(out: dict[str, Any]) -> None:
-    """``dlq show``: a heading, every field, the attempt history, the traceback."""
+    """``dlq show``: a heading, the trace, every field, the attempt history, the traceback."""
     click.echo(f"{out['ref']} died {out['dead_at']} ({out['reason']})")
+    trace = out.get("trace")
+    if trace and trace.get("trace_id"):
+        click.echo(f"trace: {trace['trace_id']}  span: {trace['span_id']}")
+        if trace.get("url"):
+            click.echo(f"  {trace['url']}")
+    if trace and trace.get("origin_trace_id"):
+        click.echo(f"producer's trace: {trace['origin_trace_id']}")
+        if trace.get("origin_url"):
+            click.echo(f"  {trace['origin_url']}")
     fields = [[str(name), json.dumps(value) if isinstance(value, dict) else str(value)]
               for name, value in out["fields"]]  # fmt: skip
     emit((Col("field"), Col("value", keep=False)), fields)

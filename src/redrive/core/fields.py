@@ -58,9 +58,38 @@ REPLAYED_FROM = _field("replayed-from")
 REPLAYED_BY = _field("replayed-by")
 REPLAYED_MS = _field("replayed-ms")
 REPLAY_NOTE = _field("replay-note")
+# Tracing (redrive.runtime.tracing). The producer's context travels in the fields its
+# propagator writes (W3C: ``traceparent`` / ``tracestate``, producer fields that every copy
+# keeps); redrive's own context on the copies it writes is always W3C, in these fields: on
+# a retry entry the attempt that scheduled it, on a dead letter its ``dead_letter`` span,
+# on a replayed entry the replay's ``send`` span.
+TRACEPARENT = _field("traceparent")
+TRACESTATE = _field("tracestate")
+#: The W3C field a producer's context is found in (docs/monitoring.md#tracing-opentelemetry).
+W3C_TRACEPARENT = "traceparent"
 #: The Redis key of the message's idempotency key (dead letters of idempotent handlers):
 #: a replay of a message whose key is done is skipped (``dlq replay --ignore-idempotency``).
 IDEMPOTENCY_KEY = _field("idempotency-key")
 
 #: What a replayed message carries about its replay, kept if it fails again.
 REPLAY_PROVENANCE = (REPLAYED_FROM, REPLAYED_BY, REPLAYED_MS, REPLAY_NOTE)
+
+
+def trace_ids(traceparent: str | bytes | None) -> tuple[str, str] | None:
+    """``(trace_id, span_id)`` of a W3C ``traceparent`` value, or ``None`` if it is not one.
+
+    Example::
+
+        trace_ids("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        # ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+    """
+    if isinstance(traceparent, bytes):
+        traceparent = traceparent.decode("ascii", "replace")
+    parts = (traceparent or "").strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    trace_id, span_id = parts[1].lower(), parts[2].lower()
+    hexdigits = set("0123456789abcdef")
+    if not set(trace_id + span_id) <= hexdigits or set(trace_id) == {"0"} or set(span_id) == {"0"}:
+        return None
+    return trace_id, span_id

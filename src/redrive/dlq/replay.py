@@ -36,7 +36,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -49,7 +49,11 @@ from redrive.dlq.model import DeadLetter, WrongTypeError, key_types, wrong_type
 from redrive.dlq.query import Filter, OnSkip, UnknownIdError, select
 from redrive.dlq.ratelimit import TokenBucket
 from redrive.errors import ConfigError
+from redrive.runtime.settings import otel_in_use
 from redrive.store import calls, cluster, keys
+
+if TYPE_CHECKING:
+    from redrive.runtime.tracing import ReplayTracing
 
 DEFAULT_MAX_REPLAYS = 3
 #: How long the copy marker of an entry replayed into another slot outlives its delete (s).
@@ -254,14 +258,32 @@ async def move(
     op: audit.Operation,
     *,
     ignore_idempotency: bool = False,
+    tracing: ReplayTracing | None = None,
 ) -> tuple[str, str] | None:
     """Replay one entry; returns ``(target, id there)`` (``None``: already gone). The
     target differs from ``target`` only when an unfinished replay of the entry into
     another slot chose it first (see the module docstring). ``ignore_idempotency``
-    clears the entry's done mark first, so its handler runs again."""
+    clears the entry's done mark first, so its handler runs again. With ``tracing``, a
+    ``send`` span covers the move and the replayed entry carries it
+    (``redrive-traceparent``)."""
     if ignore_idempotency:
         await idempotent.forget(client, entry)
-    fields = replay_fields(entry, op, int(time.time() * 1000))
+    if tracing is None:
+        return await _move(client, entry, target, op, [])
+    from redrive.runtime.tracing import own_fields
+
+    origin = entry.meta.get(f.ORIGIN_ID.meta) or entry.id
+    span = tracing.send(dict(entry.user_pairs), entry.meta, target=target, message_id=origin,
+                        dlq_id=entry.id)  # fmt: skip
+    done = await _move(client, entry, target, op, own_fields(span))
+    tracing.sent(span, None if done is None else done[1])
+    return done
+
+
+async def _move(
+    client: Redis, entry: DeadLetter, target: str, op: audit.Operation, extra: list[str]
+) -> tuple[str, str] | None:
+    fields = [*replay_fields(entry, op, int(time.time() * 1000)), *extra]
     origin = entry.meta.get(f.ORIGIN_ID.meta) or entry.id
     record = [*op.entry_fields(), "stream", entry.stream, "dlq-id", entry.id,
               "origin-id", origin, "reason", entry.reason]  # fmt: skip
@@ -314,8 +336,14 @@ async def replay(
     progress: Progress | None = None,
     stop: asyncio.Event | None = None,
     on_skip: OnSkip | None = None,
+    *,
+    tracer_provider: Any = None,
 ) -> ReplayReport:
     """Replay the dead letters ``flt`` selects (see the module docstring).
+
+    With ``opentelemetry-api`` and a provider that records (``tracer_provider``, else the
+    global one), the operation is a ``replay`` span with a ``send`` span per entry
+    (docs/monitoring.md#tracing-opentelemetry).
 
     Setting ``stop`` (the CLI does on Ctrl-C) ends the replay between two entries: the
     report says ``stopped == "interrupted"``, the rest stay in the DLQ, and the audit
@@ -334,9 +362,12 @@ async def replay(
     await audit.require_trails(client, [e.stream for e, _ in report.planned])
     op = audit.Operation.start("replay", by=options.by, note=options.note)
     report.op = op.op
+    tracing = _tracing(tracer_provider, report, op)
     try:
-        await _run(client, report, options, op, progress, stop)
+        await _run(client, report, options, op, progress, stop, tracing)
     finally:
+        if tracing is not None:
+            tracing.finish(len(report.moved), report.stopped)
         streams = sorted({m.stream for m in report.moved})
         details: dict[str, object] = {"filter": flt.describe(), "refused": len(report.refused)}
         if report.stopped:
@@ -355,6 +386,7 @@ async def _run(
     op: audit.Operation,
     progress: Progress | None,
     stop: asyncio.Event | None,
+    tracing: ReplayTracing | None,
 ) -> None:
     bucket = TokenBucket(options.rate) if options.rate else None
     total = len(report.planned)
@@ -368,7 +400,7 @@ async def _run(
             if stop is not None and stop.is_set():
                 report.stopped = INTERRUPTED
                 return
-            done = await move(client, entry, target, op,
+            done = await move(client, entry, target, op, tracing=tracing,
                               ignore_idempotency=options.ignore_idempotency)  # fmt: skip
             if done is None:
                 report.gone.append(entry.ref)
@@ -386,6 +418,16 @@ async def _run(
             if not result.ok:
                 report.stopped = stop_reason(result, len(rest))
                 return
+
+
+def _tracing(provider: Any, report: ReplayReport, op: audit.Operation) -> ReplayTracing | None:
+    if not otel_in_use(provider):
+        return None
+    try:
+        from redrive.runtime.tracing import ReplayTracing
+    except ImportError:  # no opentelemetry-api: no spans
+        return None
+    return ReplayTracing.start(provider, sorted({e.key for e, _ in report.planned}), op.op)
 
 
 async def unless(stop: asyncio.Event | None, work: Awaitable[T]) -> T | None:

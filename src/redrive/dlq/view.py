@@ -22,7 +22,7 @@ from redrive.dlq.query import make_cursor
 PREVIEW = 80
 MESSAGE = 200
 MASK = "***"
-__all__ = ["detail", "iso", "payload", "summary"]
+__all__ = ["detail", "iso", "payload", "summary", "trace_of"]
 
 
 def _truncate(text: str, width: int | None) -> str:
@@ -102,4 +102,20 @@ def detail(
     ]
     out["history"] = entry.history
     out["traceback"] = entry.meta.get(f.TRACEBACK.meta, "")
+    out["trace"] = trace_of(entry)
+    return out
+
+
+def trace_of(entry: DeadLetter) -> dict[str, str] | None:
+    """The dead letter's own trace and span ids (its ``dead_letter`` span), and the trace
+    its producer started (``origin_trace_id``, when it published a W3C ``traceparent``);
+    ``None`` when it has neither (it died while tracing was off)."""
+    own = f.trace_ids(entry.meta.get(f.TRACEPARENT.meta))
+    producer = dict(entry.user_pairs).get(f.W3C_TRACEPARENT.encode())
+    origin = f.trace_ids(producer)
+    if own is None and origin is None:
+        return None
+    out = {"trace_id": own[0], "span_id": own[1]} if own else {}
+    if origin is not None:
+        out["origin_trace_id"] = origin[0]
     return out

@@ -136,11 +136,27 @@ class App:
     Run it with ``redrive worker mymodule:app`` or ``app.run()``.
     """
 
-    def __init__(self, redis_url: str | None = None, *, data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        data_dir: Path | None = None,
+        tracer_provider: Any = None,
+    ) -> None:
         """``redis_url``: ``redis://…``, ``rediss://…``, ``redis+cluster://…`` (several seed
         nodes: ``redis+cluster://h1:7000,h2:7001``) or ``unix://…`` (checked now, connected
         when served); ``None``: ``REDRIVE_REDIS_URL``, else the embedded Redis under
-        ``data_dir``."""
+        ``data_dir``. ``tracer_provider``: an OpenTelemetry ``TracerProvider`` for the
+        spans of every handler (``pip install 'redrive[otel]'``; docs/monitoring.md,
+        "Tracing"); ``None``: the global provider as set when the worker starts."""
+        if tracer_provider is not None and not callable(
+            getattr(tracer_provider, "get_tracer", None)
+        ):
+            raise ConfigError(
+                f"tracer_provider={tracer_provider!r}: pass an OpenTelemetry TracerProvider "
+                "(opentelemetry.sdk.trace.TracerProvider()), or None for the global one"
+            )
+        self.tracer_provider = tracer_provider
         self.redis_url = None if redis_url is None else validate_url(redis_url)
         if data_dir is not None and not isinstance(data_dir, str | Path):
             raise ConfigError(f"data_dir={data_dir!r}: use a directory path")

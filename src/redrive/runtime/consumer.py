@@ -93,7 +93,10 @@ class Consumer:
         scheduler: Scheduler | None = None,
         handlers: int = 1,
         budget: ReadBudget | None = None,
+        tracer: Any = None,
     ) -> None:
+        """``tracer``: an OpenTelemetry tracer that records (``runtime.tracing.tracer_for``),
+        or ``None``: tracing off, no span code on any path."""
         use_raw_replies(reader)
         use_raw_replies(client)
         self.spec = spec
@@ -141,13 +144,22 @@ class Consumer:
         self.schedule = self.scheduler.add(
             client=client, due_key=keys.due, retry_key=keys.retry, stream=spec.stream
         )
+        tracing = None
+        if tracer is not None:
+            from redrive.runtime.tracing import ConsumerTracing
+
+            tracing = ConsumerTracing(
+                tracer, stream=spec.stream, group=spec.group, consumer=name,
+                child_of_producer=opts.trace_child_of_producer,
+            )  # fmt: skip
         self.settler = settler = Settler(
             spec=spec, consumer=name, keys=keys, batcher=batcher, stats=stats,
             breaker=breaker, client=client, rng=rng, on_scheduled=self.schedule.scheduled,
+            tracing=tracing,
         )  # fmt: skip
         self.recovery = recovery = Recovery(
             client=client, spec=spec, consumer=name, sources=sources, buffer=buffer,
-            batcher=batcher, settler=settler, stats=stats,
+            batcher=batcher, settler=settler, stats=stats, tracing=tracing,
         )  # fmt: skip
         self.leases = leases = Leases(
             client=client, group=spec.group, consumer=name, buffer=buffer,
@@ -160,6 +172,7 @@ class Consumer:
         self.lanes = Lanes(
             spec=spec, middleware=middleware, buffer=buffer, batcher=batcher, settler=settler,
             isolation=isolation, leases=leases, breaker=breaker, stats=stats, claims=claims,
+            tracing=tracing,
         )  # fmt: skip
         self.reader = Reader(
             spec=spec, consumer=name, block_ms=self.idle.block_ms, main=main, retry=retry,

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from redrive.core.breaker import BreakerState, CircuitBreaker
 from redrive.core.codec import check_size
@@ -43,6 +43,9 @@ from redrive.runtime.settings import AsyncHandler, HandlerSpec, Middleware, Sync
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
 from redrive.runtime.supervise import keep_running
+
+if TYPE_CHECKING:
+    from redrive.runtime.tracing import ConsumerTracing
 
 log = logging.getLogger("redrive.dispatch")
 
@@ -91,6 +94,7 @@ class Lanes:
         breaker: CircuitBreaker | None,
         stats: Stats,
         claims: Claims | None = None,
+        tracing: ConsumerTracing | None = None,
     ) -> None:
         self.spec = spec
         self.claims = claims
@@ -102,6 +106,7 @@ class Lanes:
         self.leases = leases
         self.breaker = breaker
         self.stats = stats
+        self.tracing = tracing  # None: tracing is off, the handler runs unwrapped
         self.runs = [Run() for _ in range(spec.concurrency)]
         self.abandoned = 0  # threads of ``def`` handlers that outlived their time limit
         self.executor: ThreadPoolExecutor | None = None
@@ -330,6 +335,8 @@ class Lanes:
         if spec.idempotency is not None and self.claims is not None:  # outermost: a
             # duplicate or a key claimed elsewhere skips the middleware too
             fn = idempotency.wrap(spec, spec.idempotency, self.claims, fn)
+        if self.tracing is not None:  # around all: a run (a skipped duplicate too) is a span
+            fn = self.tracing.wrap(fn)
         return fn
 
     async def _call_awaitable(self, msg: Message) -> Any:

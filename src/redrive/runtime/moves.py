@@ -13,7 +13,7 @@ import time
 import traceback
 from collections.abc import Callable
 from random import Random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
@@ -39,6 +39,9 @@ from redrive.store import calls
 from redrive.store.calls import Call, DeadLetterResult, Fence
 from redrive.store.keys import StreamKeys
 from redrive.store.keys import idempotency as idempotency_key
+
+if TYPE_CHECKING:
+    from redrive.runtime.tracing import ConsumerTracing
 
 log = logging.getLogger("redrive.moves")
 
@@ -123,6 +126,7 @@ class Settler:
         client: Redis,
         rng: Random,
         on_scheduled: Callable[[int], None],
+        tracing: ConsumerTracing | None = None,
     ) -> None:
         self.spec = spec
         self.consumer = consumer
@@ -134,6 +138,7 @@ class Settler:
         self.rng = rng
         self.on_scheduled = on_scheduled
         self.by_class = dict(spec.retry_by_class)
+        self.tracing = tracing  # None: tracing is off (runtime/tracing.py)
 
     def failed(self, source: Source, msg: Message, exc: Exception, duration: float) -> None:
         """Retry or dead-letter ``msg`` after its handler raised ``exc``."""
@@ -170,7 +175,8 @@ class Settler:
             duration=duration,
             now_ms=now_ms,
             error_class=decision.error_class.value,
-            with_traceback=decision.action is not Action.RETRY,
+            with_traceback=decision.action is not Action.RETRY
+            or (self.tracing is not None and self.tracing.wants_traceback()),
         )
         if decision.action is Action.RETRY:
             self._schedule(source, msg, failure, decision, now_ms)
@@ -189,6 +195,13 @@ class Settler:
         )  # fmt: skip
         # A retry without delay goes straight to the retry stream: no schedule, no promotion.
         at_once = delay_ms <= 0
+        settle = None
+        if self.tracing is not None:
+            settle = self.tracing.settling(
+                msg, "retry", failure, destination=self.keys.retry if at_once else self.keys.due,
+                reason=d.error_class.value, delay_ms=delay_ms,
+            )  # fmt: skip
+            fields += settle.fields
         call = calls.schedule_retry(
             stream=source.key, due=self.keys.due, group=group, consumer=self.consumer,
             entry_id=msg.entry_id, due_ms=due_ms, delete=source.trusted, fields=fields,
@@ -202,6 +215,8 @@ class Settler:
                     self.stats.breaker_parked += 1
                 if not at_once:
                     self.on_scheduled(due_ms)
+            if settle is not None:
+                settle.landed(_OUTCOMES[fence])
             self._log(msg, "retry", fence, failure, delay=d.delay, next_attempt=d.next_attempt)
 
         self._send(call, source, msg.entry_id, done)
@@ -209,6 +224,12 @@ class Settler:
     def dead_letter(self, source: Source, msg: Message, failure: Failure, reason: str) -> None:
         """Move ``msg`` to the dead-letter stream with ``reason`` (fenced)."""
         fields = dead_record(msg, failure, group=self.spec.group, reason=reason)
+        settle = None
+        if self.tracing is not None:
+            settle = self.tracing.settling(
+                msg, "dead_letter", failure, destination=self.keys.dlq, reason=reason
+            )
+            fields += settle.fields  # the dead letter's own trace and span ids
         if self.spec.idempotency is not None:
             fields += self._idempotency_key(msg)
         # No MAXLEN here: dlq_maxlen is applied by the retention loop, which warns before it
@@ -222,6 +243,8 @@ class Settler:
             if result.fence is Fence.MOVED:
                 self.stats.dead += 1
                 self.stats.dead_by_reason[reason] += 1
+            if settle is not None:
+                settle.landed(_OUTCOMES[result.fence])
             self._log(msg, "dead", result.fence, failure, reason=reason)
 
         self._send(call, source, msg.entry_id, done)
@@ -312,6 +335,7 @@ def _first_seen(msg: Message) -> int:
 
 
 _UNSETTLED = {Fence.FENCED: "fenced", Fence.NOT_PENDING: "stale"}
+_OUTCOMES = {Fence.MOVED: "moved", **_UNSETTLED}
 
 
 def _log(msg: Message, decision: str, fence: Fence, failure: Failure, info: dict[str, Any]) -> None:

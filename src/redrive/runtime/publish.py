@@ -6,7 +6,10 @@ before anything is sent, so a bad body in a batch publishes nothing; then they g
 with pipelined ``XADD`` in chunks (one round trip per chunk, not per message). The body
 goes in field ``data``, the convention of docs/concepts.md#fields: a ``dict`` is
 JSON-encoded, ``bytes`` and ``str`` are sent as they are (not re-checked, so tests and
-demos can publish poison on purpose).
+demos can publish poison on purpose). With ``opentelemetry-api`` installed and a span
+active, its context goes with every entry (``traceparent`` / ``tracestate``, through the
+global propagator): the worker's spans continue the caller's trace
+(docs/monitoring.md#tracing-opentelemetry).
 
 Example::
 
@@ -16,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -27,6 +31,7 @@ from redis import exceptions as rex
 from redrive.core.codec import DATA_FIELD, encode_body
 from redrive.errors import ConfigError, DecodeError, StoreError
 from redrive.runtime.dedupe import DEFAULT_DEDUPE_TTL, check_dedupe, publish_deduped
+from redrive.runtime.settings import otel_in_use
 from redrive.store.keys import validate_stream_name
 
 CHUNK = 500
@@ -123,11 +128,31 @@ def _pipelines(
     client: Any, stream: str, encoded: list[bytes], maxlen: int | None, chunk: int
 ) -> Iterator[Any]:
     """One pipeline of XADDs per ``chunk`` bodies (an async or a blocking client's)."""
+    # One context for the whole call: every body is published from the same span.
+    context = trace_context()
     for start in range(0, len(encoded), chunk):
         pipe = client.pipeline(transaction=False)
         for raw in encoded[start : start + chunk]:
-            pipe.xadd(stream, {DATA_FIELD: raw}, maxlen=maxlen, approximate=True)
+            fields: dict[Any, Any] = {DATA_FIELD: raw, **context}
+            pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)
         yield pipe
+
+
+@functools.cache
+def _injector() -> Any:
+    try:
+        from redrive.runtime.tracing import context_fields
+    except ImportError:  # no opentelemetry-api: nothing to propagate
+        return None
+    return context_fields
+
+
+def trace_context() -> dict[str, str]:
+    """The caller's trace context as stream fields (``{}`` without opentelemetry or a span)."""
+    if not otel_in_use():  # no span can be active: skip the import (a CLI's start-up)
+        return {}
+    inject = _injector()
+    return {} if inject is None else dict(inject())
 
 
 def prepare(

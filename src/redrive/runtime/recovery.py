@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
@@ -30,6 +30,9 @@ from redrive.runtime.moves import Settler
 from redrive.runtime.settings import HandlerSpec
 from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
+
+if TYPE_CHECKING:
+    from redrive.runtime.tracing import ConsumerTracing
 
 log = logging.getLogger("redrive.recovery")
 
@@ -54,6 +57,7 @@ class Recovery:
         batcher: AckBatcher,
         settler: Settler,
         stats: Stats,
+        tracing: ConsumerTracing | None = None,
     ) -> None:
         self.client = client
         self.spec = spec
@@ -64,6 +68,7 @@ class Recovery:
         self.batcher = batcher
         self.settler = settler
         self.stats = stats
+        self.tracing = tracing  # told each re-delivery's count (a span attribute)
 
     async def reread_own(self) -> None:
         """Deliver again every entry pending under this consumer's name (ID 0 history)."""
@@ -145,6 +150,8 @@ class Recovery:
             else:
                 buffer.add_recovered(source, entry_id, fields, now, suspect=before >= SHARED_RUNS)
                 queued += 1
+                if self.tracing is not None:
+                    self.tracing.redelivered(source.key, entry_id, before + 1)
         if queued:
             buffer.wake()
         return queued

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
@@ -164,6 +165,18 @@ def check_start_id(start_id: object) -> None:
         )
 
 
+def otel_in_use(provider: object = None) -> bool:
+    """Whether OpenTelemetry may be recording here, decided without importing it (its
+    import costs start-up): a provider was given, the process has imported the API (a
+    span or a global provider needs that; redis-py 8 imports it whenever it is
+    installed), or ``OTEL_PYTHON_TRACER_PROVIDER`` names a provider for it to load."""
+    return (
+        provider is not None
+        or "opentelemetry.trace" in sys.modules
+        or bool(os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"))
+    )
+
+
 def default_consumer_name() -> str:
     """``<host>-<pid>``: unique per process, recognisable in XINFO CONSUMERS."""
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -194,6 +207,13 @@ class WorkerOptions:
     #: Histograms and the per-second metrics stream (docs/monitoring.md); counters are kept
     #: whatever it says.
     metrics: bool = True
+    #: OpenTelemetry spans (docs/monitoring.md, "Tracing"), when a tracer provider
+    #: records: the one given to ``App(tracer_provider=…)``, else the global one.
+    #: ``False``: none.
+    tracing: bool = True
+    #: A first delivery's ``process`` span is a child of the producer's span; ``False``:
+    #: a new trace linked to it (as retries always are).
+    trace_child_of_producer: bool = True
 
     def __post_init__(self) -> None:
         if (

@@ -7,7 +7,7 @@ import functools
 import logging
 import signal
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
@@ -17,7 +17,7 @@ from redrive.runtime.consumer import Consumer, cancel
 from redrive.runtime.context import AppContext, bound
 from redrive.runtime.liveness import NameLease
 from redrive.runtime.scheduler import Scheduler
-from redrive.runtime.settings import WorkerOptions
+from redrive.runtime.settings import WorkerOptions, otel_in_use
 from redrive.runtime.supervise import keep_running
 from redrive.store.connection import (
     async_client,
@@ -80,8 +80,10 @@ class Worker:
             # Built before any I/O: a middleware that returns no callable fails here.
             scheduler = Scheduler(interval=self.options.scheduler_interval)
             budget = ReadBudget(self.options.read_ahead_bytes)
+            opts = self.options
+            tracer = tracer_of(self.app.tracer_provider, opts)
             consumers = [
-                Consumer(s, self.options, client, reader, self.app.middleware, scheduler, n, budget)
+                Consumer(s, opts, client, reader, self.app.middleware, scheduler, n, budget, tracer)
                 for s in self.app.specs
             ]
             await ping(client, url)
@@ -167,6 +169,18 @@ def run_forever(app: App, options: WorkerOptions, redis_url: str | None) -> None
 
     with asyncio.Runner(loop_factory=loop_factory(options.event_loop)) as runner:
         runner.run(main())
+
+
+def tracer_of(provider: Any, options: WorkerOptions) -> Any:
+    """The tracer the consumers record spans with, or ``None`` (decided once, at start):
+    ``options.tracing`` off, ``opentelemetry-api`` not installed, or nothing records."""
+    if not options.tracing or not otel_in_use(provider):
+        return None
+    try:
+        from redrive.runtime.tracing import tracer_for
+    except ImportError:  # the redrive[otel] extra is not installed
+        return None
+    return tracer_for(provider)
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
