@@ -36,16 +36,20 @@ async def test_claims_ahead_and_claims_of_runs_can_be_in_flight_at_once(
     stream = f"{prefix}orders"
     idem = Idempotency(ttl=None)
     spec = HandlerSpec(stream, "g", _handler, True, idempotency=idem)
-    claims = Claims(channel=Channel(aredis, stream), spec=spec, idem=idem, consumer="c1")
+    channel = Channel(aredis, stream)
+    claims = Claims(channel=channel, spec=spec, idem=idem, consumer="c1")
     source = Source(stream, stream, trusted=False)
     # A large read: its claims keep Redis busy for a few ms, so the run's claim is
     # surely sent and waited for while the reader's reply is still awaited.
     read = [(source, f"1-{i}".encode(), [b"data", b"{}"]) for i in range(20_000)]
-    await claims.preclaim(read[:1])  # the channel's connection is open from now on
+    try:
+        await claims.preclaim(read[:1])  # the channel's connection is open from now on
 
-    # A run's claim (the claims task) while the reader claims ahead what it just read.
-    run_claim = claims.claim(claims.prefix + "9-9", claims.value("9-9"))
-    got, _ = await asyncio.wait_for(asyncio.gather(run_claim, claims.preclaim(read)), 10)
+        # A run's claim (the claims task) while the reader claims ahead what it just read.
+        run_claim = claims.claim(claims.prefix + "9-9", claims.value("9-9"))
+        got, _ = await asyncio.wait_for(asyncio.gather(run_claim, claims.preclaim(read)), 10)
+    finally:
+        await channel.close()  # the connection back to the pool (else: unclosed at exit)
 
     assert got.claim is Claim.CLAIMED
     assert len(claims.ahead) == len(read)
