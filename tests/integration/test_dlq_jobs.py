@@ -8,13 +8,14 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio
 
 from redrive import App, RetryPolicy, dlq
 from redrive.dlq import jobs, snapshot
-from redrive.dlq.jobs import JobSpec
+from redrive.dlq.jobs import Job, JobSpec
 from redrive.dlq.jobs_runner import JobRunner
 from redrive.errors import ConfigError
 from redrive.store import job_calls, keys
@@ -65,6 +66,20 @@ async def audit_of(client: redis.asyncio.Redis, op: str) -> list[dict[str, str]]
     entries = await client.xrange(keys.AUDIT)
     rows = [{k.decode(): v.decode() for k, v in dict(f).items()} for _, f in entries]
     return [row for row in rows if row["op"] == op]
+
+
+async def bound_job(
+    client: redis.asyncio.Redis,
+    aredis: redis.asyncio.Redis,
+    stream: str,
+    n: int,
+    action: str = "replay",
+    **spec: Any,
+) -> Job:
+    """``n`` dead letters of ``stream``, a preview of them all, and a job bound to it."""
+    await seed(aredis, stream, n)
+    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
+    return await jobs.submit(client, JobSpec(action, preview.id, **spec))
 
 
 async def test_a_job_moves_exactly_the_previewed_refs(
@@ -138,9 +153,7 @@ async def test_pause_and_resume_are_audited_and_the_job_goes_on_from_its_cursor(
     client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
 ) -> None:
     stream = f"{prefix}orders"
-    await seed(aredis, stream, 20)
-    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
-    job = await jobs.submit(client, JobSpec("replay", preview.id, rate=25))
+    job = await bound_job(client, aredis, stream, 20, rate=25)
 
     async with runner(client):
         await until(lambda: _done_at_least(client, job.id, 3), what="three entries moved")
@@ -171,9 +184,7 @@ async def test_a_killed_runner_is_taken_over_and_every_entry_moves_once(
     client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
 ) -> None:
     stream = f"{prefix}orders"
-    await seed(aredis, stream, 30)
-    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
-    job = await jobs.submit(client, JobSpec("replay", preview.id, rate=60))
+    job = await bound_job(client, aredis, stream, 30, rate=60)
 
     first = JobRunner(client, name="first", lease_ms=600)
     task = asyncio.create_task(first.run(asyncio.Event()))
@@ -200,9 +211,7 @@ async def test_two_runners_never_hold_one_job_at_once(
     client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
 ) -> None:
     stream = f"{prefix}orders"
-    await seed(aredis, stream, 250)
-    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
-    job = await jobs.submit(client, JobSpec("replay", preview.id))
+    job = await bound_job(client, aredis, stream, 250)
     a, b = JobRunner(client, name="a"), JobRunner(client, name="b")
 
     assert await a.run_once(), "a claims the job and moves a batch"
@@ -222,9 +231,7 @@ async def test_a_runner_whose_lease_was_taken_over_writes_nothing(
     client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
 ) -> None:
     stream = f"{prefix}orders"
-    await seed(aredis, stream, 3)
-    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
-    job = await jobs.submit(client, JobSpec("replay", preview.id))
+    job = await bound_job(client, aredis, stream, 3)
     key = keys.job(job.id)
 
     def lease(op: str, runner: str) -> Call[str]:
@@ -248,9 +255,7 @@ async def test_a_stopped_runner_gives_its_job_back_at_once(
     client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
 ) -> None:
     stream = f"{prefix}orders"
-    await seed(aredis, stream, 30)
-    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
-    job = await jobs.submit(client, JobSpec("replay", preview.id, rate=40))
+    job = await bound_job(client, aredis, stream, 30, rate=40)
     async with runner(client, name="leaving"):
         await until(lambda: _done_at_least(client, job.id, 3), what="three entries moved")
     assert await status_is(client, job.id, "queued") and await _runner_gone(client, job.id)
@@ -275,9 +280,7 @@ async def test_a_target_that_turns_unusable_pauses_the_job_with_the_reason(
     client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
 ) -> None:
     stream, target = f"{prefix}orders", f"{prefix}elsewhere"
-    await seed(aredis, stream, 4)
-    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
-    job = await jobs.submit(client, JobSpec("replay", preview.id, to=target))
+    job = await bound_job(client, aredis, stream, 4, to=target)
     await aredis.hset(target, "not", "a stream")  # after the submit's check
     async with runner(client):
         await until(lambda: status_is(client, job.id, "paused"), what="the job to pause")
@@ -290,9 +293,7 @@ async def test_two_running_runners_share_out_jobs_but_never_one_job(
     client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
 ) -> None:
     stream = f"{prefix}orders"
-    await seed(aredis, stream, 30)
-    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
-    job = await jobs.submit(client, JobSpec("replay", preview.id, rate=60))
+    job = await bound_job(client, aredis, stream, 30, rate=60)
     holders: set[str] = set()
 
     async def watch_holder() -> bool:
@@ -312,9 +313,7 @@ async def test_cancel_stops_a_rate_limited_delete_between_batches(
     client: redis.asyncio.Redis, aredis: redis.asyncio.Redis, prefix: str
 ) -> None:
     stream = f"{prefix}orders"
-    await seed(aredis, stream, 400)
-    preview = await snapshot.take(client, dlq.Filter(streams=(stream,)))
-    job = await jobs.submit(client, JobSpec("delete", preview.id, rate=100))  # 100 a second
+    job = await bound_job(client, aredis, stream, 400, "delete", rate=100)  # 100 a second
     async with runner(client):
         await until(lambda: _done_at_least(client, job.id, 100), what="the first batch")
         await jobs.cancel(client, job.id, by="erin")

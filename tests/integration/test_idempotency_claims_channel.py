@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis.asyncio
 
 from redrive.core.idempotency import Idempotency
 from redrive.core.message import Message
+from redrive.runtime import idempotency
 from redrive.runtime.idempotency import Claims
 from redrive.runtime.settings import HandlerSpec
 from redrive.runtime.source import Source
@@ -54,3 +56,21 @@ async def test_claims_ahead_and_claims_of_runs_can_be_in_flight_at_once(
     assert got.claim is Claim.CLAIMED
     assert len(claims.ahead) == len(read)
     assert {result.claim for _, _, result in claims.ahead.values()} == {Claim.CLAIMED}
+
+
+async def test_claims_made_ahead_for_entries_that_never_run_here_are_not_kept_for_ever(
+    aredis: redis.asyncio.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(idempotency, "MAX_AHEAD", 3)
+    stream = f"{prefix}orders"
+    idem = Idempotency(ttl=None)
+    spec = HandlerSpec(stream, "g", _handler, True, idempotency=idem)
+    channel = Channel(aredis, stream)
+    claims = Claims(channel=channel, spec=spec, idem=idem, consumer="c1")
+    source = Source(stream, stream, trusted=False)
+    try:
+        await claims.preclaim([(source, f"1-{i}".encode(), [b"data", b"{}"]) for i in range(5)])
+    finally:
+        await channel.close()
+
+    assert sorted(entry_id for _, entry_id in claims.ahead) == ["1-2", "1-3", "1-4"]

@@ -17,6 +17,8 @@ from redrive.core import fields as f
 from redrive.dlq.model import DeadLetter
 
 DONE_PREFIX = b"d:"
+#: GETs per round trip when asking which keys are done.
+CHUNK = 1000
 
 
 def key_of(entry: DeadLetter) -> str | None:
@@ -27,17 +29,16 @@ def key_of(entry: DeadLetter) -> str | None:
 async def done(client: Redis, entries: Sequence[DeadLetter]) -> dict[str, str]:
     """``STREAM@ID`` -> idempotency key, of the ``entries`` whose key is marked done."""
     keyed = [(e, k) for e in entries if (k := key_of(e))]
-    if not keyed:
-        return {}
-    pipe = client.pipeline(transaction=False)  # keys in many slots: one GET each
-    for _, key in keyed:
-        pipe.get(key)
-    values = await pipe.execute()
-    return {
-        e.ref: key
-        for (e, key), value in zip(keyed, values, strict=True)
-        if isinstance(value, bytes) and value.startswith(DONE_PREFIX)
-    }
+    found: dict[str, str] = {}
+    for start in range(0, len(keyed), CHUNK):  # a replay may plan a million entries
+        chunk = keyed[start : start + CHUNK]
+        pipe = client.pipeline(transaction=False)  # keys in many slots: one GET each
+        for _, key in chunk:
+            pipe.get(key)
+        for (entry, key), value in zip(chunk, await pipe.execute(), strict=True):
+            if isinstance(value, bytes) and value.startswith(DONE_PREFIX):
+                found[entry.ref] = key
+    return found
 
 
 def refusal(key: str) -> str:

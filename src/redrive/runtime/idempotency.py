@@ -19,6 +19,7 @@ in one round trip on a channel of their own (:class:`Claims`).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ log = logging.getLogger("redrive.idempotency")
 DEADLINE = 10.0
 #: The longest a parked entry waits before its key is asked again (s).
 MAX_PARK = 1.0
+#: Claims made ahead kept at most (far above what a consumer reads ahead).
+MAX_AHEAD = 20_000
 
 
 class EffectError(Reject):
@@ -241,10 +244,17 @@ class Claims:
         ahead = self.ahead
         for (ref, claimed, value), result in zip(wanted, call.parse(reply), strict=True):
             ahead[ref] = (claimed, value, result)
+        self._trim_ahead()
 
-    def forget(self, stream_key: str, entry_id: str) -> None:
-        """Drop a claim made ahead for an entry that will not run here."""
-        self.ahead.pop((stream_key, entry_id), None)
+    def _trim_ahead(self) -> None:
+        ahead = self.ahead
+        # An entry that never runs here (another consumer took it, a shutdown) leaves its
+        # claim behind: keep the newest only. A run whose claim was dropped asks again and,
+        # holding that very claim, gets it.
+        excess = len(ahead) - MAX_AHEAD
+        if excess > 0:
+            for stale in list(itertools.islice(ahead, excess)):
+                del ahead[stale]
 
     async def claim(self, key: Id, value: Id) -> ClaimResult:
         """Claim ``key`` (a Redis key) for the run ``value`` names: claimed, done, busy."""
