@@ -132,7 +132,8 @@ class Chaos:
                 now = time.time()
                 event = FaultEvent(kind, now, now, (slot.name,), detail=f"rc={code}")
                 self._record(event, stranded)
-                self.pool.spawn(slot)
+                if slot.proc is None:  # a fault may have restarted it while we asked Redis
+                    self.pool.spawn(slot)
             await asyncio.sleep(POLL)
 
     async def _redis_up(self) -> bool:

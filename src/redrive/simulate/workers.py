@@ -83,6 +83,8 @@ class WorkerPool:
 
     def spawn(self, slot: Slot, *, new_name: bool = False) -> None:
         """Start (or restart) ``slot``'s worker, optionally under a new consumer name."""
+        if slot.proc is not None:  # never orphan a running worker: replacing it kills it
+            self.kill(slot)
         if new_name:
             slot.renames += 1
             slot.name = f"w{slot.index}r{slot.renames}"
