@@ -40,7 +40,7 @@ async def test_claims_ahead_and_claims_of_runs_can_be_in_flight_at_once(
     spec = HandlerSpec(stream, "g", _handler, True, idempotency=idem)
     channel = Channel(aredis, stream)
     claims = Claims(channel=channel, spec=spec, idem=idem, consumer="c1")
-    source = Source(stream, stream, trusted=False)
+    source = Source(f"retry:{stream}", stream, trusted=True)  # claimed in Redis
     # A large read: its claims keep Redis busy for a few ms, so the run's claim is
     # surely sent and waited for while the reader's reply is still awaited.
     read = [(source, f"1-{i}".encode(), [b"data", b"{}"]) for i in range(20_000)]
@@ -48,14 +48,14 @@ async def test_claims_ahead_and_claims_of_runs_can_be_in_flight_at_once(
         await claims.preclaim(read[:1])  # the channel's connection is open from now on
 
         # A run's claim (the claims task) while the reader claims ahead what it just read.
-        run_claim = claims.claim(claims.prefix + "9-9", claims.value("9-9"))
+        run_claim = claims.claim("9-9", "9-9")
         got, _ = await asyncio.wait_for(asyncio.gather(run_claim, claims.preclaim(read)), 10)
     finally:
         await channel.close()  # the connection back to the pool (else: unclosed at exit)
 
     assert got.claim is Claim.CLAIMED
     assert len(claims.ahead) == len(read)
-    assert {result.claim for _, _, result in claims.ahead.values()} == {Claim.CLAIMED}
+    assert {result.claim for _, result in claims.ahead.values()} == {Claim.CLAIMED}
 
 
 async def test_claims_made_ahead_for_entries_that_never_run_here_are_not_kept_for_ever(
@@ -67,7 +67,7 @@ async def test_claims_made_ahead_for_entries_that_never_run_here_are_not_kept_fo
     spec = HandlerSpec(stream, "g", _handler, True, idempotency=idem)
     channel = Channel(aredis, stream)
     claims = Claims(channel=channel, spec=spec, idem=idem, consumer="c1")
-    source = Source(stream, stream, trusted=False)
+    source = Source(f"retry:{stream}", stream, trusted=True)  # claimed in Redis
     try:
         await claims.preclaim([(source, f"1-{i}".encode(), [b"data", b"{}"]) for i in range(5)])
     finally:

@@ -67,9 +67,11 @@ TRACEPARENT = _field("traceparent")
 TRACESTATE = _field("tracestate")
 #: The W3C field a producer's context is found in (docs/monitoring.md#tracing-opentelemetry).
 W3C_TRACEPARENT = "traceparent"
-#: The Redis key of the message's idempotency key (dead letters of idempotent handlers):
-#: a replay of a message whose key is done is skipped (``dlq replay --ignore-idempotency``).
+#: A dead letter of an idempotent handler: the message's idempotency key, and the sorted
+#: set of its group's done marks (``store/keys.py``). A replay of a message whose key is
+#: done is skipped (``dlq replay --ignore-idempotency``).
 IDEMPOTENCY_KEY = _field("idempotency-key")
+IDEMPOTENCY_DONE = _field("idempotency-done")
 
 #: What a replayed message carries about its replay, kept if it fails again.
 REPLAY_PROVENANCE = (REPLAYED_FROM, REPLAYED_BY, REPLAYED_MS, REPLAY_NOTE)

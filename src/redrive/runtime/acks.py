@@ -90,6 +90,7 @@ class AckBatcher:
         linger: float,
         on_error_reply: Callable[[Exception], Awaitable[None]],
         done_ttl_ms: int | None = None,
+        idempotency_keys: tuple[str, str] = ("", ""),
     ) -> None:
         self.client = client
         self.channel = channel
@@ -106,6 +107,8 @@ class AckBatcher:
             s: ([], []) for s in sources
         }
         self.done_ttl_ms = done_ttl_ms
+        #: The group's done marks and claims (``store/keys.py``), for ``ack_done``.
+        self.idempotency_keys = idempotency_keys
         # The memory of recent acks: per round trip one bytes blob of its ids, oldest
         # first. Asked only when an own pending entry is read again (rare), so a scan of
         # a few hundred kB is cheap there, while a blob costs about 16 bytes an id and
@@ -206,9 +209,10 @@ class AckBatcher:
                          delete=source.trusted, ids=ids)  # fmt: skip
 
     def _done_call(self, source: Source, ids: list[bytes], keys: list[str | bytes]) -> Acks:
-        call = idem_calls.ack_done(stream=source.key, group=self.group, consumer=self.consumer,
-                                   delete=source.trusted, ttl_ms=self.done_ttl_ms, ids=ids,
-                                   keys=keys)  # fmt: skip
+        done, claims = self.idempotency_keys
+        call = idem_calls.ack_done(stream=source.key, done=done, claims=claims, group=self.group,
+                                   consumer=self.consumer, delete=source.trusted,
+                                   ttl_ms=self.done_ttl_ms, ids=ids, keys=keys)  # fmt: skip
         return source, ids, call, keys
 
     def _queue_again(self, acks: Acks) -> None:

@@ -19,6 +19,9 @@ from typing import Any
 
 from redrive.runtime.source import Source
 
+#: Fresh ids kept at most (far above what a consumer reads ahead; see ``Buffer.fresh``).
+MAX_FRESH = 20_000
+
 #: One buffered entry: its stream, its id, its flat fields (``None``: the payload is gone
 #: from the stream, a loss to record) and what they weigh (``entry_bytes``, counted once).
 Item = tuple[Source, bytes, list[bytes] | None, int]
@@ -88,8 +91,8 @@ class ReadBudget:
 class Buffer:
     """Entries between read and finish, and the wake-ups on both sides."""
 
-    __slots__ = ("_idle", "_reader_waiting", "_room", "_waking", "budget", "held", "inflight",
-                 "last_bytes", "queue", "sealed", "suspects")  # fmt: skip
+    __slots__ = ("_idle", "_reader_waiting", "_room", "_waking", "budget", "fresh", "held",
+                 "inflight", "last_bytes", "queue", "sealed", "suspects")  # fmt: skip
 
     def __init__(self, sources: Sequence[Source], budget: ReadBudget | None = None) -> None:
         #: The process's read-ahead budget in bytes (shared with the other handlers).
@@ -101,6 +104,10 @@ class Buffer:
         self.inflight = 0
         #: Per stream: entry id -> when it was read or its lease renewed (perf_counter).
         self.held: dict[Source, dict[bytes, float]] = {s: {} for s in sources}
+        #: Ids of new source-stream entries (read with ``>``) not yet run, when the handler's
+        #: idempotency claims them implicitly (``Claims.implicit``); else ``None``. Any
+        #: other way in (re-delivered, reclaimed) takes an id out: those claim in Redis.
+        self.fresh: set[bytes] | None = None
         #: Nothing more will be added (shutdown): lanes return once the queue is empty.
         self.sealed = False
         self._idle: list[asyncio.Future[None]] = []
@@ -114,9 +121,14 @@ class Buffer:
         """Queue the ``(id, fields)`` entries of one stream of a read; returns how many."""
         held = self.held[source]
         append = self.queue.append
+        fresh = None if source.trusted else self.fresh
+        if fresh is not None and len(fresh) > MAX_FRESH:
+            fresh.clear()  # ids of entries that never ran here: they only lose the shortcut
         n = weight = 0
         for entry_id, flat in entries:
             held[entry_id] = now
+            if fresh is not None:
+                fresh.add(entry_id)
             size = sum(map(len, flat)) if flat else 0
             append((source, entry_id, flat, size))
             n += 1
@@ -131,6 +143,8 @@ class Buffer:
         """Queue a re-delivered entry: a suspect waits for isolation; any other runs next
         (it is older than everything buffered, so it must not wait behind the backlog)."""
         self.held[source][entry_id] = now
+        if self.fresh is not None:
+            self.fresh.discard(entry_id)
         size = entry_bytes(fields)
         self.budget.take(size)
         if suspect:
@@ -184,6 +198,8 @@ class Buffer:
         held = self.held[source]
         for entry_id in ids:
             held.pop(entry_id, None)
+        if self.fresh is not None and not source.trusted:
+            self.fresh.difference_update(ids)
         return dropped
 
     # -- the lanes' side ------------------------------------------------------------------
@@ -191,6 +207,8 @@ class Buffer:
     def settled(self, source: Source, entry_id: bytes, size: int) -> None:
         """An entry taken from the queue was settled without a run (isolation's limit)."""
         self.held[source].pop(entry_id, None)
+        if self.fresh is not None:
+            self.fresh.discard(entry_id)
         self.budget.give(size)
 
     def begin(self) -> None:

@@ -43,7 +43,7 @@ from redrive.runtime.stats import Stats
 from redrive.runtime.supervise import keep_running
 from redrive.store import calls
 from redrive.store.channel import TRANSPORT_ERRORS, Channel
-from redrive.store.keys import STREAMS_INDEX, StreamKeys
+from redrive.store.keys import STREAMS_INDEX, StreamKeys, idempotency_claims, idempotency_done
 from redrive.store.scripts import scripts
 
 log = logging.getLogger("redrive.consumer")
@@ -131,12 +131,16 @@ class Consumer:
             consumer=name, sources=sources, stats=stats, linger=opts.ack_linger,
             on_error_reply=groups.on_error_reply,
             done_ttl_ms=idem.ttl_ms() if idem is not None else None,
+            idempotency_keys=(idempotency_done(spec.stream, spec.group),
+                              idempotency_claims(spec.stream, spec.group)),
         )  # fmt: skip
         # Idempotent handlers claim their keys on a channel of their own (same slot).
         self.claims_channel = Channel(client, keys.stream) if idem is not None else None
         claims = None
         if idem is not None and self.claims_channel is not None:
             claims = Claims(channel=self.claims_channel, spec=spec, idem=idem, consumer=name)
+            if claims.implicit:
+                buffer.fresh = set()
         # The worker's scheduler serves every handler of the process, and the worker loads
         # the scripts once; a consumer run alone (no worker) does both itself.
         self.alone = scheduler is None

@@ -112,7 +112,7 @@ class Lanes:
         self.executor: ThreadPoolExecutor | None = None
         if not spec.is_async:
             self.executor = self._new_executor()
-        self.fn = self.handler()
+        self.fn, self.plain = self.handler()
         self.outcomes = Outcomes(spec=spec, buffer=buffer, batcher=batcher, settler=settler,
                                  stats=stats, claims=claims)  # fmt: skip
 
@@ -138,7 +138,8 @@ class Lanes:
         suspects = buffer.suspects
         isolation = self.isolation
         batcher = self.batcher
-        fn = self.fn
+        fn, plain = self.fn, self.plain
+        fresh = buffer.fresh  # new entries whose idempotency claim is implicit (or None)
         max_bytes = self.spec.max_payload_bytes
         breaker = self.breaker
         stats = self.stats
@@ -174,6 +175,10 @@ class Lanes:
                 if fields is None:
                     self.settler.trimmed(source, entry_id)
                     continue
+                # Keyed on its own id and new: no claim to ask for (``Claims.implicit``).
+                own_key = fresh is not None and not source.trusted and entry_id in fresh
+                if own_key:
+                    fresh.discard(entry_id)  # type: ignore[union-attr]
                 started = time.perf_counter()
                 since = buffer.held[source].get(entry_id)
                 if since is not None and started - since > confirm_after:
@@ -188,7 +193,7 @@ class Lanes:
                 try:
                     if size > max_bytes:  # the body is within the cap when the entry is
                         check_size(fields, max_bytes)
-                    result = await fn(msg)
+                    result = await (plain if own_key else fn)(msg)
                 except Exception as exc:  # every failure becomes a decision
                     self.failed(run, source, msg, exc, started)
                     continue
@@ -201,9 +206,9 @@ class Lanes:
                 run.started = 0.0
                 if run.expired:  # it swallowed the cancellation and returned
                     self.forgive(run)
-                if result is None:
+                if result is None and not own_key:
                     batcher.ack(source, entry_id)
-                elif (settled := self.outcomes.settle(item, msg, result)) != RAN:
+                elif (settled := self.outcomes.settle(item, msg, result, own_key)) != RAN:
                     parked = settled == PARKED
                     continue  # not a run that succeeded: a duplicate, or parked
                 if timings is not None:
@@ -311,8 +316,9 @@ class Lanes:
         if self.executor is not None:
             self.executor.shutdown(wait=False)
 
-    def handler(self) -> AsyncHandler:
-        """The handler as one async callable, with the app's middleware applied.
+    def handler(self) -> tuple[AsyncHandler, AsyncHandler]:
+        """The handler as one async callable, with the app's middleware applied; and the
+        same without the idempotency claim, for the runs whose claim is implicit.
 
         A ``def`` handler is wrapped to run in the thread pool (innermost, so middleware
         always sees an async callable); an ``async def`` one is called directly. Built
@@ -332,12 +338,13 @@ class Lanes:
                     "end it with `return call` (the wrapper it built around call_next)"
                 )
             fn = wrapped
+        plain = fn
         if spec.idempotency is not None and self.claims is not None:  # outermost: a
             # duplicate or a key claimed elsewhere skips the middleware too
             fn = idempotency.wrap(spec, spec.idempotency, self.claims, fn)
         if self.tracing is not None:  # around all: a run (a skipped duplicate too) is a span
-            fn = self.tracing.wrap(fn)
-        return fn
+            fn, plain = self.tracing.wrap(fn), self.tracing.wrap(plain)
+        return fn, plain
 
     async def _call_awaitable(self, msg: Message) -> Any:
         # An object with ``async def __call__`` or a decorated coroutine function.

@@ -36,7 +36,7 @@ from redrive.store import idempotency as calls
 from redrive.store.calls import Call, Id
 from redrive.store.channel import TRANSPORT_ERRORS, Channel
 from redrive.store.idempotency import Claim, ClaimResult, Effect
-from redrive.store.keys import idempotency as idem_key
+from redrive.store.keys import idempotency_claims, idempotency_done
 from redrive.store.scripts import Arg
 
 log = logging.getLogger("redrive.idempotency")
@@ -145,7 +145,7 @@ class Busy:
 class Commit:
     """The run succeeded: ack, mark ``key`` done (if any) and apply ``effects``."""
 
-    key: Id | None  # the Redis key of the idempotency key
+    key: Id | None  # the idempotency key
     effects: tuple[Effect, ...] = ()
 
 
@@ -154,8 +154,8 @@ DUPLICATE = Duplicate()
 Outcome = Duplicate | Busy | Commit
 
 
-#: A claim made ahead of its run: the Redis key, the claim value, what the claim found.
-Taken = tuple[Id, Id, ClaimResult]
+#: A claim made ahead of its run: the idempotency key and what the claim found.
+Taken = tuple[Id, ClaimResult]
 
 
 class Claims:
@@ -177,12 +177,16 @@ class Claims:
         self.idem = idem
         self.consumer = consumer
         self.lease_ms = idem.lease_ms(spec.visibility_timeout)
-        # Both built once: ``key_of`` and ``value`` run for every message.
-        self.prefix = idem_key(spec.stream, spec.group, "")
-        self.value_prefix = calls.claim_value(consumer, "")
-        # As bytes for the reader's claims of first deliveries: key and value are the
-        # prefix and the entry id as Redis sent it, with no decoding and encoding.
-        self.prefix_b, self.value_prefix_b = self.prefix.encode(), self.value_prefix.encode()
+        self.claims_key = idempotency_claims(spec.stream, spec.group)
+        # A new entry of the source stream keyed on its own id (the default key) cannot
+        # share its key with any other entry that could run now: a retry, a dead letter
+        # or a replay of the message is made only once the entry is settled. Nobody has
+        # run it, so its key is not done, and its pending entry, this consumer's and
+        # renewed while it runs (``renew.lua``), is its claim: asking Redis would always
+        # say "claimed". A lease longer than the visibility timeout (which outlasts a
+        # paused consumer's reclaim) still claims in Redis.
+        self.implicit = idem.key is None and self.lease_ms <= spec.visibility_timeout * 1000
+        self.done_key = idempotency_done(spec.stream, spec.group)
         self.asked: list[tuple[Id, Id, asyncio.Future[ClaimResult]]] = []
         self.releases: list[tuple[Id, Id]] = []
         #: Claims made by :meth:`preclaim`, by (stream key, entry id), until their run.
@@ -194,15 +198,11 @@ class Claims:
         self._turn = asyncio.Lock()
 
     def key_of(self, msg: Message) -> str:
-        """The Redis key of ``msg``'s idempotency key (:class:`EffectError` if unusable)."""
+        """``msg``'s idempotency key (:class:`EffectError` if it cannot be made)."""
         try:
-            return self.prefix + self.idem.key_of(msg)
+            return self.idem.key_of(msg)
         except ConfigError as exc:  # a key that cannot be made: the message is at fault
             raise EffectError(str(exc)) from None
-
-    def value(self, entry_id: str) -> str:
-        """The claim value of this consumer's run of ``entry_id``."""
-        return self.value_prefix + entry_id
 
     def taken(self, msg: Message) -> Taken | None:
         """The claim :meth:`preclaim` made for ``msg``'s run, if any (removed)."""
@@ -215,22 +215,22 @@ class Claims:
         leaves the claim to the run itself.
         """
         wanted: list[tuple[tuple[str, str], Id, Id]] = []
-        prefix_b, value_prefix_b = self.prefix_b, self.value_prefix_b
         by_id = self.idem.key is None  # the default key: the original id
         for source, entry_id, flat in entries:
-            ref = (source.key, entry_id.decode())
-            if by_id and not source.trusted:  # a first delivery: its own id is the original
-                wanted.append((ref, prefix_b + entry_id, value_prefix_b + entry_id))
+            if by_id and not source.trusted:  # a new entry: its own id is the original
+                if not self.implicit:  # (implicit: the lanes know it, ``Buffer.fresh``)
+                    ref = (source.key, entry_id.decode())
+                    wanted.append((ref, entry_id, entry_id))  # as Redis sent it: no decoding
                 continue
+            ref = (source.key, entry_id.decode())
             try:
                 key = self.key_of(source.message(entry_id, flat))
             except EffectError:
                 continue
-            wanted.append((ref, key, value_prefix_b + entry_id))
+            wanted.append((ref, key, entry_id))
         if not wanted:
             return
-        call = calls.claim(keys=[k for _, k, _ in wanted], values=[v for _, _, v in wanted],
-                           lease_ms=self.lease_ms)  # fmt: skip
+        call = self._claim([k for _, k, _ in wanted], [e for _, _, e in wanted])
         try:
             async with self._turn:
                 [reply] = await self.channel.roundtrip([call.command()], DEADLINE)
@@ -242,8 +242,8 @@ class Claims:
             log.debug("%s: claims ahead of the runs failed (%s); each run claims", self.stream, exc)
             return
         ahead = self.ahead
-        for (ref, claimed, value), result in zip(wanted, call.parse(reply), strict=True):
-            ahead[ref] = (claimed, value, result)
+        for (ref, claimed, _), result in zip(wanted, call.parse(reply), strict=True):
+            ahead[ref] = (claimed, result)
         self._trim_ahead()
 
     def _trim_ahead(self) -> None:
@@ -256,17 +256,21 @@ class Claims:
             for stale in list(itertools.islice(ahead, excess)):
                 del ahead[stale]
 
-    async def claim(self, key: Id, value: Id) -> ClaimResult:
-        """Claim ``key`` (a Redis key) for the run ``value`` names: claimed, done, busy."""
+    def _claim(self, keys: list[Id], entry_ids: list[Id]) -> Call[list[ClaimResult]]:
+        return calls.claim(claims=self.claims_key, done=self.done_key, consumer=self.consumer,
+                           keys=keys, entry_ids=entry_ids, lease_ms=self.lease_ms)  # fmt: skip
+
+    async def claim(self, key: Id, entry_id: Id) -> ClaimResult:
+        """Claim ``key`` for this consumer's run of ``entry_id``: claimed, done, busy."""
         fut = asyncio.get_running_loop().create_future()
-        self.asked.append((key, value, fut))
+        self.asked.append((key, entry_id, fut))
         self._kick()
         result: ClaimResult = await fut
         return result
 
-    def release(self, key: Id, value: Id) -> None:
-        """Release the run's claim of ``key`` with the next round trip."""
-        self.releases.append((key, value))
+    def release(self, key: Id, entry_id: Id) -> None:
+        """Release the claim of ``key`` by the run of ``entry_id`` with the next round trip."""
+        self.releases.append((key, entry_id))
         self._kick()
 
     def _kick(self) -> None:
@@ -303,10 +307,10 @@ class Claims:
     ) -> None:
         sent: list[Call[Any]] = []
         if released:
-            sent.append(calls.release(keys=[k for k, _ in released],
-                                      values=[v for _, v in released]))  # fmt: skip
-        claim = calls.claim(keys=[k for k, _, _ in asked], values=[v for _, v, _ in asked],
-                            lease_ms=self.lease_ms) if asked else None  # fmt: skip
+            sent.append(calls.release(claims=self.claims_key, consumer=self.consumer,
+                                      keys=[k for k, _ in released],
+                                      entry_ids=[e for _, e in released]))  # fmt: skip
+        claim = self._claim([k for k, _, _ in asked], [e for _, e, _ in asked]) if asked else None
         if claim is not None:
             sent.append(claim)
         async with self._turn:
@@ -331,10 +335,10 @@ def wrap(
     async def idempotent(msg: Message) -> Outcome:
         ahead = claims.taken(msg)
         if ahead is not None:
-            key, value, got = ahead
+            key, got = ahead
         else:
-            key, value = claims.key_of(msg), claims.value(msg.entry_id)
-            got = await claims.claim(key, value)
+            key = claims.key_of(msg)
+            got = await claims.claim(key, msg.entry_id)
         if got.claim is Claim.DONE:
             return DUPLICATE
         if got.claim is Claim.BUSY:
@@ -342,7 +346,7 @@ def wrap(
         try:
             result = await call_next(msg)
         except BaseException:
-            claims.release(key, value)
+            claims.release(key, msg.entry_id)
             raise
         return Commit(key, tuple(result.items) if isinstance(result, Effects) else ())
 

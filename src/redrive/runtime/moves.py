@@ -26,7 +26,7 @@ from redrive.core.decision import (
     decide_failure,
     verdict_of,
 )
-from redrive.core.fields import DELAY_MS, IDEMPOTENCY_KEY, REPLAYED_MS
+from redrive.core.fields import DELAY_MS, IDEMPOTENCY_DONE, IDEMPOTENCY_KEY, REPLAYED_MS
 from redrive.core.ids import stream_id_ms
 from redrive.core.message import Message
 from redrive.core.records import Failure, dead_record, retry_record
@@ -38,7 +38,7 @@ from redrive.runtime.stats import Stats
 from redrive.store import calls
 from redrive.store.calls import Call, DeadLetterResult, Fence
 from redrive.store.keys import StreamKeys
-from redrive.store.keys import idempotency as idempotency_key
+from redrive.store.keys import idempotency_done
 
 if TYPE_CHECKING:
     from redrive.runtime.tracing import ConsumerTracing
@@ -297,7 +297,8 @@ class Settler:
             key = self.spec.idempotency.key_of(msg)
         except ConfigError:
             return []
-        return [IDEMPOTENCY_KEY.name, idempotency_key(self.spec.stream, self.spec.group, key)]
+        done = idempotency_done(self.spec.stream, self.spec.group)
+        return [IDEMPOTENCY_KEY.name, key, IDEMPOTENCY_DONE.name, done]
 
     def _failure(self, error_type: str, error_class: str, message: str) -> Failure:
         return Failure(

@@ -21,6 +21,7 @@ from redrive.runtime.idempotency import (
     Commit,
     Duplicate,
     EffectError,
+    Effects,
     effects_of,
 )
 from redrive.runtime.moves import Settler
@@ -59,11 +60,18 @@ class Outcomes:
         self.ttl_ms = idem.ttl_ms() if idem is not None else None
         self.parked = 0  # entries waiting for another consumer's claim to end
 
-    def settle(self, item: Item, msg: Message, result: Any) -> Settled:
+    def settle(self, item: Item, msg: Message, result: Any, own_key: bool = False) -> Settled:
         """Settle the run of ``item``'s entry: :data:`RAN` (the lane counts a success),
         :data:`SKIPPED` (a duplicate: nothing ran) or :data:`PARKED` (it waits for
-        another run's claim; the lane must not finish it in the buffer)."""
+        another run's claim; the lane must not finish it in the buffer). ``own_key``: a
+        run of the plain handler whose claim was implicit, keyed on its entry id."""
         source, entry_id = item[0], item[1]
+        if own_key:
+            if result is None:  # the common case first
+                self.batcher.ack_done(source, entry_id, entry_id)
+                self.stats.committed += 1
+                return RAN
+            result = Commit(entry_id, tuple(result.items) if isinstance(result, Effects) else ())
         if type(result) is Commit and result.key is not None and not result.effects:
             self.batcher.ack_done(source, entry_id, result.key)  # the common case first
             self.stats.committed += 1
@@ -109,9 +117,11 @@ class Outcomes:
         self.buffer.unpark(item)
 
     def _commit(self, source: Source, entry_id: bytes, msg: Message, c: Commit) -> Move:
+        claims = self.claims
+        keyed = None if c.key is None or claims is None else (claims.done_key, claims.claims_key, c.key)
         call = commit(stream=source.key, group=self.spec.group, consumer=self.batcher.consumer,
-                      delete=source.trusted, entry_id=entry_id, key=c.key, ttl_ms=self.ttl_ms,
-                      effects=c.effects)  # fmt: skip
+                      delete=source.trusted, entry_id=entry_id, idempotency=keyed,
+                      ttl_ms=self.ttl_ms, effects=c.effects)  # fmt: skip
         stats = self.stats
 
         def done(outcome: Committed) -> None:
@@ -127,8 +137,8 @@ class Outcomes:
                 stats.stale_acks += 1
 
         def failed(exc: Exception) -> None:
-            if c.key is not None and self.claims is not None:
-                self.claims.release(c.key, self.claims.value(msg.entry_id))
+            if c.key is not None and claims is not None:
+                claims.release(c.key, msg.entry_id)
             error = EffectError(f"the handler's effects could not be applied: {exc}")
             self.settler.failed(source, msg, error, 0.0)
 

@@ -45,8 +45,9 @@ _WORKER = (
     "zadd", "zrem", "hincrby", "hdel", "hset", "expire", "sadd",
     # the consumer name lease (runtime/liveness.py, the heartbeat script)
     "get", "set",
-    # idempotency claims: renewed, and released when a run fails (runtime/idempotency.py)
-    "pexpire", "del",
+    # idempotency (runtime/idempotency.py): claims (a hash with leases on the server's
+    # clock), done marks (a sorted set, the ended ones trimmed), effects that expire/delete
+    "time", "zmscore", "zscore", "zcount", "zremrangebyrank", "hrandfield", "pexpire", "del",
     # a stopping worker ends its own blocked reads at once (runtime/reader.py, Reader.stop)
     "client|id", "client|unblock",
 )  # fmt: skip

@@ -1,11 +1,13 @@
 """Typed calls of the idempotency scripts (claim, release, ack-and-mark-done, commit) and
 of the publish dedupe fallback; see :mod:`redrive.store.calls` for how calls are run.
 
-A claim's value names the run: ``c:<consumer>:<entry id>``. Consumer names are unique
-while they live (their lease, ``runtime/liveness.py``), so "this claim is mine" survives
-a restart (the entry is re-read under the same name), while another entry with the same
-key, even in the same consumer, finds the key busy. Done marks are ``d:<entry id>`` (the
-entry whose run made the effect).
+A group's idempotency state is two keys in its stream's slot (``store/keys.py``): the
+done marks, a sorted set of keys scored by when each mark ends (``inf``: for good), and
+the claims, a hash of key -> ``<until ms>:<consumer>:<entry id>`` (the lease and the
+run). Consumer names are unique while they live (their lease, ``runtime/liveness.py``),
+so "this claim is mine" survives a restart (the entry is re-read under the same name),
+while another entry with the same key, even in the same consumer, finds the key busy.
+Two keys, not one per message: a batch costs a handful of calls, whatever its size.
 """
 
 from __future__ import annotations
@@ -24,11 +26,6 @@ EFFECT_COMMANDS = frozenset({
     "INCRBY", "INCRBYFLOAT", "HINCRBY", "HINCRBYFLOAT", "HSET", "SET", "SADD", "SREM",
     "ZADD", "ZINCRBY", "RPUSH", "LPUSH", "XADD", "PFADD", "EXPIRE", "PEXPIRE", "DEL",
 })  # fmt: skip
-
-
-def claim_value(consumer: str, entry_id: Id) -> str:
-    """What the claim of ``consumer``'s run of ``entry_id`` holds."""
-    return f"c:{consumer}:{entry_id.decode() if isinstance(entry_id, bytes) else entry_id}"
 
 
 class Claim(enum.Enum):
@@ -66,24 +63,36 @@ class Effect:
     args: tuple[Arg, ...]
 
 
-def claim(*, keys: Sequence[Id], values: Sequence[Id], lease_ms: int) -> Call[list[ClaimResult]]:
-    """Claim each of ``keys`` with its run's claim value (:func:`claim_value`) for
-    ``lease_ms``: each one claimed, done or busy."""
+def claim(
+    *, claims: str, done: str, consumer: str, keys: Sequence[Id], entry_ids: Sequence[Id],
+    lease_ms: int,
+) -> Call[list[ClaimResult]]:
+    """Claim each of ``keys`` for ``consumer``'s run of the entry in ``entry_ids`` at the
+    same place, for ``lease_ms``: each one claimed, done or busy."""
     s = scripts().idem_claim
-    command: tuple[Arg, ...] = ("EVALSHA", s.sha, len(keys), *keys, lease_ms, *values)
-    return Call(s, command, _claims)
+    args: list[Arg] = [lease_ms, consumer]
+    for key, entry_id in zip(keys, entry_ids, strict=True):
+        args += (key, entry_id)
+    return Call(s, ("EVALSHA", s.sha, 2, claims, done, *args), _claims)
 
 
-def release(*, keys: Sequence[Id], values: Sequence[Id]) -> Call[int]:
-    """Release the claims of ``keys`` that still hold ``values`` (failed runs: their
-    retries must run)."""
+def release(
+    *, claims: str, consumer: str, keys: Sequence[Id], entry_ids: Sequence[Id]
+) -> Call[int]:
+    """Release the claims of ``keys`` that ``consumer``'s runs of ``entry_ids`` still hold
+    (failed runs: their retries must run)."""
     s = scripts().idem_release
-    return Call(s, ("EVALSHA", s.sha, len(keys), *keys, *values), int)
+    args: list[Arg] = [consumer]
+    for key, entry_id in zip(keys, entry_ids, strict=True):
+        args += (key, entry_id)
+    return Call(s, ("EVALSHA", s.sha, 1, claims, *args), int)
 
 
 def ack_done(
     *,
     stream: str,
+    done: str,
+    claims: str,
     group: str,
     consumer: str,
     delete: bool,
@@ -91,11 +100,11 @@ def ack_done(
     ids: Sequence[Id],
     keys: Sequence[Id],
 ) -> Call[AckResult]:
-    """Ack the ``ids`` ``consumer`` still owns and mark each one's key (``keys``, in the
-    same order) done for ``ttl_ms`` (``None``: for good), in one step."""
+    """Ack the ``ids`` ``consumer`` still owns and mark each one's idempotency key
+    (``keys``, in the same order) done for ``ttl_ms`` (``None``: for good), in one step."""
     s = scripts().ack_done
-    command = ("EVALSHA", s.sha, 1 + len(keys), stream, *keys, group, consumer,
-               "1" if delete else "0", ttl_ms or 0, *ids)  # fmt: skip
+    command = ("EVALSHA", s.sha, 3, stream, done, claims, group, consumer,
+               "1" if delete else "0", ttl_ms or 0, *ids, *keys)  # fmt: skip
     return Call(s, command, _ack)
 
 
@@ -106,20 +115,23 @@ def commit(
     consumer: str,
     delete: bool,
     entry_id: Id,
-    key: Id | None,
+    idempotency: tuple[str, str, Id] | None,
     ttl_ms: int | None,
     effects: Sequence[Effect],
 ) -> Call[Committed]:
-    """Apply ``effects``, mark ``key`` done (if any) and ack ``entry_id``, in one step."""
+    """Apply ``effects``, mark the key done (if any) and ack ``entry_id``, in one step.
+
+    ``idempotency`` is ``(done marks, claims, key)``; ``None`` for a handler without.
+    """
     s = scripts().commit
     effect_keys = list(dict.fromkeys(e.key for e in effects))
-    index = {k: i for i, k in enumerate(effect_keys, start=3)}
+    index = {k: i for i, k in enumerate(effect_keys, start=4)}
+    done, claims, key = idempotency or (stream, stream, "")
     args: list[Arg] = [group, consumer, "1" if delete else "0", entry_id,
-                       "0" if key is None else "1", ttl_ms or 0,
-                       claim_value(consumer, entry_id)]  # fmt: skip
+                       "0" if idempotency is None else "1", ttl_ms or 0, key]  # fmt: skip
     for effect in effects:
         args += [effect.command, index[effect.key], len(effect.args), *effect.args]
-    keys = [stream, stream if key is None else key, *effect_keys]
+    keys = [stream, done, claims, *effect_keys]
     return Call(s, ("EVALSHA", s.sha, len(keys), *keys, *args), Committed)
 
 
@@ -159,5 +171,5 @@ def _published(reply: Any) -> tuple[bool, str]:
 
 __all__ = [
     "EFFECT_COMMANDS", "Claim", "ClaimResult", "Committed", "Effect", "ack_done", "claim",
-    "claim_value", "commit", "publish_dedupe", "release",
+    "commit", "publish_dedupe", "release",
 ]  # fmt: skip

@@ -176,11 +176,17 @@ def replay_copy(target: str, ref: str) -> str:
 # -- idempotency (issue 15) --------------------------------------------------------------
 
 
-def idempotency(stream: str, group: str, key: str) -> str:
-    """String: the claim (``c:<consumer>:<entry id>``, with a lease) or the done mark (``d:<entry
-    id>``, with the TTL) of idempotency key ``key`` of ``group`` on ``stream``. In the
-    slot of ``S`` and ``retry:{S}``, so one script acks the entry and marks it done."""
-    return f"{PREFIX}idem:{hash_tag(stream)}:{group}:{key}"
+def idempotency_done(stream: str, group: str) -> str:
+    """Sorted set: the done marks of ``group`` on ``stream``, idempotency key -> when the
+    mark ends (ms; ``inf``: for good). In the slot of ``S`` and ``retry:{S}``, so one
+    script acks an entry and marks its key done."""
+    return f"{PREFIX}idem:{hash_tag(stream)}:{group}:done"
+
+
+def idempotency_claims(stream: str, group: str) -> str:
+    """Hash: the claims of ``group`` on ``stream``, idempotency key -> ``<until ms>:<consumer>:<entry
+    id>`` (the lease and the run that holds it), in the same slot."""
+    return f"{PREFIX}idem:{hash_tag(stream)}:{group}:claims"
 
 
 def publish_dedupe(stream: str, dedupe_id: str) -> str:

@@ -42,3 +42,67 @@ local function owned_among(key, group, consumer, from, to)
   end
   return owned
 end
+
+-- now_ms() is the server's clock in ms. Scripts replicate their effects, so reading the
+-- clock is safe, and every consumer measures leases and TTLs on one clock.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- many(cmd, key, list) runs `cmd key list...` in calls of at most 1,000 arguments (Lua's
+-- unpack stops near 8,000) and returns the replies' items joined (or their counts summed).
+-- Pairs stay whole.
+local function many(cmd, key, list)
+  local n = #list
+  if n <= 1000 then return redis.call(cmd, key, unpack(list)) end
+  local out, count = {}, 0
+  for i = 1, n, 1000 do
+    local r = redis.call(cmd, key, unpack(list, i, math.min(i + 999, n)))
+    if type(r) == 'table' then
+      for j = 1, #r do out[#out + 1] = r[j] end
+    else
+      count = count + r
+    end
+  end
+  if #out == 0 then return count end  -- a count (HSET, HDEL, ZADD): the sum
+  return out
+end
+
+-- Idempotency (runtime/idempotency.py). A group's done marks are one sorted set, key ->
+-- until when (ms; 'inf': for good); its claims one hash, key -> '<until ms>:<run>', where
+-- a run is '<consumer>:<entry id>'. A handful of calls per batch, not a key per message.
+
+-- is_done(score, now): whether a done mark's score (ZSCORE/ZMSCORE) still holds.
+local function is_done(score, now)
+  return score and (score == 'inf' or tonumber(score) > now)
+end
+
+-- claim_left(v, run, now): the ms claim `v` (an HGET) of another run still holds; 0 when
+-- there is none, it has ended, or it is `run`'s own.
+local function claim_left(v, run, now)
+  if not v then return 0 end
+  local e, who = string.match(v, '^(%d+):(.*)$')
+  if who == run then return 0 end
+  local left = (tonumber(e) or 0) - now
+  return left > 0 and left or 0
+end
+
+-- mark_done(done, claims, ttl, now, keys): mark `keys` done for `ttl` ms ('0': for good),
+-- drop their claims, and forget the oldest marks that have ended (1,000 at most a call,
+-- more than any call adds, so the set never holds many ended ones).
+local function mark_done(done, claims, ttl, now, ks)
+  local score = ttl == '0' and 'inf' or tostring(now + tonumber(ttl))
+  local marks = {}
+  for i = 1, #ks do
+    marks[2 * i - 1] = score
+    marks[2 * i] = ks[i]
+  end
+  many('ZADD', done, marks)
+  many('HDEL', claims, ks)
+  local first = redis.call('ZRANGE', done, 0, 0, 'WITHSCORES')[2]
+  if first and first ~= 'inf' and tonumber(first) <= now then
+    local ended = redis.call('ZCOUNT', done, '-inf', now)
+    redis.call('ZREMRANGEBYRANK', done, 0, math.min(ended, 1000) - 1)
+  end
+end

@@ -1,13 +1,14 @@
 -- commit: a run's Redis effects, its idempotency key marked done, and the ack of its entry,
 -- in one step, fenced: the effects happen exactly when the entry is acked.
 -- KEYS[1] = stream: the stream the entry was read from (source or retry stream)
--- KEYS[2] = the idempotency key, or the stream again when the handler has none
--- KEYS[3..] = the keys the effects write
+-- KEYS[2] = the group's done marks (sorted set), KEYS[3] = its claims (hash); both the
+--           stream again when the handler has no idempotency
+-- KEYS[4..] = the keys the effects write
 -- ARGV[1] = group, ARGV[2] = consumer, ARGV[3] = delete ('1': XDEL, retry streams)
 -- ARGV[4] = entry id
--- ARGV[5] = '1' when KEYS[2] is an idempotency key, else '0'
--- ARGV[6] = how long a done key is kept, ms ('0': for good)
--- ARGV[7] = the run's claim value ('c:<consumer>:<entry id>')
+-- ARGV[5] = '1' when the handler has idempotency, else '0'
+-- ARGV[6] = how long a done mark is kept, ms ('0': for good)
+-- ARGV[7] = the idempotency key
 -- ARGV[8..] = the effects, each: command, index of its key in KEYS, number of
 --             arguments n, then the n arguments
 -- Returns  1 committed;  0 the entry is not pending (nothing done);
@@ -23,13 +24,16 @@ local WRITES = {INCRBY = 'string', INCRBYFLOAT = 'string', HINCRBY = 'hash',
 local key, group, consumer, delete, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local o = owner(key, group, consumer, id)
 if o ~= 1 then return o end
-if ARGV[5] == '1' then
-  local v = redis.call('GET', KEYS[2])
-  if v and string.sub(v, 1, 2) == 'd:' then
+local keyed, now = ARGV[5] == '1', 0
+if keyed then
+  now = now_ms()
+  if is_done(redis.call('ZSCORE', KEYS[2], ARGV[7]), now) then
     settle(key, group, delete, id)
     return 2
   end
-  if v and v ~= ARGV[7] then return 3 end
+  if claim_left(redis.call('HGET', KEYS[3], ARGV[7]), consumer .. ':' .. id, now) > 0 then
+    return 3
+  end
 end
 local i = 8
 while i <= #ARGV do
@@ -48,9 +52,6 @@ while i <= #ARGV do
   redis.call(cmd, k, unpack(ARGV, i + 3, i + 2 + n))
   i = i + 3 + n
 end
-if ARGV[5] == '1' then
-  if ARGV[6] == '0' then redis.call('SET', KEYS[2], 'd:' .. id)
-  else redis.call('SET', KEYS[2], 'd:' .. id, 'PX', ARGV[6]) end
-end
+if keyed then mark_done(KEYS[2], KEYS[3], ARGV[6], now, {ARGV[7]}) end
 settle(key, group, delete, id)
 return 1

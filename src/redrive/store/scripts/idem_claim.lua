@@ -1,30 +1,46 @@
--- idem_claim: claim idempotency keys before their handler runs (a lease).
--- KEYS[1..n] = idempotency keys (redrive:idem:{S}:<group>:<key>)
--- ARGV[1] = the lease, ms
--- ARGV[2..n+1] = each key's claim value: 'c:<consumer>:<entry id>' (the run that claims)
+-- idem_claim: claim idempotency keys before their runs (a lease each).
+-- KEYS[1] = the group's claims (hash: key -> '<until ms>:<consumer>:<entry id>')
+-- KEYS[2] = the group's done marks (sorted set: key -> until ms)
+-- ARGV[1] = the lease, ms; ARGV[2] = consumer
+-- ARGV[3..] = pairs: an idempotency key, the entry id of the run that claims it
 -- Returns one integer per key:
---    0  claimed: free, expired, or already this very run's (re-read after a restart)
+--    0  claimed: free, ended, or already this very run's (re-read after a restart)
 --   -1  done: a run of this key succeeded; ack the entry without running it
 --   >0  claimed by another run (another consumer's, or another entry of the same key)
 --       for that many more ms: leave the entry pending
-local lease = ARGV[1]
-local out = {}
-for i, k in ipairs(KEYS) do
-  local claim = ARGV[i + 1]
-  -- The common case, a key never seen, costs one SET.
-  if redis.call('SET', k, claim, 'NX', 'PX', lease) then
-    out[i] = 0
+-- Three calls whatever the number of keys (and one that drops up to two ended claims at
+-- random: a claim whose entry never runs again, trimmed away, would stay for good).
+local claims, done, lease, consumer = KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2]
+local now = now_ms()
+local n = (#ARGV - 2) / 2
+local ks = {}
+for i = 1, n do ks[i] = ARGV[2 * i + 1] end
+local marks = many('ZMSCORE', done, ks)
+local held = many('HMGET', claims, ks)
+local value = (now + lease) .. ':' .. consumer .. ':'
+local out, sets, taken = {}, {}, {}
+for i = 1, n do
+  if is_done(marks[i], now) then
+    out[i] = -1
   else
-    local v = redis.call('GET', k)
-    if v == claim then
-      redis.call('PEXPIRE', k, lease)
-      out[i] = 0
-    elseif string.sub(v, 1, 2) == 'd:' then
-      out[i] = -1
+    local k, run = ks[i], consumer .. ':' .. ARGV[2 * i + 2]
+    local left = claim_left(taken[k] or held[i], run, now)
+    if left > 0 then
+      out[i] = left
     else
-      local left = redis.call('PTTL', k)
-      out[i] = left > 0 and left or 1
+      out[i] = 0
+      local v = value .. ARGV[2 * i + 2]
+      taken[k] = v  -- a second entry of this key in the same call finds it claimed
+      sets[#sets + 1] = k
+      sets[#sets + 1] = v
     end
+  end
+end
+if #sets > 0 then many('HSET', claims, sets) end
+local sample = redis.call('HRANDFIELD', claims, 2, 'WITHVALUES')
+for i = 1, #sample, 2 do
+  if not taken[sample[i]] and claim_left(sample[i + 1], '', now) == 0 then
+    redis.call('HDEL', claims, sample[i])
   end
 end
 return out
