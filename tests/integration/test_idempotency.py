@@ -7,9 +7,13 @@ import json
 from collections import Counter
 
 import pytest
+import redis
 import redis.asyncio
+from prometheus_client import generate_latest
 
 from redrive import App, ConfigError, Effects, Idempotency, Message, RetryPolicy
+from redrive.monitoring.collector import collect
+from redrive.monitoring.prometheus import ClusterCollector, registry_of
 from redrive.runtime.stats import LIVE
 from redrive.store.keys import idempotency_claims, idempotency_done
 from tests.integration.helpers import dead_letters, pending, running, until
@@ -58,6 +62,26 @@ async def test_a_duplicate_message_is_acked_without_running(
     assert DAY * 1000 - 60_000 < left <= DAY * 1000
     assert await aredis.zcard(idempotency_done(stream, "pay")) == 3
     assert await aredis.hlen(idempotency_claims(stream, "pay")) == 0
+
+
+async def test_the_keys_tracked_are_a_gauge_of_the_group(
+    redis_url: str, prefix: str, aredis: redis.asyncio.Redis, r: redis.Redis
+) -> None:
+    stream = f"{prefix}payments"
+    app = App()
+
+    @app.handler(stream, group="pay", idempotency=KEYED, dlq_max_age=DAY / 2)
+    async def charge(msg: Message) -> None:
+        pass
+
+    await publish(aredis, stream, "o-1", "o-2", "o-1", "o-3")
+    async with running(app, redis_url):
+        await until(_settled(aredis, stream, "pay"), what="nothing pending")
+
+    [group] = collect(r, [stream]).streams[0].groups
+    assert group.idempotency_keys == 3
+    text = generate_latest(registry_of(ClusterCollector(lambda: collect(r, [stream])))).decode()
+    assert f'redrive_idempotency_keys_tracked{{group="pay",stream="{stream}"}} 3.0' in text
 
 
 async def test_a_failed_first_attempt_is_retried_and_succeeds(

@@ -29,9 +29,6 @@ from redrive.monitoring.window import summarize, window_start
 from redrive.store import keys
 from redrive.store.connection import permission_hint
 
-#: Replies of the per-group pipeline, in order.
-_GROUP_REPLIES = 10
-
 
 @dataclass(frozen=True, slots=True)
 class CollectOptions:
@@ -103,9 +100,10 @@ def _group(
     pipe.xlen(k.retry)
     pipe.hgetall(k.stats)
     pipe.xrange(keys.metrics(stream, group), min=window_start(now_ms, opts.window))
+    pipe.zcard(keys.idempotency_done(stream, group))
     replies = [None if isinstance(r, Exception) else r for r in pipe.execute(raise_on_error=False)]
     main, retry = replies[0:3], replies[3:6]
-    zcard, first_due, ready, counters, entries = replies[6:11]
+    zcard, first_due, ready, counters, entries, marks = replies[6:12]
     window = summarize(entries or [], now_ms, opts.window)
     return GroupSnapshot(
         stream=stream,
@@ -119,6 +117,7 @@ def _group(
         retry_ready=int(ready or 0),
         counters={text(f): int(v) for f, v in (counters or {}).items()},
         window=window,
+        idempotency_keys=int(marks or 0),
     )
 
 

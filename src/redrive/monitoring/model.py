@@ -74,6 +74,8 @@ class GroupSnapshot:
     retry_ready: int
     counters: dict[str, int]
     window: WindowStats
+    #: Idempotency keys marked done (``redrive:idem:{S}:<group>:done``; 0 without).
+    idempotency_keys: int = 0
 
     @property
     def dead_consumers(self) -> tuple[ConsumerInfo, ...]:

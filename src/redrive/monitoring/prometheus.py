@@ -215,6 +215,8 @@ def _group_gauges(f: Families, values: list[str], g: GroupSnapshot, window: floa
          None if g.oldest_pending_idle_ms is None else g.oldest_pending_idle_ms / 1000),
         ("redrive_retry_scheduled_messages", "Retries waiting for their time.", g.retry_scheduled),
         ("redrive_retry_ready_messages", "Retries due, not yet settled.", g.retry_ready),
+        ("redrive_idempotency_keys_tracked", "Idempotency keys marked done, kept for their TTL.",
+         g.idempotency_keys),
         ("redrive_retry_next_due_timestamp_seconds", "Due time of the next retry.",
          None if g.retry_next_due_ms is None else g.retry_next_due_ms / 1000),
         ("redrive_handler_error_ratio", f"Failed / all handler runs over {window:g} s.",

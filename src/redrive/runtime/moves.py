@@ -37,8 +37,7 @@ from redrive.runtime.source import Source
 from redrive.runtime.stats import Stats
 from redrive.store import calls
 from redrive.store.calls import Call, DeadLetterResult, Fence
-from redrive.store.keys import StreamKeys
-from redrive.store.keys import idempotency_done
+from redrive.store.keys import StreamKeys, idempotency_done
 
 if TYPE_CHECKING:
     from redrive.runtime.tracing import ConsumerTracing

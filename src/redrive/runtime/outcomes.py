@@ -118,7 +118,9 @@ class Outcomes:
 
     def _commit(self, source: Source, entry_id: bytes, msg: Message, c: Commit) -> Move:
         claims = self.claims
-        keyed = None if c.key is None or claims is None else (claims.done_key, claims.claims_key, c.key)
+        keyed = None
+        if c.key is not None and claims is not None:
+            keyed = (claims.done_key, claims.claims_key, c.key)
         call = commit(stream=source.key, group=self.spec.group, consumer=self.batcher.consumer,
                       delete=source.trusted, entry_id=entry_id, idempotency=keyed,
                       ttl_ms=self.ttl_ms, effects=c.effects)  # fmt: skip

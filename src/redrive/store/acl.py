@@ -53,7 +53,7 @@ _WORKER = (
 )  # fmt: skip
 _TRANSACTIONS = ("multi", "exec", "watch", "unwatch", "discard")
 # The dashboard's snapshots and supervised jobs (dlq/snapshot.py, dlq/jobs*.py) as well.
-_OPERATOR = (*_WORKER, *_TRANSACTIONS, "rpush", "srem", "hsetnx", "persist", "time")
+_OPERATOR = (*_WORKER, *_TRANSACTIONS, "rpush", "srem", "hsetnx", "persist")
 # redrive health claims each state change with WATCH/MULTI/HSET/EXEC (monitoring/alerts.py).
 _MONITOR = (*_CONNECT, *_READ, *_TRANSACTIONS)
 

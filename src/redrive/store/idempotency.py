@@ -64,7 +64,12 @@ class Effect:
 
 
 def claim(
-    *, claims: str, done: str, consumer: str, keys: Sequence[Id], entry_ids: Sequence[Id],
+    *,
+    claims: str,
+    done: str,
+    consumer: str,
+    keys: Sequence[Id],
+    entry_ids: Sequence[Id],
     lease_ms: int,
 ) -> Call[list[ClaimResult]]:
     """Claim each of ``keys`` for ``consumer``'s run of the entry in ``entry_ids`` at the

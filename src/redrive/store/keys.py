@@ -184,8 +184,8 @@ def idempotency_done(stream: str, group: str) -> str:
 
 
 def idempotency_claims(stream: str, group: str) -> str:
-    """Hash: the claims of ``group`` on ``stream``, idempotency key -> ``<until ms>:<consumer>:<entry
-    id>`` (the lease and the run that holds it), in the same slot."""
+    """Hash: the claims of ``group`` on ``stream``, idempotency key ->
+    ``<until ms>:<consumer>:<entry id>`` (the lease and the run holding it), same slot."""
     return f"{PREFIX}idem:{hash_tag(stream)}:{group}:claims"
 
 
