@@ -109,6 +109,36 @@ async def test_a_failed_first_attempt_is_retried_and_succeeds(
     assert stats_of(stream).get("duplicates", 0) == 0
 
 
+async def test_a_new_entry_keyed_on_its_id_claims_nothing_in_redis_and_its_retry_does(
+    redis_url: str, prefix: str, aredis: redis.asyncio.Redis
+) -> None:
+    # No other entry can hold a new entry's own id as its key, so its pending entry is
+    # its claim; the retry (in the retry stream, same key) claims in the claims hash.
+    stream = f"{prefix}payments"
+    claims = idempotency_claims(stream, "pay")
+    app = App()
+    seen: list[tuple[int, str, bytes | None]] = []
+
+    @app.handler(stream, group="pay", idempotency=Idempotency(ttl=DAY), dlq_max_age=DAY / 2,
+                 retry=RetryPolicy(max_retries=3, base_delay=0.05))  # fmt: skip
+    async def flaky(msg: Message) -> None:
+        seen.append((msg.attempt, msg.entry_id, await aredis.hget(claims, msg.id)))
+        if msg.attempt == 1:
+            raise ConnectionError("gateway down")
+
+    [entry] = await publish(aredis, stream, "o-1")
+    async with running(app, redis_url):
+        await until(lambda: len(seen) == 2, what="the retry ran")
+        await until(_settled(aredis, stream, "pay"), what="nothing pending")
+
+    (first, _, unclaimed), (second, retry_id, claim) = seen
+    assert first == 1 and unclaimed is None
+    assert second == 2 and claim is not None and claim.decode().endswith(f":{retry_id}")
+    assert await aredis.zscore(idempotency_done(stream, "pay"), entry) is not None
+    assert await aredis.hlen(claims) == 0  # the retry's claim went with its done mark
+    assert stats_of(stream)["committed"] == 1
+
+
 async def test_two_workers_racing_on_one_key_one_runs_the_other_waits(
     redis_url: str, prefix: str, aredis: redis.asyncio.Redis
 ) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from pytest import MonkeyPatch
+
+from redrive.runtime import buffer as buffer_module
 from redrive.runtime.buffer import Buffer, ReadBudget
 from tests.unit.runtime.fakes import MAIN, RETRY, entries
 
@@ -42,6 +45,31 @@ def test_dropping_entries_lost_to_another_consumer_keeps_the_rest() -> None:
     assert buffer.queue is queue  # in place: the lanes hold a reference
     assert [(s.key, i) for s, i, _, _ in buffer.queue] == [("orders", b"1-0"), (RETRY.key, b"2-0")]
     assert not buffer.holds(MAIN, b"2-0") and buffer.holds(RETRY, b"2-0")
+
+
+def test_fresh_ids_are_the_new_source_entries_and_any_other_way_in_takes_one_out() -> None:
+    # An idempotent handler's new entries keyed on their own id claim implicitly; an
+    # entry re-delivered, reclaimed or lost to another consumer claims in Redis.
+    buffer = Buffer((MAIN, RETRY))
+    buffer.add(MAIN, entries("1-0"), now=1.0)
+    assert buffer.fresh is None  # off unless the handler's claims are implicit
+    buffer.fresh = set()
+    buffer.add(MAIN, entries("2-0", "3-0", "4-0", "5-0"), now=1.0)
+    buffer.add(RETRY, entries("6-0"), now=1.0)  # a retry is never fresh
+    assert buffer.fresh == {b"2-0", b"3-0", b"4-0", b"5-0"}
+
+    buffer.add_recovered(MAIN, b"2-0", [b"data", b"{}"], 2.0, suspect=False)
+    buffer.drop(MAIN, {b"3-0"})
+    buffer.settled(MAIN, b"4-0", 10)
+    assert buffer.fresh == {b"5-0"}
+
+
+def test_fresh_ids_of_entries_that_never_ran_here_are_bounded(monkeypatch: MonkeyPatch) -> None:
+    monkeypatch.setattr(buffer_module, "MAX_FRESH", 3)
+    buffer = Buffer((MAIN, RETRY))
+    buffer.fresh = {b"0-1", b"0-2", b"0-3", b"0-4"}  # e.g. reclaimed away while paused
+    buffer.add(MAIN, entries("1-0", "2-0"), now=1.0)
+    assert buffer.fresh == {b"1-0", b"2-0"}  # the old ones only lose the shortcut
 
 
 async def test_the_reader_waits_for_room_until_a_lane_finishes() -> None:

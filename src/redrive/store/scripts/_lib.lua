@@ -69,6 +69,12 @@ local function many(cmd, key, list)
   return out
 end
 
+-- settle_all(key, group, delete, ids) is settle() of a list of ids, 1,000 a call.
+local function settle_all(key, group, delete, ids)
+  local n = #ids
+  for i = 1, n, 1000 do settle(key, group, delete, unpack(ids, i, math.min(i + 999, n))) end
+end
+
 -- Idempotency (runtime/idempotency.py). A group's done marks are one sorted set, key ->
 -- until when (ms; 'inf': for good); its claims one hash, key -> '<until ms>:<run>', where
 -- a run is '<consumer>:<entry id>'. A handful of calls per batch, not a key per message.

@@ -16,5 +16,5 @@ for i = 4, #ARGV do
   elseif o == -1 then fenced[#fenced + 1] = id
   else gone[#gone + 1] = id end
 end
-if m > 0 then settle(key, group, delete, unpack(mine, 1, m)) end
+if m > 0 then settle_all(key, group, delete, mine) end
 return {m, fenced, gone}

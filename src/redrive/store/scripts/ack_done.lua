@@ -25,5 +25,5 @@ for i = 5, n + 4 do
   end
 end
 if #ks > 0 then mark_done(KEYS[2], KEYS[3], ttl, now_ms(), ks) end
-if m > 0 then settle(key, group, delete, unpack(mine, 1, m)) end
+if m > 0 then settle_all(key, group, delete, mine) end
 return {m, fenced, gone}
