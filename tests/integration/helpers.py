@@ -62,3 +62,9 @@ async def pending(r: redis.asyncio.Redis, stream: str, group: str) -> int:
         if await r.exists(key):
             total += (await r.xpending(key, group))["pending"]
     return total
+
+
+async def held_claims(r: redis.asyncio.Redis, claims: str) -> list[bytes]:
+    """The idempotency keys claimed in the claims hash ``claims``, sorted (without the
+    field ``''`` that keeps the hash a hash table; ``idem_claim.lua``)."""
+    return sorted(k for k in await r.hkeys(claims) if k)

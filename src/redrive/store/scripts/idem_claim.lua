@@ -10,6 +10,10 @@
 --       for that many more ms: leave the entry pending
 -- Three calls whatever the number of keys (and one that drops up to two ended claims at
 -- random: a claim whose entry never runs again, trimmed away, would stay for good).
+-- The field '' (no key is empty) holds a value longer than hash-max-listpack-value (64
+-- bytes): the hash is a hash table from its first claim and, never emptied, stays one.
+-- As a listpack (up to 512 fields) each field is searched for one by one: 2.6 us a
+-- claimed field at a read's size, 5 us a field for claim and release together.
 local claims, done, lease, consumer = KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2]
 local now = now_ms()
 local n = (#ARGV - 2) / 2
@@ -36,11 +40,16 @@ for i = 1, n do
     end
   end
 end
-if #sets > 0 then many('HSET', claims, sets) end
+if #sets > 0 then
+  sets[#sets + 1] = ''
+  sets[#sets + 1] = 'redrive: this field keeps the claims a hash table (its value is over 64 bytes)'
+  many('HSET', claims, sets)
+end
 local sample = redis.call('HRANDFIELD', claims, 2, 'WITHVALUES')
 for i = 1, #sample, 2 do
-  if not taken[sample[i]] and claim_left(sample[i + 1], '', now) == 0 then
-    redis.call('HDEL', claims, sample[i])
+  local k = sample[i]
+  if k ~= '' and not taken[k] and claim_left(sample[i + 1], '', now) == 0 then
+    redis.call('HDEL', claims, k)
   end
 end
 return out
