@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -57,8 +58,12 @@ def test_chaos_scenario_loses_nothing_and_explains_every_duplicate() -> None:
 @pytest.mark.timeout(150)
 def test_a_build_that_acks_before_handling_is_caught_losing_messages() -> None:
     # The broken build never settles (its crashes strand entries), so the bounded drain
-    # would run to its deadline: a short one is enough to see the loss.
-    scenario = load_scenario("chaos").with_overrides(messages=CHAOS_MESSAGES, drain_timeout=10.0)
+    # would run to its deadline: a short one is enough to see the loss. So are the faults
+    # of the first 8 s (a kill -9 at 1 s strands what it acked ahead), with their load.
+    full = load_scenario("chaos")
+    early = tuple(fault for fault in full.chaos if fault.at + fault.duration <= 8.0)
+    assert any(fault.kind == "kill_worker" for fault in early)
+    scenario = replace(full, chaos=early).with_overrides(messages=2000, drain_timeout=5.0)
 
     report = run_simulation(scenario, SimOptions(worker_env={ENV_BROKEN: "ack-first"}))
 

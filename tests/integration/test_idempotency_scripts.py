@@ -33,7 +33,10 @@ async def _claim(
 
 async def _delivered(r: redis.asyncio.Redis, stream: str, n: int) -> list[bytes]:
     await r.xgroup_create(stream, "g", id="0", mkstream=True)
-    ids = [await r.xadd(stream, {"data": b"{}"}) for _ in range(n)]
+    pipe = r.pipeline(transaction=False)
+    for _ in range(n):
+        pipe.xadd(stream, {"data": b"{}"})
+    ids: list[bytes] = await pipe.execute()
     await r.xreadgroup("g", "mine", {stream: ">"})
     return ids
 
