@@ -32,6 +32,20 @@ from redrive.store.keys import StreamKeys
 #: up to 7 beside a CPU busy-loop; as often on the code before issue 15's last change).
 #: It is counted and explained by a fault, never a loss or a double effect.
 RERUN_TOLERANCE = 4
+
+
+def verdict_ok(report: Any) -> bool:
+    """The simulator's verdict (``SimulationReport.ok``), allowing up to
+    :data:`RERUN_TOLERANCE` re-runs of own finished work."""
+    return (
+        report.lost == 0
+        and report.unexplained_duplicates == 0
+        and report.rerun_own_finished <= RERUN_TOLERANCE
+        and report.pending == 0
+        and report.effect_defects == 0
+    )
+
+
 ROOT = Path(__file__).resolve().parents[2]  # the project root: ``tests.chaos.apps`` imports
 APP = "tests.chaos.apps.ledger:app"
 T = TypeVar("T")

@@ -226,6 +226,8 @@ def _duplicate(
         "id": entry_id,
         "sim_id": sim_id,
         "outcomes": [o.reason for o in found],
+        # When and where each happened (ms, consumer/pid/attempt of a success), to trace one.
+        "runs": [[o.at_ms, o.process or o.consumer] for o in found],
         "consumers": sorted(who),
         "explained_by": explain(first, who, events, slack),
         # Successes beyond the first by one and the same process: it re-ran work it had
