@@ -10,6 +10,10 @@ middleware) so that each run first claims its key (``idem_claim.lua``, a lease):
 - claimed by another live consumer → the entry is neither run, acked nor dead-lettered:
   it waits (parked, still this consumer's) and asks again when that claim may end.
 
+A new entry keyed on its own id (the default key) claims nothing: its pending entry is
+its claim (``Claims.implicit``), and the lane runs the handler without the wrapper, its
+success still marked done with the ack.
+
 A handler may return :class:`Effects`: Redis writes applied by ``commit.lua`` in the
 same step as the done mark and the ack, so "effect happened" and "message acked" never
 disagree, even without an idempotency key. Claims of the lanes that ask at once go out
