@@ -34,18 +34,6 @@ from redrive.store.keys import StreamKeys
 RERUN_TOLERANCE = 4
 
 
-def verdict_ok(report: Any) -> bool:
-    """The simulator's verdict (``SimulationReport.ok``), allowing up to
-    :data:`RERUN_TOLERANCE` re-runs of own finished work."""
-    return (
-        report.lost == 0
-        and report.unexplained_duplicates == 0
-        and report.rerun_own_finished <= RERUN_TOLERANCE
-        and report.pending == 0
-        and report.effect_defects == 0
-    )
-
-
 ROOT = Path(__file__).resolve().parents[2]  # the project root: ``tests.chaos.apps`` imports
 APP = "tests.chaos.apps.ledger:app"
 T = TypeVar("T")

@@ -176,9 +176,10 @@ class Lanes:
                     self.settler.trimmed(source, entry_id)
                     continue
                 # Keyed on its own id and new: no claim to ask for (``Claims.implicit``).
-                own_key = fresh is not None and not source.trusted and entry_id in fresh
-                if own_key:
-                    fresh.discard(entry_id)  # type: ignore[union-attr]
+                own_key = False
+                if fresh is not None and not source.trusted and entry_id in fresh:
+                    fresh.discard(entry_id)
+                    own_key = True
                 started = time.perf_counter()
                 since = buffer.held[source].get(entry_id)
                 if since is not None and started - since > confirm_after:
